@@ -1,0 +1,560 @@
+//! The matching core: which certificate serves which name.
+//!
+//! Independent of rustls (whose resolver trait is renamed in 0.24): entries
+//! carry an opaque payload `T` and the adapter in [`crate::resolver`] decides
+//! what a payload is. An index is immutable once built; a reload builds a new
+//! one and swaps it in whole.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use foldhash::fast::RandomState;
+use mailtls_core::name::canonical_lookup_key;
+use mailtls_core::{CertInfo, DnsName, KeyAlgorithm, KeyFamily, NamePattern};
+
+/// Why an index could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// An alias is not covered by any name of the certificate it was given for.
+    #[error("alias {alias} is not covered by the names of {source_name} ({names})")]
+    AliasNotCovered {
+        /// The alias.
+        alias: String,
+        /// Where the certificate came from.
+        source_name: String,
+        /// The certificate's names, comma-separated.
+        names: String,
+    },
+    /// The configured default name matches no certificate.
+    #[error("default name {0} matches no loaded certificate")]
+    DefaultNotFound(String),
+    /// More entries than the index can number (u32::MAX).
+    #[error("too many certificates for one index")]
+    TooMany,
+}
+
+/// A set of key algorithms a client can accept, computed from its signature
+/// schemes once per handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyAcceptance(u8);
+
+impl KeyAcceptance {
+    const RSA: u8 = 1;
+    const P256: u8 = 2;
+    const P384: u8 = 4;
+    const P521: u8 = 8;
+    const ED25519: u8 = 16;
+
+    /// Accepts every key type (used when the client's preferences are unknown).
+    pub const ALL: KeyAcceptance = KeyAcceptance(0x1f);
+    /// Accepts nothing.
+    pub const NONE: KeyAcceptance = KeyAcceptance(0);
+
+    /// Adds RSA.
+    pub fn with_rsa(self) -> Self {
+        KeyAcceptance(self.0 | Self::RSA)
+    }
+    /// Adds ECDSA P-256.
+    pub fn with_p256(self) -> Self {
+        KeyAcceptance(self.0 | Self::P256)
+    }
+    /// Adds ECDSA P-384.
+    pub fn with_p384(self) -> Self {
+        KeyAcceptance(self.0 | Self::P384)
+    }
+    /// Adds ECDSA P-521.
+    pub fn with_p521(self) -> Self {
+        KeyAcceptance(self.0 | Self::P521)
+    }
+    /// Adds Ed25519.
+    pub fn with_ed25519(self) -> Self {
+        KeyAcceptance(self.0 | Self::ED25519)
+    }
+
+    /// Whether a key of this algorithm is acceptable.
+    pub fn accepts(self, key: KeyAlgorithm) -> bool {
+        let bit = match key {
+            KeyAlgorithm::Rsa { .. } => Self::RSA,
+            KeyAlgorithm::EcdsaP256 => Self::P256,
+            KeyAlgorithm::EcdsaP384 => Self::P384,
+            KeyAlgorithm::EcdsaP521 => Self::P521,
+            KeyAlgorithm::Ed25519 => Self::ED25519,
+            _ => return false,
+        };
+        self.0 & bit != 0
+    }
+}
+
+/// What is known about one loaded certificate besides its payload.
+#[derive(Debug, Clone)]
+pub struct EntryMeta {
+    /// The names the entry is indexed under: its SAN patterns (or CN), plus aliases.
+    pub names: Vec<NamePattern>,
+    /// Where it came from (a path, or a label).
+    pub source: String,
+    /// The inspected leaf certificate.
+    pub info: Arc<CertInfo>,
+}
+
+impl EntryMeta {
+    /// Key algorithm of the leaf.
+    pub fn key(&self) -> KeyAlgorithm {
+        self.info.key
+    }
+}
+
+struct Entry<T> {
+    payload: T,
+    meta: EntryMeta,
+    key: KeyAlgorithm,
+    valid_at_build: bool,
+}
+
+/// The candidates for one name, best first: valid at build time first, then
+/// latest notAfter, then load order. Never hash order.
+#[derive(Debug, Clone)]
+struct Slot(Box<[u32]>);
+
+/// How a name was matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchKind {
+    /// An exact SAN or alias.
+    Exact,
+    /// A `*.` wildcard SAN.
+    Wildcard,
+    /// The default certificate, because the client sent no usable name.
+    DefaultNoName,
+    /// The default certificate, because nothing matched the name.
+    DefaultNoMatch,
+}
+
+/// A certificate index; see the module docs.
+pub struct CertIndex<T> {
+    entries: Vec<Entry<T>>,
+    exact: HashMap<Box<str>, Slot, RandomState>,
+    wildcard: HashMap<Box<str>, Slot, RandomState>,
+    default: Option<Slot>,
+    generation: u64,
+}
+
+impl<T> fmt::Debug for CertIndex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertIndex")
+            .field("entries", &self.entries.len())
+            .field("exact_names", &self.exact.len())
+            .field("wildcard_names", &self.wildcard.len())
+            .field("has_default", &self.default.is_some())
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// One certificate to put into an index.
+pub struct IndexInput<T> {
+    /// The payload handed back on a match.
+    pub payload: T,
+    /// The inspected leaf.
+    pub info: Arc<CertInfo>,
+    /// Where it came from.
+    pub source: String,
+    /// Extra exact names to serve it under; each must be covered by the
+    /// certificate's own names.
+    pub aliases: Vec<DnsName>,
+}
+
+/// Options for building an index.
+#[derive(Debug, Clone, Default)]
+pub struct IndexOptions {
+    /// The name whose certificate(s) serve as default. `None`: the first
+    /// loaded certificate's names.
+    pub default_name: Option<DnsName>,
+    /// Refuse (no certificate) instead of serving a default.
+    pub strict: bool,
+}
+
+impl<T> CertIndex<T> {
+    /// An index with no certificate, generation 0: every lookup refuses.
+    pub fn empty() -> Self {
+        CertIndex {
+            entries: Vec::new(),
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
+            default: None,
+            generation: 0,
+        }
+    }
+
+    /// Builds an index. `now` decides which certificates count as currently
+    /// valid for the tie-break; `generation` is stored for observability.
+    pub fn build(
+        inputs: Vec<IndexInput<T>>,
+        options: &IndexOptions,
+        now: SystemTime,
+        generation: u64,
+    ) -> Result<Self, IndexError> {
+        if u32::try_from(inputs.len()).is_err() {
+            return Err(IndexError::TooMany);
+        }
+        let mut entries = Vec::with_capacity(inputs.len());
+        let mut exact: HashMap<Box<str>, Vec<u32>, RandomState> =
+            HashMap::with_capacity_and_hasher(inputs.len(), RandomState::default());
+        let mut wildcard: HashMap<Box<str>, Vec<u32>, RandomState> = HashMap::default();
+        for (i, input) in inputs.into_iter().enumerate() {
+            // Checked above: the count fits in u32.
+            let id = i as u32;
+            let (mut names, _invalid) = input.info.server_name_patterns();
+            for alias in &input.aliases {
+                if !names.iter().any(|p| p.matches(alias)) {
+                    return Err(IndexError::AliasNotCovered {
+                        alias: alias.to_string(),
+                        source_name: input.source,
+                        names: names
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                let p = NamePattern::Exact(alias.clone());
+                if !names.contains(&p) {
+                    names.push(p);
+                }
+            }
+            for p in &names {
+                let map = if p.is_wildcard() {
+                    &mut wildcard
+                } else {
+                    &mut exact
+                };
+                map.entry(p.base().as_str().into()).or_default().push(id);
+            }
+            entries.push(Entry {
+                key: input.info.key,
+                valid_at_build: input.info.is_valid_at(now),
+                payload: input.payload,
+                meta: EntryMeta {
+                    names,
+                    source: input.source,
+                    info: input.info,
+                },
+            });
+        }
+        let order = |ids: Vec<u32>| -> Slot {
+            let mut ids = ids;
+            ids.sort_by(|a, b| {
+                let (ea, eb) = (&entries[*a as usize], &entries[*b as usize]);
+                eb.valid_at_build
+                    .cmp(&ea.valid_at_build)
+                    .then(eb.meta.info.not_after.cmp(&ea.meta.info.not_after))
+                    .then(a.cmp(b))
+            });
+            ids.dedup();
+            Slot(ids.into_boxed_slice())
+        };
+        let exact: HashMap<Box<str>, Slot, RandomState> =
+            exact.into_iter().map(|(k, v)| (k, order(v))).collect();
+        let wildcard: HashMap<Box<str>, Slot, RandomState> =
+            wildcard.into_iter().map(|(k, v)| (k, order(v))).collect();
+        let mut index = CertIndex {
+            entries,
+            exact,
+            wildcard,
+            default: None,
+            generation,
+        };
+        if !options.strict {
+            index.default = match &options.default_name {
+                Some(name) => Some(
+                    index
+                        .find(name.as_str())
+                        .map(|(slot, _)| slot.clone())
+                        .ok_or_else(|| IndexError::DefaultNotFound(name.to_string()))?,
+                ),
+                None => index.first_entry_slot(),
+            };
+        }
+        Ok(index)
+    }
+
+    /// The slot of the first loaded certificate's first name, so that an ECDSA
+    /// and an RSA certificate for the same main name both serve as default.
+    fn first_entry_slot(&self) -> Option<Slot> {
+        let first = self.entries.first()?;
+        let slot = first.meta.names.first().and_then(|p| {
+            let map = if p.is_wildcard() {
+                &self.wildcard
+            } else {
+                &self.exact
+            };
+            map.get(p.base().as_str()).cloned()
+        });
+        Some(slot.unwrap_or_else(|| Slot(Box::new([0]))))
+    }
+
+    fn find(&self, canonical: &str) -> Option<(&Slot, MatchKind)> {
+        if let Some(slot) = self.exact.get(canonical) {
+            return Some((slot, MatchKind::Exact));
+        }
+        let (_, parent) = canonical.split_once('.')?;
+        self.wildcard.get(parent).map(|s| (s, MatchKind::Wildcard))
+    }
+
+    /// Finds the payload for a client's server name (as sent; it is
+    /// normalised here) and key preferences. `None` means refuse: strict mode
+    /// and no match, or an empty index.
+    pub fn resolve(
+        &self,
+        server_name: Option<&str>,
+        accept: KeyAcceptance,
+    ) -> Option<(&T, MatchKind)> {
+        let found = match server_name.and_then(canonical_lookup_key) {
+            Some(key) => self.find(&key).or_else(|| {
+                self.default
+                    .as_ref()
+                    .map(|s| (s, MatchKind::DefaultNoMatch))
+            }),
+            None => self.default.as_ref().map(|s| (s, MatchKind::DefaultNoName)),
+        }?;
+        let (slot, kind) = found;
+        Some((
+            &self.entries[self.choose(slot, accept) as usize].payload,
+            kind,
+        ))
+    }
+
+    /// Picks from a slot: the first acceptable non-RSA key in the best
+    /// validity tier, else the first acceptable key, else the slot's best
+    /// (the handshake then fails on signature schemes, with rustls's error).
+    fn choose(&self, slot: &Slot, accept: KeyAcceptance) -> u32 {
+        let mut first_ok: Option<(u32, bool)> = None;
+        for &id in slot.0.iter() {
+            let e = &self.entries[id as usize];
+            if !accept.accepts(e.key) {
+                continue;
+            }
+            match first_ok {
+                None => first_ok = Some((id, e.valid_at_build)),
+                Some((_, tier)) if tier != e.valid_at_build => break,
+                Some(_) => {}
+            }
+            if e.key.family() != KeyFamily::Rsa {
+                return id;
+            }
+        }
+        first_ok.map_or(slot.0[0], |(id, _)| id)
+    }
+
+    /// The reload generation this index was built for.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of certificates.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the index holds no certificate.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry's metadata, in load order.
+    pub fn entries(&self) -> impl Iterator<Item = &EntryMeta> {
+        self.entries.iter().map(|e| &e.meta)
+    }
+
+    /// Every entry's payload with its metadata, in load order.
+    pub fn payloads(&self) -> impl Iterator<Item = (&T, &EntryMeta)> {
+        self.entries.iter().map(|e| (&e.payload, &e.meta))
+    }
+
+    /// Whether a default certificate is served when nothing matches.
+    pub fn has_default(&self) -> bool {
+        self.default.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailtls_core::KeyType;
+    use std::time::Duration;
+
+    fn info(names: &[&str], key: KeyType, days: u32) -> Arc<CertInfo> {
+        let kp = key.generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days.into());
+        Arc::new(CertInfo::from_der(params.self_signed(&kp).unwrap().der()).unwrap())
+    }
+
+    fn input(tag: &'static str, info: Arc<CertInfo>) -> IndexInput<&'static str> {
+        IndexInput {
+            payload: tag,
+            info,
+            source: tag.into(),
+            aliases: vec![],
+        }
+    }
+
+    #[test]
+    fn exact_then_wildcard_then_default() {
+        let idx = CertIndex::build(
+            vec![
+                input("main", info(&["mail.example.com"], KeyType::EcdsaP256, 30)),
+                input("wild", info(&["*.example.org"], KeyType::EcdsaP256, 30)),
+                input(
+                    "exact-org",
+                    info(&["imap.example.org"], KeyType::EcdsaP256, 30),
+                ),
+            ],
+            &IndexOptions::default(),
+            SystemTime::now(),
+            7,
+        )
+        .unwrap();
+        let r = |n| idx.resolve(n, KeyAcceptance::ALL).map(|(p, k)| (*p, k));
+        assert_eq!(
+            r(Some("imap.example.org")),
+            Some(("exact-org", MatchKind::Exact))
+        );
+        assert_eq!(
+            r(Some("smtp.example.org")),
+            Some(("wild", MatchKind::Wildcard))
+        );
+        assert_eq!(
+            r(Some("SMTP.Example.ORG.")),
+            Some(("wild", MatchKind::Wildcard))
+        );
+        assert_eq!(
+            r(Some("example.org")),
+            Some(("main", MatchKind::DefaultNoMatch))
+        );
+        assert_eq!(
+            r(Some("a.b.example.org")),
+            Some(("main", MatchKind::DefaultNoMatch))
+        );
+        assert_eq!(r(None), Some(("main", MatchKind::DefaultNoName)));
+        assert_eq!(
+            r(Some("192.0.2.1")),
+            Some(("main", MatchKind::DefaultNoName))
+        );
+        assert_eq!(idx.generation(), 7);
+
+        let strict = CertIndex::build(
+            vec![input(
+                "main",
+                info(&["mail.example.com"], KeyType::EcdsaP256, 30),
+            )],
+            &IndexOptions {
+                strict: true,
+                ..Default::default()
+            },
+            SystemTime::now(),
+            1,
+        )
+        .unwrap();
+        assert!(
+            strict
+                .resolve(Some("other.example"), KeyAcceptance::ALL)
+                .is_none()
+        );
+        assert!(strict.resolve(None, KeyAcceptance::ALL).is_none());
+    }
+
+    #[test]
+    fn ecdsa_preferred_when_accepted_rsa_otherwise() {
+        let idx = CertIndex::build(
+            vec![
+                input("rsa", info(&["mail.example.com"], KeyType::Rsa2048, 30)),
+                input("ec", info(&["mail.example.com"], KeyType::EcdsaP256, 30)),
+            ],
+            &IndexOptions::default(),
+            SystemTime::now(),
+            1,
+        )
+        .unwrap();
+        let pick = |a| idx.resolve(Some("mail.example.com"), a).map(|(p, _)| *p);
+        assert_eq!(pick(KeyAcceptance::ALL), Some("ec"));
+        assert_eq!(pick(KeyAcceptance::NONE.with_rsa()), Some("rsa"));
+        assert_eq!(pick(KeyAcceptance::NONE.with_p256()), Some("ec"));
+        assert_eq!(
+            pick(KeyAcceptance::NONE.with_p384().with_rsa()),
+            Some("rsa")
+        );
+    }
+
+    #[test]
+    fn tie_breaks_valid_then_latest_then_load_order() {
+        let later = info(&["mail.example.com"], KeyType::EcdsaP256, 300);
+        let sooner = info(&["mail.example.com"], KeyType::EcdsaP256, 30);
+        let idx = CertIndex::build(
+            vec![
+                input("sooner", sooner.clone()),
+                input("later", later.clone()),
+            ],
+            &IndexOptions::default(),
+            SystemTime::now(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            *idx.resolve(Some("mail.example.com"), KeyAcceptance::ALL)
+                .unwrap()
+                .0,
+            "later"
+        );
+        // Seen from a time after the shorter one expired but the other is valid
+        // the order is the same; seen from after both expired, latest still wins.
+        let future = SystemTime::now() + Duration::from_secs(60 * 86400);
+        let idx = CertIndex::build(
+            vec![input("later", later), input("sooner", sooner)],
+            &IndexOptions::default(),
+            future,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            *idx.resolve(Some("mail.example.com"), KeyAcceptance::ALL)
+                .unwrap()
+                .0,
+            "later"
+        );
+    }
+
+    #[test]
+    fn aliases_must_be_covered() {
+        let i = info(&["*.example.com"], KeyType::EcdsaP256, 30);
+        let mut ok = input("w", i.clone());
+        ok.aliases = vec![DnsName::parse("smtp.example.com").unwrap()];
+        assert!(CertIndex::build(vec![ok], &IndexOptions::default(), SystemTime::now(), 1).is_ok());
+        let mut bad = input("w", i);
+        bad.aliases = vec![DnsName::parse("smtp.example.net").unwrap()];
+        assert!(matches!(
+            CertIndex::build(vec![bad], &IndexOptions::default(), SystemTime::now(), 1),
+            Err(IndexError::AliasNotCovered { .. })
+        ));
+    }
+
+    #[test]
+    fn default_name_must_exist() {
+        let opts = IndexOptions {
+            default_name: Some(DnsName::parse("nope.example").unwrap()),
+            strict: false,
+        };
+        let r = CertIndex::build(
+            vec![input("a", info(&["a.example.com"], KeyType::EcdsaP256, 30))],
+            &opts,
+            SystemTime::now(),
+            1,
+        );
+        assert!(matches!(r, Err(IndexError::DefaultNotFound(_))));
+    }
+}

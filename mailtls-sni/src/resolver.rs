@@ -1,0 +1,632 @@
+//! The rustls adapter: [`SniResolver`] implements `ResolvesServerCert` on top
+//! of a [`CertIndex`] held in an `ArcSwap`, so a handshake reads the current
+//! table without a lock and a reload replaces it with one atomic store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use mailtls_core::challenge::{ChallengeError, TlsAlpnChallenge, TlsAlpnChallengeSlot};
+use mailtls_core::name::canonical_lookup_key;
+use mailtls_core::{
+    ACME_TLS_ALPN_PROTOCOL, CertInfo, CertificateWithKey, DnsName, KeyAlgorithm, LoadError,
+};
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{CipherSuite, SignatureScheme};
+
+use crate::dir::{DirError, scan_dir};
+use crate::index::{CertIndex, IndexError, IndexInput, IndexOptions, KeyAcceptance, MatchKind};
+
+/// Why a reload was refused. The previous certificates stay in service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// One or more files could not be loaded.
+    #[error("{} certificate file(s) failed to load; first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    Load(Vec<LoadError>),
+    /// The certificate directory could not be read.
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    /// rustls could not use a private key.
+    #[error("{source_name}: rustls cannot use the private key: {reason}")]
+    UnusableKey {
+        /// Where the certificate came from.
+        source_name: String,
+        /// What rustls said.
+        reason: String,
+    },
+    /// The index could not be built (alias, default name).
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The new set holds no certificate; serving nothing is never what a
+    /// reload means, so the old set is kept.
+    #[error("no certificate found; keeping the previous set")]
+    NoCertificates,
+}
+
+/// A certificate ready for the index: the rustls key object is built once, so
+/// rebuilding an index from prepared certificates does no parsing.
+#[derive(Clone)]
+pub struct PreparedCertificate {
+    /// The chain and signing key rustls serves.
+    pub certified: Arc<CertifiedKey>,
+    /// The inspected leaf.
+    pub info: Arc<CertInfo>,
+    /// Where it came from.
+    pub source: String,
+    /// Extra exact names (each must be covered by the certificate).
+    pub aliases: Vec<DnsName>,
+}
+
+impl fmt::Debug for PreparedCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedCertificate")
+            .field("source", &self.source)
+            .field("names", &self.info.dns_names)
+            .field("aliases", &self.aliases)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedCertificate {
+    /// Turns a loaded certificate into one rustls can serve.
+    pub fn new(
+        cert: CertificateWithKey,
+        source: String,
+        provider: &CryptoProvider,
+    ) -> Result<Self, ReloadError> {
+        let key = provider
+            .key_provider
+            .load_private_key(cert.key)
+            .map_err(|e| ReloadError::UnusableKey {
+                source_name: source.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(PreparedCertificate {
+            certified: Arc::new(CertifiedKey::new(cert.chain, key)),
+            info: Arc::new(cert.info),
+            source,
+            aliases: Vec::new(),
+        })
+    }
+
+    /// Adds aliases (checked against the certificate when the index is built).
+    pub fn with_aliases(mut self, aliases: Vec<DnsName>) -> Self {
+        self.aliases = aliases;
+        self
+    }
+}
+
+/// A reported miss: a client name that matched no certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissEvent {
+    /// The name the client asked for (as sent), or `None` for no SNI.
+    pub server_name: Option<String>,
+    /// Whether the default certificate was served (false: refused).
+    pub served_default: bool,
+}
+
+/// A callback for misses.
+pub type MissHook = Arc<dyn Fn(&MissEvent) + Send + Sync>;
+
+/// Settings of a resolver.
+#[derive(Clone, Default)]
+pub struct ResolverOptions {
+    /// The name whose certificate is the default; `None`: the first loaded.
+    pub default_name: Option<DnsName>,
+    /// Refuse handshakes that match nothing instead of serving the default.
+    /// rustls then aborts the handshake with an `access_denied` alert.
+    pub strict: bool,
+    /// The crypto provider that loads keys; `None`: the process default, or
+    /// aws-lc-rs if none is installed.
+    pub provider: Option<Arc<CryptoProvider>>,
+    /// Called on every miss (no match, or no SNI), after the counters.
+    pub on_miss: Option<MissHook>,
+}
+
+impl fmt::Debug for ResolverOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolverOptions")
+            .field("default_name", &self.default_name)
+            .field("strict", &self.strict)
+            .field("on_miss", &self.on_miss.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    exact: AtomicU64,
+    wildcard: AtomicU64,
+    default_no_name: AtomicU64,
+    default_no_match: AtomicU64,
+    refused: AtomicU64,
+    challenge_served: AtomicU64,
+    challenge_refused: AtomicU64,
+}
+
+/// A snapshot of the resolver's counters and state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolverStats {
+    /// Current reload generation (0 before the first successful load).
+    pub generation: u64,
+    /// Certificates in the current index.
+    pub certificates: usize,
+    /// Handshakes matched by an exact name.
+    pub exact_hits: u64,
+    /// Handshakes matched by a wildcard.
+    pub wildcard_hits: u64,
+    /// Handshakes with no usable SNI that got the default certificate.
+    pub default_no_sni: u64,
+    /// Handshakes whose SNI matched nothing and got the default certificate.
+    pub default_no_match: u64,
+    /// Handshakes refused (strict mode, or nothing loaded).
+    pub refused: u64,
+    /// tls-alpn-01 challenge certificates served.
+    pub challenges_served: u64,
+    /// tls-alpn-01 hellos refused for lack of a challenge certificate.
+    pub challenges_refused: u64,
+    /// Successful reloads.
+    pub reloads: u64,
+    /// Refused reloads.
+    pub failed_reloads: u64,
+    /// Why the most recent reload failed, if the most recent one did.
+    pub last_reload_error: Option<String>,
+}
+
+impl ResolverStats {
+    /// All misses: no SNI, no match, or refused.
+    pub fn misses(&self) -> u64 {
+        self.default_no_sni + self.default_no_match + self.refused
+    }
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// The new generation.
+    pub generation: u64,
+    /// Certificates now served.
+    pub certificates: usize,
+    /// Notes that did not stop the reload (unpaired key files, SAN entries
+    /// that are not valid names).
+    pub warnings: Vec<String>,
+}
+
+/// A short description of a served certificate, for status pages and alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The names it is indexed under (SANs, CN fallback, aliases).
+    pub names: Vec<String>,
+    /// Where it came from.
+    pub source: String,
+    /// Subject DN.
+    pub subject: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Key algorithm.
+    pub key: KeyAlgorithm,
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity.
+    pub not_after: SystemTime,
+    /// SHA-256 fingerprint, colon hex.
+    pub fingerprint: String,
+}
+
+type Table = CertIndex<Arc<CertifiedKey>>;
+
+/// A rustls certificate resolver for mail servers; see the crate docs.
+pub struct SniResolver {
+    table: ArcSwap<Table>,
+    options: ResolverOptions,
+    provider: Arc<CryptoProvider>,
+    counters: Counters,
+    reloads: AtomicU64,
+    failed_reloads: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    reload_lock: Mutex<()>,
+    challenges: RwLock<HashMap<Box<str>, Arc<CertifiedKey>>>,
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("table", &*self.table.load())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_provider() -> Arc<CryptoProvider> {
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+impl SniResolver {
+    /// An empty resolver (every handshake refused until the first reload).
+    pub fn new(options: ResolverOptions) -> Self {
+        let provider = options.provider.clone().unwrap_or_else(default_provider);
+        SniResolver {
+            table: ArcSwap::from_pointee(CertIndex::empty()),
+            options,
+            provider,
+            counters: Counters::default(),
+            reloads: AtomicU64::new(0),
+            failed_reloads: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            reload_lock: Mutex::new(()),
+            challenges: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The crypto provider used to load keys.
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
+    /// Replaces the whole certificate set (certificates not in `certs` are no
+    /// longer served). On error the current set stays and the error is also
+    /// kept for [`stats`](Self::stats).
+    pub fn reload(&self, certs: Vec<PreparedCertificate>) -> Result<ReloadReport, ReloadError> {
+        self.reload_with_warnings(certs, Vec::new())
+    }
+
+    fn reload_with_warnings(
+        &self,
+        certs: Vec<PreparedCertificate>,
+        mut warnings: Vec<String>,
+    ) -> Result<ReloadReport, ReloadError> {
+        let _guard = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let result = self.build_table(certs, &mut warnings);
+        match result {
+            Ok(table) => {
+                let report = ReloadReport {
+                    generation: table.generation(),
+                    certificates: table.len(),
+                    warnings,
+                };
+                self.table.store(Arc::new(table));
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                tracing::info!(
+                    generation = report.generation,
+                    certificates = report.certificates,
+                    "certificates reloaded"
+                );
+                Ok(report)
+            }
+            Err(e) => {
+                self.record_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn record_failure(&self, e: &ReloadError) {
+        self.failed_reloads.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+        tracing::warn!(error = %e, "certificate reload refused; keeping the previous set");
+    }
+
+    fn build_table(
+        &self,
+        certs: Vec<PreparedCertificate>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Table, ReloadError> {
+        if certs.is_empty() {
+            return Err(ReloadError::NoCertificates);
+        }
+        let inputs: Vec<IndexInput<Arc<CertifiedKey>>> = certs
+            .into_iter()
+            .map(|c| {
+                let (_, bad) = c.info.server_name_patterns();
+                warnings.extend(
+                    bad.iter()
+                        .map(|e| format!("{}: ignored name: {e}", c.source)),
+                );
+                IndexInput {
+                    payload: c.certified,
+                    info: c.info,
+                    source: c.source,
+                    aliases: c.aliases,
+                }
+            })
+            .collect();
+        let generation = self.table.load().generation() + 1;
+        let options = IndexOptions {
+            default_name: self.options.default_name.clone(),
+            strict: self.options.strict,
+        };
+        Ok(CertIndex::build(
+            inputs,
+            &options,
+            SystemTime::now(),
+            generation,
+        )?)
+    }
+
+    /// Loads every certificate in `dir` (see [`crate::dir`] for the layouts
+    /// understood) and replaces the current set with them, all or nothing.
+    pub fn reload_from_dir(&self, dir: &Path) -> Result<ReloadReport, ReloadError> {
+        self.reload_from_dir_with(dir, Vec::new())
+    }
+
+    /// Like [`reload_from_dir`](Self::reload_from_dir), with extra prepared
+    /// certificates (from configuration) served alongside the directory's.
+    pub fn reload_from_dir_with(
+        &self,
+        dir: &Path,
+        extra: Vec<PreparedCertificate>,
+    ) -> Result<ReloadReport, ReloadError> {
+        let scanned = match scan_dir(dir) {
+            Ok(s) => s,
+            Err(e) => {
+                let e = ReloadError::from(e);
+                self.record_failure(&e);
+                return Err(e);
+            }
+        };
+        if !scanned.errors.is_empty() {
+            let e = ReloadError::Load(scanned.errors);
+            self.record_failure(&e);
+            return Err(e);
+        }
+        let mut prepared = Vec::with_capacity(scanned.certificates.len() + extra.len());
+        for (cert, source) in scanned.certificates {
+            match PreparedCertificate::new(cert, source, &self.provider) {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    self.record_failure(&e);
+                    return Err(e);
+                }
+            }
+        }
+        prepared.extend(extra);
+        self.reload_with_warnings(prepared, scanned.warnings)
+    }
+
+    /// Resolves a server name (as sent by the client) for a client that
+    /// accepts the given keys. This is the whole selection logic, usable
+    /// without a rustls `ClientHello`.
+    pub fn resolve_name(
+        &self,
+        server_name: Option<&str>,
+        accept: KeyAcceptance,
+    ) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        let found = table.resolve(server_name, accept);
+        let counter = match found {
+            Some((_, MatchKind::Exact)) => &self.counters.exact,
+            Some((_, MatchKind::Wildcard)) => &self.counters.wildcard,
+            Some((_, MatchKind::DefaultNoName)) => &self.counters.default_no_name,
+            Some((_, MatchKind::DefaultNoMatch)) => &self.counters.default_no_match,
+            None => &self.counters.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let is_miss = !matches!(found, Some((_, MatchKind::Exact | MatchKind::Wildcard)));
+        if is_miss {
+            self.report_miss(server_name, found.is_some());
+        }
+        found.map(|(k, _)| Arc::clone(k))
+    }
+
+    #[cold]
+    fn report_miss(&self, server_name: Option<&str>, served_default: bool) {
+        tracing::debug!(server_name, served_default, "SNI miss");
+        if let Some(hook) = &self.options.on_miss {
+            hook(&MissEvent {
+                server_name: server_name.map(str::to_owned),
+                served_default,
+            });
+        }
+    }
+
+    fn resolve_challenge(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let key = server_name.and_then(canonical_lookup_key);
+        let found = key.and_then(|k| {
+            self.challenges
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&*k)
+                .cloned()
+        });
+        let counter = if found.is_some() {
+            &self.counters.challenge_served
+        } else {
+            &self.counters.challenge_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// A snapshot of counters and reload state.
+    pub fn stats(&self) -> ResolverStats {
+        let table = self.table.load();
+        let c = &self.counters;
+        ResolverStats {
+            generation: table.generation(),
+            certificates: table.len(),
+            exact_hits: c.exact.load(Ordering::Relaxed),
+            wildcard_hits: c.wildcard.load(Ordering::Relaxed),
+            default_no_sni: c.default_no_name.load(Ordering::Relaxed),
+            default_no_match: c.default_no_match.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            challenges_served: c.challenge_served.load(Ordering::Relaxed),
+            challenges_refused: c.challenge_refused.load(Ordering::Relaxed),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            failed_reloads: self.failed_reloads.load(Ordering::Relaxed),
+            last_reload_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    /// The reload generation now served.
+    pub fn generation(&self) -> u64 {
+        self.table.load().generation()
+    }
+
+    /// Every certificate now served, in load order.
+    pub fn certificates(&self) -> Vec<CertSummary> {
+        self.table.load().entries().map(summary).collect()
+    }
+
+    /// Certificates whose notAfter falls within `within` from now (including
+    /// those already expired), soonest first.
+    pub fn expiring_within(&self, within: Duration) -> Vec<CertSummary> {
+        let limit = SystemTime::now() + within;
+        let mut out: Vec<CertSummary> = self
+            .table
+            .load()
+            .entries()
+            .filter(|e| e.info.not_after <= limit)
+            .map(summary)
+            .collect();
+        out.sort_by_key(|s| s.not_after);
+        out
+    }
+}
+
+fn summary(e: &crate::index::EntryMeta) -> CertSummary {
+    CertSummary {
+        names: e.names.iter().map(ToString::to_string).collect(),
+        source: e.source.clone(),
+        subject: e.info.subject.clone(),
+        issuer: e.info.issuer.clone(),
+        key: e.info.key,
+        not_before: e.info.not_before,
+        not_after: e.info.not_after,
+        fingerprint: e.info.fingerprint_hex(),
+    }
+}
+
+/// Whether a ClientHello is a tls-alpn-01 validation: its ALPN list is exactly
+/// `acme-tls/1` (RFC 8737 §3).
+pub fn is_tls_alpn_01(client_hello: &ClientHello<'_>) -> bool {
+    let Some(mut protocols) = client_hello.alpn() else {
+        return false;
+    };
+    protocols.next() == Some(ACME_TLS_ALPN_PROTOCOL) && protocols.next().is_none()
+}
+
+/// The key algorithms a client can take, from its signature schemes and, for
+/// a TLS-1.2-only client, from the authentication of its cipher suites.
+pub fn key_acceptance(client_hello: &ClientHello<'_>) -> KeyAcceptance {
+    let mut a = KeyAcceptance::NONE;
+    for s in client_hello.signature_schemes() {
+        a = match s {
+            SignatureScheme::ECDSA_NISTP256_SHA256 => a.with_p256(),
+            SignatureScheme::ECDSA_NISTP384_SHA384 => a.with_p384(),
+            SignatureScheme::ECDSA_NISTP521_SHA512 => a.with_p521(),
+            SignatureScheme::ED25519 => a.with_ed25519(),
+            SignatureScheme::RSA_PSS_SHA256
+            | SignatureScheme::RSA_PSS_SHA384
+            | SignatureScheme::RSA_PSS_SHA512
+            | SignatureScheme::RSA_PKCS1_SHA256
+            | SignatureScheme::RSA_PKCS1_SHA384
+            | SignatureScheme::RSA_PKCS1_SHA512 => a.with_rsa(),
+            _ => a,
+        };
+    }
+    restrict_by_tls12_suites(a, client_hello.cipher_suites())
+}
+
+/// A client without TLS 1.3 suites can only use a key its TLS 1.2 suites
+/// authenticate with: ECDHE_ECDSA suites for ECDSA and Ed25519 keys,
+/// ECDHE_RSA suites for RSA keys.
+fn restrict_by_tls12_suites(a: KeyAcceptance, suites: &[CipherSuite]) -> KeyAcceptance {
+    let mut tls13 = false;
+    let mut ecdsa = false;
+    let mut rsa = false;
+    for s in suites {
+        match u16::from(*s) {
+            0x1301..=0x1305 => tls13 = true,
+            0xC02B | 0xC02C | 0xCCA9 | 0xC023 | 0xC024 | 0xC009 | 0xC00A => ecdsa = true,
+            0xC02F | 0xC030 | 0xCCA8 | 0xC027 | 0xC028 | 0xC013 | 0xC014 => rsa = true,
+            _ => {}
+        }
+    }
+    if tls13 {
+        return a;
+    }
+    let mut out = KeyAcceptance::NONE;
+    if rsa && a.accepts(KeyAlgorithm::Rsa { bits: 2048 }) {
+        out = out.with_rsa();
+    }
+    if ecdsa {
+        for (alg, add) in [
+            (
+                KeyAlgorithm::EcdsaP256,
+                KeyAcceptance::with_p256 as fn(KeyAcceptance) -> KeyAcceptance,
+            ),
+            (KeyAlgorithm::EcdsaP384, KeyAcceptance::with_p384),
+            (KeyAlgorithm::EcdsaP521, KeyAcceptance::with_p521),
+            (KeyAlgorithm::Ed25519, KeyAcceptance::with_ed25519),
+        ] {
+            if a.accepts(alg) {
+                out = add(out);
+            }
+        }
+    }
+    out
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if is_tls_alpn_01(&client_hello) {
+            // Never fall back to a real certificate for a validation hello.
+            return self.resolve_challenge(client_hello.server_name());
+        }
+        self.resolve_name(client_hello.server_name(), key_acceptance(&client_hello))
+    }
+}
+
+impl TlsAlpnChallengeSlot for SniResolver {
+    fn install_challenge(&self, challenge: TlsAlpnChallenge) -> Result<(), ChallengeError> {
+        if challenge.chain.is_empty() {
+            return Err(ChallengeError::NoCertificate {
+                name: challenge.name.to_string(),
+            });
+        }
+        let key = self
+            .provider
+            .key_provider
+            .load_private_key(challenge.key)
+            .map_err(|e| ChallengeError::UnusableKey {
+                name: challenge.name.to_string(),
+                reason: e.to_string(),
+            })?;
+        let certified = Arc::new(CertifiedKey::new(challenge.chain, key));
+        self.challenges
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(challenge.name.as_str().into(), certified);
+        Ok(())
+    }
+
+    fn remove_challenge(&self, name: &DnsName) {
+        self.challenges
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name.as_str());
+    }
+}

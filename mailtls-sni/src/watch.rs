@@ -1,0 +1,176 @@
+//! Watching a certificate directory and reloading on change.
+//!
+//! Changes are noticed two ways: inotify-style events (through `notify`) for
+//! speed, and a periodic check of [`dir_signature`] as a fallback for file
+//! systems without events and for changes outside the watched tree (a certbot
+//! `archive/` file behind a `live/` symlink). Bursts of events are debounced,
+//! and a reload only happens when the signature really changed, so a renewal
+//! that writes four files triggers one reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dir::dir_signature;
+use crate::resolver::{ReloadError, ReloadReport, SniResolver};
+
+/// Settings for [`watch_dir`].
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Quiet time after the last event before reloading.
+    pub debounce: Duration,
+    /// How often to compare the directory signature without any event;
+    /// `None` to rely on events only.
+    pub poll_interval: Option<Duration>,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            debounce: Duration::from_millis(250),
+            poll_interval: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// The watcher could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The platform watcher failed.
+    #[error("cannot watch {path}: {source}")]
+    Notify {
+        /// The directory.
+        path: PathBuf,
+        /// The notify error.
+        #[source]
+        source: notify::Error,
+    },
+    /// No tokio runtime is running.
+    #[error("watch_dir must be called inside a tokio runtime")]
+    NoRuntime,
+}
+
+/// A running watcher; dropping it (or calling [`stop`](Self::stop)) ends it.
+#[derive(Debug)]
+pub struct DirWatcher {
+    task: JoinHandle<()>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl DirWatcher {
+    /// Stops watching.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for DirWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What to run when the directory changed. The default reloads the resolver
+/// from the directory; a server that adds certificates from its own
+/// configuration passes a closure that does that too.
+pub type ReloadFn = Arc<dyn Fn(&Path) -> Result<ReloadReport, ReloadError> + Send + Sync>;
+
+/// Watches `dir` and reloads `resolver` from it on every real change.
+/// Failed reloads keep the old certificates; both outcomes are logged and
+/// visible in [`SniResolver::stats`].
+pub fn watch_dir(
+    resolver: Arc<SniResolver>,
+    dir: PathBuf,
+    options: WatchOptions,
+) -> Result<DirWatcher, WatchError> {
+    let reload: ReloadFn = Arc::new(move |d: &Path| resolver.reload_from_dir(d));
+    watch_dir_with(dir, options, reload)
+}
+
+/// Like [`watch_dir`], running `reload` on each change instead.
+pub fn watch_dir_with(
+    dir: PathBuf,
+    options: WatchOptions,
+    reload: ReloadFn,
+) -> Result<DirWatcher, WatchError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| WatchError::NoRuntime)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(e) => !matches!(e.kind, EventKind::Access(_)),
+            Err(_) => true, // an error may mean lost events: re-check
+        };
+        if relevant {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|source| WatchError::Notify {
+        path: dir.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, RecursiveMode::Recursive)
+        .map_err(|source| WatchError::Notify {
+            path: dir.clone(),
+            source,
+        })?;
+    let task = runtime.spawn(async move {
+        let mut last = signature(&dir).await;
+        let poll = options.poll_interval.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        loop {
+            tokio::select! {
+                got = rx.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    // Debounce: wait until events stop for `debounce`.
+                    loop {
+                        match tokio::time::timeout(options.debounce, rx.recv()).await {
+                            Ok(Some(())) => continue,
+                            Ok(None) => return,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = tokio::time::sleep(poll) => {}
+            }
+            let now = signature(&dir).await;
+            if now == last {
+                continue;
+            }
+            let dir2 = dir.clone();
+            let reload2 = Arc::clone(&reload);
+            let outcome = tokio::task::spawn_blocking(move || reload2(&dir2)).await;
+            match outcome {
+                Ok(Ok(report)) => {
+                    tracing::info!(dir = %dir.display(), generation = report.generation, "certificate directory reloaded");
+                    last = now;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "certificate directory changed but reload failed; old set kept");
+                    // Remember this state so a broken directory is not retried in
+                    // a loop; the next real change triggers a new attempt.
+                    last = now;
+                }
+                Err(e) => tracing::error!(error = %e, "reload task failed"),
+            }
+        }
+    });
+    Ok(DirWatcher {
+        task,
+        _watcher: watcher,
+    })
+}
+
+async fn signature(dir: &Path) -> Option<u64> {
+    let d = dir.to_owned();
+    tokio::task::spawn_blocking(move || dir_signature(&d).ok())
+        .await
+        .ok()
+        .flatten()
+}
