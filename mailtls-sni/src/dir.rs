@@ -176,7 +176,7 @@ fn plan(dirs: &BTreeMap<PathBuf, BTreeSet<String>>, warnings: &mut Vec<String>) 
 }
 
 enum Outcome {
-    Loaded(CertificateWithKey, String),
+    Loaded(Box<CertificateWithKey>, String),
     /// A PEM file that holds only a key (a key named unusually): not an error.
     KeyOnly(String),
     Failed(LoadError),
@@ -214,7 +214,7 @@ fn load_job(job: &Job) -> Outcome {
         CertificateWithKey::new(chain, key, &source).map(Some)
     })();
     match result {
-        Ok(Some(c)) => Outcome::Loaded(c, source),
+        Ok(Some(c)) => Outcome::Loaded(Box::new(c), source),
         Ok(None) => Outcome::KeyOnly(source),
         Err(e) => Outcome::Failed(e),
     }
@@ -248,7 +248,7 @@ pub fn scan_dir(root: &Path) -> Result<Scanned, DirError> {
     });
     for o in outcomes {
         match o {
-            Outcome::Loaded(c, s) => scanned.certificates.push((c, s)),
+            Outcome::Loaded(c, s) => scanned.certificates.push((*c, s)),
             Outcome::KeyOnly(s) => scanned
                 .warnings
                 .push(format!("{s}: holds a key but no certificate")),
