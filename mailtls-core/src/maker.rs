@@ -359,12 +359,13 @@ impl fmt::Debug for MadeCertificate {
 
 impl MadeCertificate {
     fn new(cert: rcgen::Certificate, key: &KeyPair, issuer_pem: String) -> Self {
+        let (key_der, key_pem) = portable_pkcs8(key);
         MadeCertificate {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
             issuer_pem,
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
+            key_pem,
+            key_der,
         }
     }
 
@@ -470,8 +471,8 @@ impl CertificateAuthority {
                 .map(|c: CertificateDer<'static>| pem_of_cert(&c))
                 .unwrap_or_default(),
             issuer_pem: String::new(),
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
+            key_pem: portable_pkcs8(&key).1,
+            key_der: portable_pkcs8(&key).0,
         };
         Ok(CertificateAuthority { issuer, cert })
     }
@@ -492,6 +493,27 @@ impl CertificateAuthority {
     pub fn write_files(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), MakerError> {
         self.cert.write_files(dir, stem)
     }
+}
+
+/// The key as PKCS#8 DER and PEM in the form every tool reads. aws-lc writes
+/// Ed25519 keys as PKCS#8 v2 (with the public key attached), which OpenSSL
+/// 3.0 refuses to load; those are rewritten as PKCS#8 v1.
+fn portable_pkcs8(key: &KeyPair) -> (Vec<u8>, String) {
+    let der = key.serialize_der();
+    let der = if key.algorithm() == &rcgen::PKCS_ED25519 {
+        aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der)
+            .ok()
+            .and_then(|kp| kp.to_pkcs8v1().ok())
+            .map_or(der, |doc| doc.as_ref().to_vec())
+    } else {
+        der
+    };
+    let block = pem::Pem::new("PRIVATE KEY", der.clone());
+    let pem = pem::encode_config(
+        &block,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    (der, pem)
 }
 
 fn pem_of_cert(c: &CertificateDer<'_>) -> String {
@@ -553,15 +575,21 @@ impl MadeCsr {
 /// fresh key of the spec's type. The spec's purpose and validity are ignored.
 pub fn make_csr(spec: &ServerCertSpec) -> Result<MadeCsr, MakerError> {
     let key = spec.key_type.generate()?;
-    let mut params = spec.params()?;
+    let full = spec.params()?;
+    // A CSR carries only what the requester may ask for: subject, names and
+    // usages. Serial, validity and key identifiers are the CA's to choose.
+    let mut params = CertificateParams::default();
     params.distinguished_name = spec
         .subject
         .distinguished_name(spec.host.as_str(), Purpose::Production);
+    params.subject_alt_names = full.subject_alt_names;
+    params.key_usages = full.key_usages;
+    params.extended_key_usages = full.extended_key_usages;
     let csr = params.serialize_request(&key)?;
     Ok(MadeCsr {
         csr_pem: csr.pem()?,
         csr_der: csr.der().to_vec(),
-        key_pem: key.serialize_pem(),
+        key_pem: portable_pkcs8(&key).1,
     })
 }
 
