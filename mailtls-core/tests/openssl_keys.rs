@@ -1,6 +1,8 @@
 //! Keys and certificates written by OpenSSL (an independent implementation)
 //! load: PKCS#8, PKCS#1 ("RSA PRIVATE KEY") and SEC1 ("EC PRIVATE KEY"); and
 //! what the maker writes verifies with `openssl verify` / `openssl req`.
+// Helpers outside #[test] fns unwrap too: a failed fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;

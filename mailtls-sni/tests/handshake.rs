@@ -1,4 +1,6 @@
 //! Real TLS handshakes through tokio-rustls: which certificate each client gets.
+// Helpers outside #[test] fns unwrap too: a failed fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

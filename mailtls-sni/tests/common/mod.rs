@@ -1,6 +1,14 @@
 //! Shared test fixtures: a test CA, certificates on disk, a TLS server on
 //! loopback serving the resolver, and rustls clients with chosen key support.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+// Fixture failures are test failures, so unwrapping here is what a test wants.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::net::SocketAddr;
 use std::path::Path;
