@@ -348,4 +348,18 @@ mod tests {
         let k = private_key_from_bytes(&key.serialize_der(), "d").unwrap();
         assert!(CertificateWithKey::new(chain, k, "d").is_ok());
     }
+
+    proptest::proptest! {
+        /// Any bytes, and PEM with a damaged body, give errors, never panics.
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = certificates_from_bytes(&data, "p");
+            let _ = private_key_from_bytes(&data, "p");
+            let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+            pem.extend(&data);
+            pem.extend(b"\n-----END CERTIFICATE-----\n");
+            let _ = certificates_from_bytes(&pem, "p");
+            let _ = CertificateWithKey::from_combined_pem(&pem, "p");
+        }
+    }
 }

@@ -242,5 +242,21 @@ mod tests {
             let _ = NamePattern::parse(&s);
             let _ = DnsName::parse(&s);
         }
+
+        /// The allocation-free SNI fast path agrees with the full parser, and
+        /// canonical forms are fixed points.
+        #[test]
+        fn lookup_key_agrees_with_parse(s in "[a-zA-Z0-9.\\-_*]{0,30}|\\PC{0,20}") {
+            let parsed = DnsName::parse(&s);
+            let key = crate::name::canonical_lookup_key(&s);
+            match (&parsed, &key) {
+                (Ok(n), Some(k)) => prop_assert_eq!(n.as_str(), k.as_ref()),
+                (Err(_), None) => {}
+                _ => prop_assert!(false, "disagree on {:?}: {:?} vs {:?}", s, parsed, key),
+            }
+            if let Ok(n) = parsed {
+                prop_assert_eq!(DnsName::parse(n.as_str()), Ok(n));
+            }
+        }
     }
 }
