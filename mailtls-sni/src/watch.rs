@@ -80,7 +80,8 @@ impl Drop for DirWatcher {
 /// configuration passes a closure that does that too.
 pub type ReloadFn = Arc<dyn Fn(&Path) -> Result<ReloadReport, ReloadError> + Send + Sync>;
 
-/// Watches `dir` and reloads `resolver` from it on every real change.
+/// Watches `dir` and reloads `resolver` from it on every real change. Call it
+/// right after the initial load: changes before the call are not seen.
 /// Failed reloads keep the old certificates; both outcomes are logged and
 /// visible in [`SniResolver::stats`].
 pub fn watch_dir(
@@ -119,8 +120,12 @@ pub fn watch_dir_with(
             path: dir.clone(),
             source,
         })?;
+    // The baseline is taken now, before returning, not when the task first
+    // runs: on a busy or single-threaded runtime that could be after a
+    // change, which would then look like no change at all. Call this right
+    // after the initial load so the two describe the same state.
+    let mut last = dir_signature(&dir).ok();
     let task = runtime.spawn(async move {
-        let mut last = signature(&dir).await;
         let poll = options.poll_interval.unwrap_or(Duration::from_secs(3600 * 24 * 365));
         loop {
             tokio::select! {

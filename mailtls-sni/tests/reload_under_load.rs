@@ -165,3 +165,63 @@ async fn reload_under_load_loses_no_handshake() {
     let served: Vec<[u8; 32]> = expected.iter().map(|(_, fp)| *fp).collect();
     assert!(served.contains(&dropped.sha256_fingerprint));
 }
+
+/// certbot's layout: `live/NAME/{fullchain,privkey}.pem` are symlinks into
+/// `archive/NAME/`; a renewal writes `fullchain2.pem` etc. and re-points the
+/// links. The watcher (on `live/`) must notice and serve the renewed one.
+#[tokio::test]
+async fn certbot_renewal_is_picked_up() {
+    let ca = ca();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive/mail.example.com");
+    let live = tmp.path().join("live/mail.example.com");
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    let put = |n: u32| {
+        let made = issue(&ca, "mail.example.com", &[], KeyType::EcdsaP256);
+        std::fs::write(archive.join(format!("fullchain{n}.pem")), made.chain_pem()).unwrap();
+        std::fs::write(archive.join(format!("privkey{n}.pem")), made.key_pem()).unwrap();
+        for f in ["fullchain", "privkey"] {
+            let tmp_link = live.join(format!(".{f}.tmp"));
+            std::os::unix::fs::symlink(archive.join(format!("{f}{n}.pem")), &tmp_link).unwrap();
+            std::fs::rename(&tmp_link, live.join(format!("{f}.pem"))).unwrap();
+        }
+        made.to_certificate_with_key()
+            .unwrap()
+            .info
+            .sha256_fingerprint
+    };
+    let first = put(1);
+    let live_root = tmp.path().join("live");
+    let resolver = Arc::new(SniResolver::new(ResolverOptions::default()));
+    resolver.reload_from_dir(&live_root).unwrap();
+    let _w = watch_dir(
+        resolver.clone(),
+        live_root,
+        WatchOptions {
+            debounce: Duration::from_millis(50),
+            poll_interval: Some(Duration::from_millis(300)),
+        },
+    )
+    .unwrap();
+    let served = || {
+        let k = resolver
+            .resolve_name(Some("mail.example.com"), mailtls_sni::KeyAcceptance::ALL)
+            .unwrap();
+        mailtls_core::CertInfo::from_der(&k.cert[0])
+            .unwrap()
+            .sha256_fingerprint
+    };
+    assert_eq!(served(), first);
+    let second = put(2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served() != second {
+        assert!(
+            Instant::now() < deadline,
+            "renewal not picked up: {:?}",
+            resolver.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(resolver.certificates().len(), 1);
+}
