@@ -17,7 +17,10 @@ pub use inspect::{CertInfo, Expiry, ExtendedKeyUsage};
 pub use key::{KeyAlgorithm, KeyFamily};
 pub use listener::{MailSecurity, WebSecurity};
 pub use load::{CertificateWithKey, LoadError, LoadErrorKind};
-pub use maker::{CaSpec, CertificateAuthority, KeyType, Purpose, ServerCertSpec};
+pub use maker::{
+    CaSpec, CertificateAuthority, KeyType, MadeCertificate, MadeCsr, Purpose, ServerCertSpec,
+    Subject, make_csr, self_signed,
+};
 pub use name::{DnsName, NameError};
 pub use pattern::{NamePattern, PatternError};
 

@@ -28,7 +28,7 @@ fn openssl(args: &[&str], dir: &Path) -> String {
 
 #[test]
 fn openssl_key_encodings_load_and_match() {
-    let t = tempfile::tempdir().unwrap();
+    let t = private_tempdir();
     let d = t.path();
     let cases: [(&[&str], &[&str], &str, KeyAlgorithm); 2] = [
         (
@@ -116,7 +116,7 @@ fn openssl_key_encodings_load_and_match() {
 
 #[test]
 fn fingerprint_matches_openssl() {
-    let t = tempfile::tempdir().unwrap();
+    let t = private_tempdir();
     let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
     let made = ca
         .issue(&ServerCertSpec::new(
@@ -147,7 +147,7 @@ fn fingerprint_matches_openssl() {
 
 #[test]
 fn made_certificates_verify_with_openssl() {
-    let t = tempfile::tempdir().unwrap();
+    let t = private_tempdir();
     let d = t.path();
     let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
     ca.write_files(d, "ca").unwrap();
@@ -193,4 +193,14 @@ fn made_certificates_verify_with_openssl() {
         !subject.contains("test certificate"),
         "CSRs are never marked as test: {subject}"
     );
+}
+
+/// A temporary directory only its owner can read: where private keys may go
+/// (the maker refuses directories others can read).
+fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .unwrap()
 }

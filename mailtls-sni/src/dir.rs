@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn understands_the_layouts() {
-        let t = tempfile::tempdir().unwrap();
+        let t = private_tempdir();
         let root = t.path();
         // pair
         made("pair.example").write_files(root, "pair").unwrap();
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn certificate_without_key_is_an_error() {
-        let t = tempfile::tempdir().unwrap();
+        let t = private_tempdir();
         std::fs::write(t.path().join("lonely.crt"), made("a.example").cert_pem).unwrap();
         let s = scan_dir(t.path()).unwrap();
         assert_eq!(s.errors.len(), 1);
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn signature_changes_on_symlink_swap() {
-        let t = tempfile::tempdir().unwrap();
+        let t = private_tempdir();
         let root = t.path();
         std::fs::write(root.join("a-v1.pem"), "one").unwrap();
         std::fs::write(root.join("a-v2.pem"), "two!").unwrap();
@@ -377,5 +377,15 @@ mod tests {
         std::os::unix::fs::symlink(root.join("a-v2.pem"), sub.join("tmp")).unwrap();
         std::fs::rename(sub.join("tmp"), sub.join("cert.pem")).unwrap();
         assert_ne!(before, dir_signature(&sub).unwrap());
+    }
+
+    /// A temporary directory only its owner can read: where private keys may go
+    /// (the maker refuses directories others can read).
+    fn private_tempdir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .unwrap()
     }
 }

@@ -279,19 +279,17 @@ impl<T> CertIndex<T> {
         Ok(index)
     }
 
-    /// The slot of the first loaded certificate's first name, so that an ECDSA
-    /// and an RSA certificate for the same main name both serve as default.
+    /// The default when none is configured: the slot of the first loaded
+    /// certificate that has an exact name (a client that sent no name matches
+    /// no wildcard either), under that name, so that an ECDSA and an RSA
+    /// certificate for the same main name both serve as default. With only
+    /// wildcard certificates, the first one.
     fn first_entry_slot(&self) -> Option<Slot> {
-        let first = self.entries.first()?;
-        let slot = first.meta.names.first().and_then(|p| {
-            let map = if p.is_wildcard() {
-                &self.wildcard
-            } else {
-                &self.exact
-            };
-            map.get(p.base().as_str()).cloned()
+        let exact = self.entries.iter().find_map(|e| {
+            let p = e.meta.names.iter().find(|p| !p.is_wildcard())?;
+            self.exact.get(p.base().as_str()).cloned()
         });
-        Some(slot.unwrap_or_else(|| Slot(Box::new([0]))))
+        exact.or_else(|| (!self.entries.is_empty()).then(|| Slot(Box::new([0]))))
     }
 
     fn find(&self, canonical: &str) -> Option<(&Slot, MatchKind)> {
@@ -526,6 +524,35 @@ mod tests {
                 .unwrap()
                 .0,
             "later"
+        );
+    }
+
+    #[test]
+    fn default_prefers_an_exact_name_over_wildcard_only() {
+        let idx = CertIndex::build(
+            vec![
+                input("wild", info(&["*.example.org"], KeyType::EcdsaP256, 30)),
+                input("mail", info(&["mail.example.com"], KeyType::EcdsaP256, 30)),
+            ],
+            &IndexOptions::default(),
+            SystemTime::now(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(*idx.resolve(None, KeyAcceptance::ALL).unwrap().0, "mail");
+        let only_wild = CertIndex::build(
+            vec![input(
+                "wild",
+                info(&["*.example.org"], KeyType::EcdsaP256, 30),
+            )],
+            &IndexOptions::default(),
+            SystemTime::now(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            *only_wild.resolve(None, KeyAcceptance::ALL).unwrap().0,
+            "wild"
         );
     }
 

@@ -15,7 +15,7 @@ use mailtls_sni::{ResolverOptions, SniResolver};
 
 async fn world() -> (tempfile::TempDir, Arc<SniResolver>) {
     let ca = ca();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     // Loaded first: the default.
     write(
         &issue(&ca, "mail.example.com", &[], KeyType::EcdsaP256),
@@ -110,7 +110,7 @@ async fn key_type_follows_client_signature_schemes() {
 #[tokio::test]
 async fn strict_mode_refuses_with_access_denied() {
     let ca = ca();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     write(
         &issue(&ca, "mail.example.com", &[], KeyType::EcdsaP256),
         dir.path(),
@@ -209,7 +209,7 @@ async fn failed_reload_keeps_the_old_set() {
     assert_eq!(r.certificates().len(), 4);
     assert!(r.stats().last_reload_error.unwrap().contains("broken.crt"));
     // An empty directory is refused too.
-    let empty = tempfile::tempdir().unwrap();
+    let empty = private_tempdir();
     assert!(matches!(
         r.reload_from_dir(empty.path()),
         Err(mailtls_sni::ReloadError::NoCertificates)
@@ -220,7 +220,7 @@ async fn failed_reload_keeps_the_old_set() {
 #[tokio::test]
 async fn expiring_list_sorted_soonest_first() {
     let ca = ca();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     for (stem, days) in [("long", 300), ("short", 5), ("mid", 20)] {
         let mut spec = mailtls_core::ServerCertSpec::new(
             DnsName::parse(&format!("{stem}.example.com")).unwrap(),

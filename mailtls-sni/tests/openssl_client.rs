@@ -63,7 +63,7 @@ fn cn(seen: &Seen) -> &str {
 
 async fn world() -> (tempfile::TempDir, Arc<SniResolver>, TestServer) {
     let ca = ca();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     write(
         &issue(&ca, "mail.example.com", &[], KeyType::EcdsaP256),
         dir.path(),

@@ -33,7 +33,9 @@ fn publish(
     names: &[&str],
 ) -> Vec<(String, [u8; 32])> {
     let vdir = root.join(format!("..v{v}"));
-    std::fs::create_dir(&vdir).unwrap();
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&vdir)
+        .unwrap();
     let mut prints = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let made = issue(ca, n, &[], KeyType::EcdsaP256);
@@ -71,7 +73,7 @@ fn publish(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_loses_no_handshake() {
     let ca = ca();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = private_tempdir();
     let root = tmp.path().to_path_buf();
     let mut expected = publish(&root, &ca, 0, &NAMES);
     let resolver = Arc::new(SniResolver::new(ResolverOptions::default()));
@@ -172,7 +174,7 @@ async fn reload_under_load_loses_no_handshake() {
 #[tokio::test]
 async fn certbot_renewal_is_picked_up() {
     let ca = ca();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = private_tempdir();
     let archive = tmp.path().join("archive/mail.example.com");
     let live = tmp.path().join("live/mail.example.com");
     std::fs::create_dir_all(&archive).unwrap();

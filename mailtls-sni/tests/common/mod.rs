@@ -198,3 +198,13 @@ pub async fn handshake(
 pub fn write(made: &MadeCertificate, dir: &Path, stem: &str) {
     made.write_files(dir, stem).unwrap();
 }
+
+/// A temporary directory only its owner can read: where private keys may go
+/// (the maker refuses directories others can read).
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .unwrap()
+}

@@ -1,0 +1,678 @@
+//! The server's configuration: one TOML file over embedded defaults, checked
+//! as a whole before anything binds or writes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use mailtls_core::{DnsName, MailSecurity, NamePattern, WebSecurity};
+use serde::Deserialize;
+
+/// The embedded default configuration, also the reference for every key.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML did not parse, or a key has the wrong type or is unknown.
+    #[error("config {origin}: {source}")]
+    Parse {
+        /// The file, or "embedded defaults".
+        origin: String,
+        /// The parser's message (it names the key and line).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("config key {key}: {message}")]
+    Invalid {
+        /// The dotted key, such as `smtp.security` or `users[1].name`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[server]`: names, address, data directory, limits.
+    pub server: ServerSection,
+    /// `[tls]`: certificates.
+    pub tls: TlsSection,
+    /// `[smtp]`: SMTP for incoming mail (port-25 style).
+    pub smtp: ListenerSection,
+    /// `[submission]`: message submission with STARTTLS (port-587 style).
+    pub submission: ListenerSection,
+    /// `[submissions]`: message submission over implicit TLS (port-465 style).
+    pub submissions: ListenerSection,
+    /// `[imap]`: IMAP with STARTTLS (port-143 style).
+    pub imap: ListenerSection,
+    /// `[imaps]`: IMAP over implicit TLS (port-993 style).
+    pub imaps: ListenerSection,
+    /// `[pop3]`: POP3 with STLS (port-110 style).
+    pub pop3: ListenerSection,
+    /// `[pop3s]`: POP3 over implicit TLS (port-995 style).
+    pub pop3s: ListenerSection,
+    /// `[web]`: the status page over HTTP and/or HTTPS.
+    pub web: WebSection,
+    /// `[[users]]`: accounts for SMTP AUTH, IMAP LOGIN and POP3 USER/PASS.
+    pub users: Vec<User>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSection {
+    /// The main host name.
+    pub hostname: DnsName,
+    /// More names (or wildcards) to make test certificates for.
+    pub names: Vec<NamePattern>,
+    /// Address every listener binds to.
+    pub bind: IpAddr,
+    /// Data directory (CA, certificates, spool).
+    pub data_dir: PathBuf,
+    /// Recipient domains accepted without authentication; `None`: derived
+    /// from the host names (see [`Config::local_domains`]).
+    pub local_domains: Option<Vec<DnsName>>,
+    /// Largest message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Concurrent connections per listener.
+    pub max_connections: usize,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSection {
+    /// Certificate directory; `None`: `<data_dir>/certs`.
+    pub cert_dir: Option<PathBuf>,
+    /// Make a test CA and certificates for names no certificate covers.
+    pub make_test_certificates: bool,
+    /// Also make an RSA certificate for the main host name.
+    pub rsa_certificate: bool,
+    /// Watch the certificate directory and reload on change.
+    pub watch: bool,
+    /// CAs whose client certificates authorise relaying over SMTP.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// One mail listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSection {
+    /// Whether it listens at all.
+    pub enabled: bool,
+    /// TCP port; 0 lets the system pick one.
+    pub port: u16,
+    /// How it treats TLS.
+    pub security: MailSecurity,
+}
+
+/// `[web]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSection {
+    /// Whether the web listeners run at all.
+    pub enabled: bool,
+    /// Which of HTTP and HTTPS listen and what HTTP does.
+    /// `RedirectToHttps { https_port: 0 }` redirects to the port the HTTPS
+    /// listener actually got (what `redirect-to-https` without a port means).
+    pub mode: WebSecurity,
+    /// Plain HTTP port.
+    pub http_port: u16,
+    /// HTTPS port.
+    pub https_port: u16,
+}
+
+/// One account.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Password (plain text: this is a reference and test server).
+    pub password: String,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which listener a [`ListenerSection`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailListener {
+    /// `[smtp]`.
+    Smtp,
+    /// `[submission]`.
+    Submission,
+    /// `[submissions]`.
+    Submissions,
+    /// `[imap]`.
+    Imap,
+    /// `[imaps]`.
+    Imaps,
+    /// `[pop3]`.
+    Pop3,
+    /// `[pop3s]`.
+    Pop3s,
+}
+
+impl MailListener {
+    /// Every mail listener, in start order.
+    pub const ALL: [MailListener; 7] = [
+        MailListener::Smtp,
+        MailListener::Submission,
+        MailListener::Submissions,
+        MailListener::Imap,
+        MailListener::Imaps,
+        MailListener::Pop3,
+        MailListener::Pop3s,
+    ];
+
+    /// The config section name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MailListener::Smtp => "smtp",
+            MailListener::Submission => "submission",
+            MailListener::Submissions => "submissions",
+            MailListener::Imap => "imap",
+            MailListener::Imaps => "imaps",
+            MailListener::Pop3 => "pop3",
+            MailListener::Pop3s => "pop3s",
+        }
+    }
+}
+
+impl MailListener {
+    /// The config key of its port, for error messages.
+    pub fn port_key(self) -> &'static str {
+        match self {
+            MailListener::Smtp => "smtp.port",
+            MailListener::Submission => "submission.port",
+            MailListener::Submissions => "submissions.port",
+            MailListener::Imap => "imap.port",
+            MailListener::Imaps => "imaps.port",
+            MailListener::Pop3 => "pop3.port",
+            MailListener::Pop3s => "pop3s.port",
+        }
+    }
+}
+
+impl Config {
+    /// The embedded defaults (the test user included).
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::from_toml_str_with_origin(DEFAULT_CONFIG_TOML, "embedded defaults")
+    }
+
+    /// Parses and validates a config file's text; missing keys take the
+    /// embedded defaults, except `[[users]]`.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str_with_origin(text, "text")
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str_with_origin(&text, &path.display().to_string())
+    }
+
+    fn from_toml_str_with_origin(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        let config = raw.into_config()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: distinct ports, sane limits, unique users.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_message_size == 0 {
+            return Err(invalid("server.max_message_size", "must be at least 1"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        let mut ports: HashMap<u16, String> = HashMap::new();
+        let mut claim = |key: String, port: u16| -> Result<(), ConfigError> {
+            if port == 0 {
+                return Ok(());
+            }
+            if let Some(other) = ports.insert(port, key.clone()) {
+                return Err(invalid(key, format!("port {port} is also used by {other}")));
+            }
+            Ok(())
+        };
+        for which in MailListener::ALL {
+            let l = self.listener(which);
+            if l.enabled {
+                claim(format!("{}.port", which.name()), l.port)?;
+            }
+        }
+        if self.web.enabled {
+            if self.web.mode.listens_http() {
+                claim("web.http_port".to_owned(), self.web.http_port)?;
+            }
+            if self.web.mode.listens_https() {
+                claim("web.https_port".to_owned(), self.web.https_port)?;
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() || u.name.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(invalid(
+                    format!("users[{i}].name"),
+                    "must be non-empty, without spaces or control characters",
+                ));
+            }
+            if u.password.is_empty() || u.password.chars().any(char::is_control) {
+                return Err(invalid(
+                    format!("users[{i}].password"),
+                    "must be non-empty, without control characters",
+                ));
+            }
+            if !seen.insert(u.name.as_str()) {
+                return Err(invalid(
+                    format!("users[{i}].name"),
+                    format!("user {:?} is listed twice", u.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The section of one mail listener.
+    pub fn listener(&self, which: MailListener) -> &ListenerSection {
+        match which {
+            MailListener::Smtp => &self.smtp,
+            MailListener::Submission => &self.submission,
+            MailListener::Submissions => &self.submissions,
+            MailListener::Imap => &self.imap,
+            MailListener::Imaps => &self.imaps,
+            MailListener::Pop3 => &self.pop3,
+            MailListener::Pop3s => &self.pop3s,
+        }
+    }
+
+    /// The section of one mail listener, to change it.
+    pub fn listener_mut(&mut self, which: MailListener) -> &mut ListenerSection {
+        match which {
+            MailListener::Smtp => &mut self.smtp,
+            MailListener::Submission => &mut self.submission,
+            MailListener::Submissions => &mut self.submissions,
+            MailListener::Imap => &mut self.imap,
+            MailListener::Imaps => &mut self.imaps,
+            MailListener::Pop3 => &mut self.pop3,
+            MailListener::Pop3s => &mut self.pop3s,
+        }
+    }
+
+    /// Sets every port to 0 so the system picks free ones (for tests and for
+    /// running beside another instance).
+    pub fn use_ephemeral_ports(&mut self) {
+        for which in MailListener::ALL {
+            self.listener_mut(which).port = 0;
+        }
+        self.web.http_port = 0;
+        self.web.https_port = 0;
+    }
+
+    /// The certificate directory in effect.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.tls
+            .cert_dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("certs"))
+    }
+
+    /// Where the test CA lives.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.server.data_dir.join("ca")
+    }
+
+    /// Where accepted messages are stored.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.server.data_dir.join("spool")
+    }
+
+    /// The host name and every configured name, as patterns.
+    pub fn all_names(&self) -> Vec<NamePattern> {
+        let mut out = vec![NamePattern::Exact(self.server.hostname.clone())];
+        for n in &self.server.names {
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+
+    /// Recipient domains accepted without authentication: the configured
+    /// list, or else every host name, each name's parent domain (a
+    /// wildcard's base), and `localhost`.
+    pub fn local_domains(&self) -> Vec<DnsName> {
+        if let Some(list) = &self.server.local_domains {
+            return list.clone();
+        }
+        let mut out: Vec<DnsName> = Vec::new();
+        let mut add = |n: DnsName| {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        };
+        for p in self.all_names() {
+            match p {
+                NamePattern::Exact(n) => {
+                    if n.label_count() > 2
+                        && let Some(parent) = n.parent().and_then(|p| DnsName::parse(p).ok())
+                    {
+                        add(parent);
+                    }
+                    add(n);
+                }
+                NamePattern::Wildcard(base) => add(base),
+            }
+        }
+        if let Ok(l) = DnsName::parse("localhost") {
+            add(l);
+        }
+        out
+    }
+}
+
+// The file's shape. Strings are parsed into typed values afterwards so every
+// error can name its key.
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    tls: RawTls,
+    smtp: Option<RawListener>,
+    submission: Option<RawListener>,
+    submissions: Option<RawListener>,
+    imap: Option<RawListener>,
+    imaps: Option<RawListener>,
+    pop3: Option<RawListener>,
+    pop3s: Option<RawListener>,
+    web: RawWeb,
+    users: Vec<User>,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    hostname: String,
+    names: Vec<String>,
+    bind: String,
+    data_dir: PathBuf,
+    local_domains: Option<Vec<String>>,
+    max_message_size: usize,
+    max_connections: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            hostname: "mail.example.test".into(),
+            names: vec![
+                "imap.example.test".into(),
+                "pop.example.test".into(),
+                "*.example.test".into(),
+            ],
+            bind: "127.0.0.1".into(),
+            data_dir: PathBuf::from("./data"),
+            local_domains: None,
+            max_message_size: 10 * 1024 * 1024,
+            max_connections: 256,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTls {
+    cert_dir: Option<PathBuf>,
+    make_test_certificates: bool,
+    rsa_certificate: bool,
+    watch: bool,
+    client_ca_file: Option<PathBuf>,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        RawTls {
+            cert_dir: None,
+            make_test_certificates: true,
+            rsa_certificate: true,
+            watch: true,
+            client_ca_file: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawListener {
+    enabled: Option<bool>,
+    port: Option<u16>,
+    security: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawWeb {
+    enabled: bool,
+    mode: String,
+    http_port: u16,
+    https_port: u16,
+}
+
+impl Default for RawWeb {
+    fn default() -> Self {
+        RawWeb {
+            enabled: true,
+            mode: "redirect-to-https".into(),
+            http_port: 8080,
+            https_port: 8443,
+        }
+    }
+}
+
+fn listener(
+    raw: Option<RawListener>,
+    which: MailListener,
+    port: u16,
+    security: MailSecurity,
+) -> Result<ListenerSection, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let security = match raw.security {
+        Some(s) => s
+            .parse::<MailSecurity>()
+            .map_err(|e| invalid(format!("{}.security", which.name()), e.to_string()))?,
+        None => security,
+    };
+    Ok(ListenerSection {
+        enabled: raw.enabled.unwrap_or(true),
+        port: raw.port.unwrap_or(port),
+        security,
+    })
+}
+
+impl RawConfig {
+    fn into_config(self) -> Result<Config, ConfigError> {
+        let s = self.server;
+        let hostname =
+            DnsName::parse(&s.hostname).map_err(|e| invalid("server.hostname", e.to_string()))?;
+        let names = s
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                NamePattern::parse(n)
+                    .map_err(|e| invalid(format!("server.names[{i}]"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let bind = s
+            .bind
+            .parse::<IpAddr>()
+            .map_err(|_| invalid("server.bind", format!("{:?} is not an IP address", s.bind)))?;
+        let local_domains = s
+            .local_domains
+            .map(|list| {
+                list.iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        DnsName::parse(d).map_err(|e| {
+                            invalid(format!("server.local_domains[{i}]"), e.to_string())
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let mode = parse_web_mode(&self.web.mode)?;
+        use MailSecurity::{ImplicitTls, StartTlsOffered, StartTlsRequired};
+        Ok(Config {
+            server: ServerSection {
+                hostname,
+                names,
+                bind,
+                data_dir: s.data_dir,
+                local_domains,
+                max_message_size: s.max_message_size,
+                max_connections: s.max_connections,
+            },
+            tls: TlsSection {
+                cert_dir: self.tls.cert_dir,
+                make_test_certificates: self.tls.make_test_certificates,
+                rsa_certificate: self.tls.rsa_certificate,
+                watch: self.tls.watch,
+                client_ca_file: self.tls.client_ca_file,
+            },
+            smtp: listener(self.smtp, MailListener::Smtp, 2525, StartTlsOffered)?,
+            submission: listener(
+                self.submission,
+                MailListener::Submission,
+                2587,
+                StartTlsRequired,
+            )?,
+            submissions: listener(
+                self.submissions,
+                MailListener::Submissions,
+                2465,
+                ImplicitTls,
+            )?,
+            imap: listener(self.imap, MailListener::Imap, 2143, StartTlsRequired)?,
+            imaps: listener(self.imaps, MailListener::Imaps, 2993, ImplicitTls)?,
+            pop3: listener(self.pop3, MailListener::Pop3, 2110, StartTlsRequired)?,
+            pop3s: listener(self.pop3s, MailListener::Pop3s, 2995, ImplicitTls)?,
+            web: WebSection {
+                enabled: self.web.enabled,
+                mode,
+                http_port: self.web.http_port,
+                https_port: self.web.https_port,
+            },
+            users: self.users,
+        })
+    }
+}
+
+/// `redirect-to-https` without a port means "this server's HTTPS port",
+/// which `WebSecurity`'s own parser would read as 443.
+fn parse_web_mode(s: &str) -> Result<WebSecurity, ConfigError> {
+    let word = s.trim().to_ascii_lowercase();
+    if word == "redirect-to-https" || word == "redirect" {
+        return Ok(WebSecurity::RedirectToHttps { https_port: 0 });
+    }
+    let mode = s
+        .parse::<WebSecurity>()
+        .map_err(|e| invalid("web.mode", e.to_string()))?;
+    if mode == (WebSecurity::RedirectToHttps { https_port: 0 }) {
+        return Err(invalid("web.mode", "redirect port 0 is not a port"));
+    }
+    Ok(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.server.hostname.as_str(), "mail.example.test");
+        assert_eq!(c.smtp.port, 2525);
+        assert_eq!(c.submissions.security, MailSecurity::ImplicitTls);
+        assert_eq!(c.users.len(), 1);
+        assert_eq!(c.web.mode, WebSecurity::RedirectToHttps { https_port: 0 });
+        let domains: Vec<_> = c.local_domains().iter().map(ToString::to_string).collect();
+        assert!(domains.contains(&"example.test".to_owned()), "{domains:?}");
+        assert!(domains.contains(&"localhost".to_owned()));
+    }
+
+    #[test]
+    fn the_embedded_file_matches_the_built_in_defaults() {
+        // The TOML file documents the defaults; the code applies them to
+        // missing keys. They must not drift apart.
+        let mut empty = Config::from_toml_str("").unwrap();
+        let embedded = Config::embedded().unwrap();
+        empty.users = embedded.users.clone();
+        assert_eq!(empty, embedded);
+    }
+
+    #[test]
+    fn a_partial_file_keeps_defaults_but_not_users() {
+        let c = Config::from_toml_str("[smtp]\nport = 25\n").unwrap();
+        assert_eq!(c.smtp.port, 25);
+        assert_eq!(c.imap.port, 2143);
+        assert!(c.users.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[smtp]\nsecurity = \"sometimes\"\n", "smtp.security"),
+            ("[server]\nhostname = \"bad name!\"\n", "server.hostname"),
+            (
+                "[server]\nnames = [\"ok.example\", \"w*.example\"]\n",
+                "server.names[1]",
+            ),
+            ("[server]\nbind = \"localhost\"\n", "server.bind"),
+            ("[web]\nmode = \"sometimes\"\n", "web.mode"),
+            ("[imap]\nport = 2525\n", "imap.port"),
+            (
+                "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users]]\nname = \"a\"\npassword = \"y\"\n",
+                "users[1].name",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::from_toml_str(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
+        let e = Config::from_toml_str("[smtp]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("prot"), "{e}");
+    }
+}

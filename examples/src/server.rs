@@ -1,0 +1,504 @@
+//! Starting and stopping the whole server: certificates, the shared
+//! resolver, every listener, the directory watcher and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailtls_core::{DnsName, MailSecurity, WebSecurity};
+use mailtls_sni::{DirWatcher, SniResolver, WatchOptions};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::auth::Users;
+use crate::certs::{self, CertsError, CertsReport};
+use crate::config::{Config, ConfigError, MailListener};
+use crate::smtp::SmtpRole;
+use crate::spool::{Spool, SpoolError};
+use crate::tls::{TlsError, TlsSetup};
+use crate::web::ListenerStatus;
+use crate::{imap, pop3, smtp, web};
+
+/// How long connections get to finish after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// First-start certificates could not be made.
+    #[error(transparent)]
+    Certs(#[from] CertsError),
+    /// Certificates or TLS configuration failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} (config key {key}): {source}")]
+    Bind {
+        /// The config key of the port.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate directory could not be watched.
+    #[error("cannot watch the certificate directory: {0}")]
+    Watch(String),
+    /// A blocking start-up task panicked.
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// What one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// SMTP in a role.
+    Smtp(SmtpRole),
+    /// IMAP.
+    Imap,
+    /// POP3.
+    Pop3,
+    /// Plain HTTP (content or redirect, by web mode).
+    Http,
+    /// HTTPS.
+    Https,
+}
+
+/// One bound listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// Its config name (`smtp`, `submission`, ..., `http`, `https`).
+    pub name: &'static str,
+    /// What it serves.
+    pub protocol: Protocol,
+    /// The address it got.
+    pub addr: SocketAddr,
+    /// Its mode, as a config word (`starttls`, `implicit-tls`,
+    /// `redirect-to-https:8443`...).
+    pub mode: String,
+}
+
+impl ListenerInfo {
+    pub(crate) fn status(&self) -> ListenerStatus {
+        ListenerStatus {
+            name: self.name.to_owned(),
+            address: self.addr.to_string(),
+            mode: self.mode.clone(),
+        }
+    }
+}
+
+/// The bound address of every listener (`None`: not listening).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenerAddrs {
+    /// SMTP (port 25 style).
+    pub smtp: Option<SocketAddr>,
+    /// Submission with STARTTLS.
+    pub submission: Option<SocketAddr>,
+    /// Submission over implicit TLS.
+    pub submissions: Option<SocketAddr>,
+    /// IMAP with STARTTLS.
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS.
+    pub imaps: Option<SocketAddr>,
+    /// POP3 with STLS.
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS.
+    pub pop3s: Option<SocketAddr>,
+    /// Plain HTTP.
+    pub http: Option<SocketAddr>,
+    /// HTTPS.
+    pub https: Option<SocketAddr>,
+}
+
+impl ListenerAddrs {
+    /// The address of a mail listener.
+    pub fn mail(&self, which: MailListener) -> Option<SocketAddr> {
+        match which {
+            MailListener::Smtp => self.smtp,
+            MailListener::Submission => self.submission,
+            MailListener::Submissions => self.submissions,
+            MailListener::Imap => self.imap,
+            MailListener::Imaps => self.imaps,
+            MailListener::Pop3 => self.pop3,
+            MailListener::Pop3s => self.pop3s,
+        }
+    }
+
+    fn set_mail(&mut self, which: MailListener, addr: SocketAddr) {
+        let slot = match which {
+            MailListener::Smtp => &mut self.smtp,
+            MailListener::Submission => &mut self.submission,
+            MailListener::Submissions => &mut self.submissions,
+            MailListener::Imap => &mut self.imap,
+            MailListener::Imaps => &mut self.imaps,
+            MailListener::Pop3 => &mut self.pop3,
+            MailListener::Pop3s => &mut self.pop3s,
+        };
+        *slot = Some(addr);
+    }
+}
+
+/// What every connection handler needs.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) users: Users,
+    pub(crate) spool: Spool,
+    pub(crate) tls: TlsSetup,
+    pub(crate) local_domains: Vec<DnsName>,
+    pub(crate) listeners: Vec<ListenerInfo>,
+    pub(crate) web_mode: WebSecurity,
+}
+
+/// The reference server.
+#[derive(Debug)]
+pub struct Server;
+
+/// A started server: its addresses, its resolver, and the way to stop it.
+/// Dropping it stops the server too (without waiting).
+#[derive(Debug)]
+pub struct RunningServer {
+    addrs: ListenerAddrs,
+    listeners: Vec<ListenerInfo>,
+    resolver: Arc<SniResolver>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    watcher: Option<DirWatcher>,
+    certs: CertsReport,
+    config: Config,
+}
+
+/// Asks a running server to stop; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Stops accepting connections and tells open sessions to finish.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Server {
+    /// Starts everything the configuration asks for: makes missing test
+    /// certificates, loads the certificate directory into one resolver,
+    /// binds every listener (port 0 picks a free port) and starts serving.
+    /// Must be called inside a multi-threaded tokio runtime.
+    pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        config.validate()?;
+        let data_dir = config.server.data_dir.clone();
+        mailtls_core::secret_file::ensure_private_dir(&data_dir).map_err(|source| {
+            ServerError::DataDir {
+                path: data_dir.clone(),
+                source,
+            }
+        })?;
+        let spool = Spool::open(&config.spool_dir(), config.server.hostname.as_str())?;
+
+        let (certs_report, tls) = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+                let report = certs::ensure_certificates(&config)?;
+                let cert_dir = config.cert_dir();
+                let resolver = crate::tls::load_resolver(&cert_dir, &config.server.hostname)?;
+                let tls = TlsSetup::new(&config, resolver)?;
+                Ok((report, tls))
+            })
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))??
+        };
+
+        let mut addrs = ListenerAddrs::default();
+        let mut listeners = Vec::new();
+        let mut bound: Vec<(TcpListener, ListenerInfo, MailSecurity)> = Vec::new();
+        let bind = config.server.bind;
+        for which in MailListener::ALL {
+            let section = config.listener(which);
+            if !section.enabled {
+                continue;
+            }
+            let (l, addr) = bind_one(which.port_key(), SocketAddr::new(bind, section.port)).await?;
+            addrs.set_mail(which, addr);
+            let protocol = match which {
+                MailListener::Smtp => Protocol::Smtp(SmtpRole::Mx),
+                MailListener::Submission | MailListener::Submissions => {
+                    Protocol::Smtp(SmtpRole::Submission)
+                }
+                MailListener::Imap | MailListener::Imaps => Protocol::Imap,
+                MailListener::Pop3 | MailListener::Pop3s => Protocol::Pop3,
+            };
+            let info = ListenerInfo {
+                name: which.name(),
+                protocol,
+                addr,
+                mode: section.security.to_string(),
+            };
+            bound.push((l, info, section.security));
+        }
+        let mut web_mode = config.web.mode;
+        if config.web.enabled {
+            // HTTPS binds first: a redirect without a port needs its real port.
+            let mut web_bound = Vec::new();
+            if web_mode.listens_https() {
+                let (l, addr) = bind_one(
+                    "web.https_port",
+                    SocketAddr::new(bind, config.web.https_port),
+                )
+                .await?;
+                addrs.https = Some(addr);
+                web_bound.push((l, "https", Protocol::Https, addr));
+            }
+            web_mode = web::effective_mode(web_mode, addrs.https.map(|a| a.port()));
+            if web_mode.listens_http() {
+                let (l, addr) =
+                    bind_one("web.http_port", SocketAddr::new(bind, config.web.http_port)).await?;
+                addrs.http = Some(addr);
+                web_bound.insert(0, (l, "http", Protocol::Http, addr));
+            }
+            for (l, name, protocol, addr) in web_bound {
+                let info = ListenerInfo {
+                    name,
+                    protocol,
+                    addr,
+                    mode: web_mode.to_string(),
+                };
+                bound.push((l, info, MailSecurity::Plain));
+            }
+        }
+        for (_, info, _) in &bound {
+            listeners.push(info.clone());
+        }
+
+        let resolver = Arc::clone(&tls.resolver);
+        let watcher = if config.tls.watch {
+            let w = mailtls_sni::watch_dir(
+                Arc::clone(&resolver),
+                config.cert_dir(),
+                WatchOptions::default(),
+            )
+            .map_err(|e| ServerError::Watch(e.to_string()))?;
+            Some(w)
+        } else {
+            None
+        };
+
+        let shared = Arc::new(Shared {
+            users: Users::new(&config.users),
+            local_domains: config.local_domains(),
+            config: config.clone(),
+            spool,
+            tls,
+            listeners: listeners.clone(),
+            web_mode,
+        });
+        if !bind.is_loopback()
+            && shared
+                .config
+                .users
+                .iter()
+                .any(|u| u.name == "test" && u.password == "test")
+        {
+            tracing::warn!(%bind, "the test account test/test is reachable beyond loopback");
+        }
+        if shared.users.is_empty() {
+            tracing::warn!("no [[users]] configured: AUTH, LOGIN and USER/PASS will always fail");
+        }
+        let (shutdown, _) = watch::channel(false);
+        let max = config.server.max_connections;
+        let mut tasks = Vec::new();
+        for (listener, info, security) in bound {
+            let shared = Arc::clone(&shared);
+            let rx = shutdown.subscribe();
+            tracing::info!(listener = info.name, addr = %info.addr, mode = %info.mode, "listening");
+            let task = match info.protocol {
+                Protocol::Smtp(role) => tokio::spawn(accept_loop(
+                    info.name,
+                    listener,
+                    rx,
+                    max,
+                    move |tcp, peer, rx| {
+                        smtp::serve(tcp, peer, Arc::clone(&shared), role, security, rx)
+                    },
+                )),
+                Protocol::Imap => tokio::spawn(accept_loop(
+                    info.name,
+                    listener,
+                    rx,
+                    max,
+                    move |tcp, peer, rx| imap::serve(tcp, peer, Arc::clone(&shared), security, rx),
+                )),
+                Protocol::Pop3 => tokio::spawn(accept_loop(
+                    info.name,
+                    listener,
+                    rx,
+                    max,
+                    move |tcp, peer, rx| pop3::serve(tcp, peer, Arc::clone(&shared), security, rx),
+                )),
+                Protocol::Http => tokio::spawn(accept_loop(
+                    info.name,
+                    listener,
+                    rx,
+                    max,
+                    move |tcp, _peer, rx| web::serve_http(tcp, Arc::clone(&shared), rx),
+                )),
+                Protocol::Https => tokio::spawn(accept_loop(
+                    info.name,
+                    listener,
+                    rx,
+                    max,
+                    move |tcp, peer, rx| web::serve_https(tcp, peer, Arc::clone(&shared), rx),
+                )),
+            };
+            tasks.push(task);
+        }
+        Ok(RunningServer {
+            addrs,
+            listeners,
+            resolver,
+            shutdown,
+            tasks,
+            watcher,
+            certs: certs_report,
+            config,
+        })
+    }
+}
+
+async fn bind_one(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_err = |source| ServerError::Bind { key, addr, source };
+    let l = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = l.local_addr().map_err(bind_err)?;
+    Ok((l, local))
+}
+
+/// Accepts until shutdown, then gives open connections [`SHUTDOWN_GRACE`]
+/// to finish (each sees the same signal and says goodbye) before aborting.
+async fn accept_loop<F, Fut>(
+    name: &'static str,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    max_connections: usize,
+    handler: F,
+) where
+    F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(max_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait instead of spinning.
+                        tracing::warn!(listener = name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    tracing::warn!(listener = name, %peer, "connection limit reached; closing");
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let fut = handler(tcp, peer, shutdown.clone());
+                conns.spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            () = crate::stream::shutdown_signalled(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(
+            listener = name,
+            "connections still open after the grace period; closing them"
+        );
+        conns.abort_all();
+    }
+}
+
+impl RunningServer {
+    /// Where each listener is.
+    pub fn addrs(&self) -> &ListenerAddrs {
+        &self.addrs
+    }
+
+    /// Every listener with its address and mode, in start order.
+    pub fn listeners(&self) -> &[ListenerInfo] {
+        &self.listeners
+    }
+
+    /// The shared certificate resolver.
+    pub fn resolver(&self) -> &Arc<SniResolver> {
+        &self.resolver
+    }
+
+    /// What the first-start certificate maker did.
+    pub fn certs_report(&self) -> &CertsReport {
+        &self.certs
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A handle that stops the server from elsewhere (a signal handler).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Waits until the server has stopped (after a [`ShutdownHandle`] asked).
+    pub async fn wait(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+        self.watcher.take();
+    }
+
+    /// Stops the server and waits for its listeners and connections to end.
+    pub async fn shutdown(self) {
+        self.shutdown.send_replace(true);
+        self.wait().await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
