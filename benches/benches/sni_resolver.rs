@@ -231,7 +231,8 @@ fn lookup_parts(c: &mut Criterion, fx: &Fixtures) {
                 .map(|c| IndexInput {
                     payload: Arc::clone(&c.certified),
                     info: Arc::clone(&c.info),
-                    source: c.source.clone(),
+                    names: Arc::clone(&c.names),
+                    source: Arc::clone(&c.source),
                     aliases: Vec::new(),
                 })
                 .collect();
@@ -241,7 +242,7 @@ fn lookup_parts(c: &mut Criterion, fx: &Fixtures) {
         b.iter(|| {
             i = (i + 1) & (POOL - 1);
             index
-                .resolve(Some(black_box(&names[i])), KeyAcceptance::ALL)
+                .resolve(Some(black_box(&names[i])), || KeyAcceptance::ALL)
                 .map(|(k, _)| Arc::clone(k))
         });
     });

@@ -193,15 +193,14 @@ impl TestPki {
     pub fn prepared(&self, i: usize) -> PreparedCertificate {
         let leaf = self.leaf(i);
         let info = CertInfo::from_der(&leaf.der).unwrap();
-        PreparedCertificate {
-            certified: Arc::new(CertifiedKey::new(
+        PreparedCertificate::from_parts(
+            Arc::new(CertifiedKey::new(
                 vec![leaf.der, self.ca_der.clone()],
                 Arc::clone(&self.signing_key),
             )),
-            info: Arc::new(info),
-            source: format!("bench:{i}"),
-            aliases: Vec::new(),
-        }
+            Arc::new(info),
+            &format!("bench:{i}"),
+        )
     }
 
     /// Certificates `0..n` ready for `SniResolver::reload`, made on all cores.

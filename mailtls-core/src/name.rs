@@ -110,7 +110,7 @@ impl DnsName {
             });
         }
         // Already-canonical names (the common case on every hot path) skip IDNA.
-        let ascii = if is_canonical_ldh(trimmed) {
+        let ascii = if is_canonical(trimmed) {
             trimmed.to_owned()
         } else {
             Uts46::new()
@@ -165,20 +165,47 @@ impl DnsName {
     }
 }
 
-/// True when `s` is already lowercase letters/digits/hyphens/dots and holds no
-/// `xn--` label (A-labels must go through IDNA so malformed Punycode is refused).
-/// Hyphen placement is checked here too, so the fast path accepts exactly what
-/// UTS #46 would accept unchanged.
-fn is_canonical_ldh(s: &str) -> bool {
-    s.split('.').all(|label| {
-        !label.is_empty()
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && !label.starts_with("xn--")
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    })
+/// True when `s` (root dot already removed) is exactly what parsing would
+/// produce: lowercase letters, digits and hyphens in dot-separated labels of
+/// 1 to 63 octets, no hyphen at a label's edge, no `xn--` label (A-labels go
+/// through IDNA so malformed Punycode is refused), at most 253 octets, and a
+/// last label that is not all digits. One pass over the bytes: this runs on
+/// every TLS handshake.
+fn is_canonical(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let mut start = 0;
+    let mut digits_only = true;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'a'..=b'z' => digits_only = false,
+            b'0'..=b'9' => {}
+            b'-' => {
+                if i == start {
+                    return false;
+                }
+                digits_only = false;
+            }
+            b'.' => {
+                if !label_ok(&b[start..i]) {
+                    return false;
+                }
+                start = i + 1;
+                digits_only = true;
+            }
+            _ => return false,
+        }
+    }
+    label_ok(&b[start..]) && !digits_only
+}
+
+fn label_ok(label: &[u8]) -> bool {
+    !label.is_empty()
+        && label.len() <= MAX_LABEL_LEN
+        && label.last() != Some(&b'-')
+        && !label.starts_with(b"xn--")
 }
 
 fn check_lengths(input: &str, ascii: &str) -> Result<(), NameError> {
@@ -260,15 +287,7 @@ impl Borrow<str> for DnsName {
 /// when the name cannot be a host name.
 pub fn canonical_lookup_key(name: &str) -> Option<std::borrow::Cow<'_, str>> {
     let trimmed = name.strip_suffix('.').unwrap_or(name);
-    if !trimmed.is_empty()
-        && trimmed.len() <= MAX_NAME_LEN
-        && is_canonical_ldh(trimmed)
-        && trimmed.split('.').all(|l| l.len() <= MAX_LABEL_LEN)
-        && !trimmed
-            .rsplit('.')
-            .next()
-            .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if is_canonical(trimmed) {
         return Some(std::borrow::Cow::Borrowed(trimmed));
     }
     DnsName::parse(name)

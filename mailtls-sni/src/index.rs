@@ -4,6 +4,12 @@
 //! carry an opaque payload `T` and the adapter in [`crate::resolver`] decides
 //! what a payload is. An index is immutable once built; a reload builds a new
 //! one and swaps it in whole.
+//!
+//! Layout is chosen for the handshake path: payloads and the two facts
+//! selection needs (key algorithm, validity at build time) sit in compact
+//! arrays apart from the metadata only status pages read; a name with one
+//! certificate (the usual case) stores that entry's number inline, so a hit is
+//! one hash probe and two array reads.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,7 +43,7 @@ pub enum IndexError {
 }
 
 /// A set of key algorithms a client can accept, computed from its signature
-/// schemes once per handshake.
+/// schemes when a name has more than one certificate to choose from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KeyAcceptance(u8);
 
@@ -88,13 +94,15 @@ impl KeyAcceptance {
     }
 }
 
-/// What is known about one loaded certificate besides its payload.
+/// What is known about one loaded certificate besides its payload. Shared
+/// (`Arc`) with the prepared certificate it came from, so building an index
+/// copies pointers, not names.
 #[derive(Debug, Clone)]
 pub struct EntryMeta {
     /// The names the entry is indexed under: its SAN patterns (or CN), plus aliases.
-    pub names: Vec<NamePattern>,
+    pub names: Arc<[NamePattern]>,
     /// Where it came from (a path, or a label).
-    pub source: String,
+    pub source: Arc<str>,
     /// The inspected leaf certificate.
     pub info: Arc<CertInfo>,
 }
@@ -106,9 +114,9 @@ impl EntryMeta {
     }
 }
 
-struct Entry<T> {
-    payload: T,
-    meta: EntryMeta,
+/// What selection reads for each entry, kept small and together.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
     key: KeyAlgorithm,
     valid_at_build: bool,
 }
@@ -116,7 +124,16 @@ struct Entry<T> {
 /// The candidates for one name, best first: valid at build time first, then
 /// latest notAfter, then load order. Never hash order.
 #[derive(Debug, Clone)]
-struct Slot(Box<[u32]>);
+enum Slot {
+    One(u32),
+    Many(Box<[u32]>),
+}
+
+/// A slot while the index is being filled.
+enum Filling {
+    One(u32),
+    Many(Vec<u32>),
+}
 
 /// How a name was matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,7 +150,9 @@ pub enum MatchKind {
 
 /// A certificate index; see the module docs.
 pub struct CertIndex<T> {
-    entries: Vec<Entry<T>>,
+    payloads: Vec<T>,
+    hot: Vec<Hot>,
+    meta: Vec<EntryMeta>,
     exact: HashMap<Box<str>, Slot, RandomState>,
     wildcard: HashMap<Box<str>, Slot, RandomState>,
     default: Option<Slot>,
@@ -143,7 +162,7 @@ pub struct CertIndex<T> {
 impl<T> fmt::Debug for CertIndex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertIndex")
-            .field("entries", &self.entries.len())
+            .field("entries", &self.payloads.len())
             .field("exact_names", &self.exact.len())
             .field("wildcard_names", &self.wildcard.len())
             .field("has_default", &self.default.is_some())
@@ -158,28 +177,69 @@ pub struct IndexInput<T> {
     pub payload: T,
     /// The inspected leaf.
     pub info: Arc<CertInfo>,
+    /// The names to index it under, normally `info.server_name_patterns().0`
+    /// parsed once when the certificate was loaded.
+    pub names: Arc<[NamePattern]>,
     /// Where it came from.
-    pub source: String,
-    /// Extra exact names to serve it under; each must be covered by the
-    /// certificate's own names.
+    pub source: Arc<str>,
+    /// Extra exact names to serve it under; each must be covered by `names`.
     pub aliases: Vec<DnsName>,
+}
+
+impl<T> IndexInput<T> {
+    /// An input indexed under the certificate's own names (SANs, or the CN
+    /// when there is no dNSName SAN); names that do not parse are skipped.
+    pub fn new(payload: T, info: Arc<CertInfo>, source: &str) -> Self {
+        let names = info.server_name_patterns().0.into();
+        IndexInput {
+            payload,
+            info,
+            names,
+            source: source.into(),
+            aliases: Vec::new(),
+        }
+    }
 }
 
 /// Options for building an index.
 #[derive(Debug, Clone, Default)]
 pub struct IndexOptions {
     /// The name whose certificate(s) serve as default. `None`: the first
-    /// loaded certificate's names.
+    /// loaded certificate with an exact name.
     pub default_name: Option<DnsName>,
     /// Refuse (no certificate) instead of serving a default.
     pub strict: bool,
+}
+
+fn add(map: &mut HashMap<Box<str>, Filling, RandomState>, name: &str, id: u32) {
+    match map.get_mut(name) {
+        Some(slot) => match slot {
+            Filling::One(first) => {
+                let first = *first;
+                if first != id {
+                    *slot = Filling::Many(vec![first, id]);
+                }
+            }
+            // Ids arrive in increasing order, so a repeat is always the last.
+            Filling::Many(ids) => {
+                if ids.last() != Some(&id) {
+                    ids.push(id);
+                }
+            }
+        },
+        None => {
+            map.insert(name.into(), Filling::One(id));
+        }
+    }
 }
 
 impl<T> CertIndex<T> {
     /// An index with no certificate, generation 0: every lookup refuses.
     pub fn empty() -> Self {
         CertIndex {
-            entries: Vec::new(),
+            payloads: Vec::new(),
+            hot: Vec::new(),
+            meta: Vec::new(),
             exact: HashMap::default(),
             wildcard: HashMap::default(),
             default: None,
@@ -198,68 +258,73 @@ impl<T> CertIndex<T> {
         if u32::try_from(inputs.len()).is_err() {
             return Err(IndexError::TooMany);
         }
-        let mut entries = Vec::with_capacity(inputs.len());
-        let mut exact: HashMap<Box<str>, Vec<u32>, RandomState> =
-            HashMap::with_capacity_and_hasher(inputs.len(), RandomState::default());
-        let mut wildcard: HashMap<Box<str>, Vec<u32>, RandomState> = HashMap::default();
+        let n = inputs.len();
+        let mut payloads = Vec::with_capacity(n);
+        let mut hot = Vec::with_capacity(n);
+        let mut meta = Vec::with_capacity(n);
+        let mut exact: HashMap<Box<str>, Filling, RandomState> =
+            HashMap::with_capacity_and_hasher(n + n / 4, RandomState::default());
+        let mut wildcard: HashMap<Box<str>, Filling, RandomState> = HashMap::default();
         for (i, input) in inputs.into_iter().enumerate() {
             // Checked above: the count fits in u32.
             let id = i as u32;
-            let (mut names, _invalid) = input.info.server_name_patterns();
-            for alias in &input.aliases {
-                if !names.iter().any(|p| p.matches(alias)) {
-                    return Err(IndexError::AliasNotCovered {
-                        alias: alias.to_string(),
-                        source_name: input.source,
-                        names: names
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
-                let p = NamePattern::Exact(alias.clone());
-                if !names.contains(&p) {
-                    names.push(p);
-                }
-            }
-            for p in &names {
+            let names = if input.aliases.is_empty() {
+                input.names
+            } else {
+                with_aliases(&input.names, &input.aliases, &input.source)?
+            };
+            for p in names.iter() {
                 let map = if p.is_wildcard() {
                     &mut wildcard
                 } else {
                     &mut exact
                 };
-                map.entry(p.base().as_str().into()).or_default().push(id);
+                add(map, p.base().as_str(), id);
             }
-            entries.push(Entry {
+            hot.push(Hot {
                 key: input.info.key,
                 valid_at_build: input.info.is_valid_at(now),
-                payload: input.payload,
-                meta: EntryMeta {
-                    names,
-                    source: input.source,
-                    info: input.info,
-                },
+            });
+            payloads.push(input.payload);
+            meta.push(EntryMeta {
+                names,
+                source: input.source,
+                info: input.info,
             });
         }
-        let order = |ids: Vec<u32>| -> Slot {
-            let mut ids = ids;
-            ids.sort_by(|a, b| {
-                let (ea, eb) = (&entries[*a as usize], &entries[*b as usize]);
-                eb.valid_at_build
-                    .cmp(&ea.valid_at_build)
-                    .then(eb.meta.info.not_after.cmp(&ea.meta.info.not_after))
-                    .then(a.cmp(b))
-            });
-            ids.dedup();
-            Slot(ids.into_boxed_slice())
-        };
-        let exact: HashMap<Box<str>, Slot, RandomState> =
-            exact.into_iter().map(|(k, v)| (k, order(v))).collect();
-        let wildcard: HashMap<Box<str>, Slot, RandomState> =
-            wildcard.into_iter().map(|(k, v)| (k, order(v))).collect();
+        let finish =
+            |map: HashMap<Box<str>, Filling, RandomState>| -> HashMap<Box<str>, Slot, RandomState> {
+                map.into_iter()
+                    .map(|(k, f)| {
+                        let slot = match f {
+                            Filling::One(id) => Slot::One(id),
+                            Filling::Many(mut ids) => {
+                                ids.sort_by(|a, b| {
+                                    let (ha, hb) = (&hot[*a as usize], &hot[*b as usize]);
+                                    hb.valid_at_build
+                                        .cmp(&ha.valid_at_build)
+                                        .then(
+                                            meta[*b as usize]
+                                                .info
+                                                .not_after
+                                                .cmp(&meta[*a as usize].info.not_after),
+                                        )
+                                        .then(a.cmp(b))
+                                });
+                                ids.dedup();
+                                Slot::Many(ids.into_boxed_slice())
+                            }
+                        };
+                        (k, slot)
+                    })
+                    .collect()
+            };
+        let exact = finish(exact);
+        let wildcard = finish(wildcard);
         let mut index = CertIndex {
-            entries,
+            payloads,
+            hot,
+            meta,
             exact,
             wildcard,
             default: None,
@@ -285,11 +350,11 @@ impl<T> CertIndex<T> {
     /// certificate for the same main name both serve as default. With only
     /// wildcard certificates, the first one.
     fn first_entry_slot(&self) -> Option<Slot> {
-        let exact = self.entries.iter().find_map(|e| {
-            let p = e.meta.names.iter().find(|p| !p.is_wildcard())?;
+        let exact = self.meta.iter().find_map(|e| {
+            let p = e.names.iter().find(|p| !p.is_wildcard())?;
             self.exact.get(p.base().as_str()).cloned()
         });
-        exact.or_else(|| (!self.entries.is_empty()).then(|| Slot(Box::new([0]))))
+        exact.or_else(|| (!self.payloads.is_empty()).then_some(Slot::One(0)))
     }
 
     fn find(&self, canonical: &str) -> Option<(&Slot, MatchKind)> {
@@ -301,12 +366,13 @@ impl<T> CertIndex<T> {
     }
 
     /// Finds the payload for a client's server name (as sent; it is
-    /// normalised here) and key preferences. `None` means refuse: strict mode
-    /// and no match, or an empty index.
+    /// normalised here). `accept` tells which keys the client takes; it is
+    /// only asked when a name has more than one certificate. `None` means
+    /// refuse: strict mode and no match, or an empty index.
     pub fn resolve(
         &self,
         server_name: Option<&str>,
-        accept: KeyAcceptance,
+        accept: impl FnOnce() -> KeyAcceptance,
     ) -> Option<(&T, MatchKind)> {
         let found = match server_name.and_then(canonical_lookup_key) {
             Some(key) => self.find(&key).or_else(|| {
@@ -317,32 +383,34 @@ impl<T> CertIndex<T> {
             None => self.default.as_ref().map(|s| (s, MatchKind::DefaultNoName)),
         }?;
         let (slot, kind) = found;
-        Some((
-            &self.entries[self.choose(slot, accept) as usize].payload,
-            kind,
-        ))
+        let id = match slot {
+            Slot::One(id) => *id,
+            Slot::Many(ids) => self.choose(ids, accept()),
+        };
+        Some((&self.payloads[id as usize], kind))
     }
 
-    /// Picks from a slot: the first acceptable non-RSA key in the best
-    /// validity tier, else the first acceptable key, else the slot's best
-    /// (the handshake then fails on signature schemes, with rustls's error).
-    fn choose(&self, slot: &Slot, accept: KeyAcceptance) -> u32 {
+    /// Picks among several candidates: the first acceptable non-RSA key in the
+    /// best validity tier, else the first acceptable key, else the best
+    /// candidate (the handshake then fails on signature schemes, with
+    /// rustls's own error).
+    fn choose(&self, ids: &[u32], accept: KeyAcceptance) -> u32 {
         let mut first_ok: Option<(u32, bool)> = None;
-        for &id in slot.0.iter() {
-            let e = &self.entries[id as usize];
-            if !accept.accepts(e.key) {
+        for &id in ids {
+            let h = self.hot[id as usize];
+            if !accept.accepts(h.key) {
                 continue;
             }
             match first_ok {
-                None => first_ok = Some((id, e.valid_at_build)),
-                Some((_, tier)) if tier != e.valid_at_build => break,
+                None => first_ok = Some((id, h.valid_at_build)),
+                Some((_, tier)) if tier != h.valid_at_build => break,
                 Some(_) => {}
             }
-            if e.key.family() != KeyFamily::Rsa {
+            if h.key.family() != KeyFamily::Rsa {
                 return id;
             }
         }
-        first_ok.map_or(slot.0[0], |(id, _)| id)
+        first_ok.map_or(ids.first().copied().unwrap_or(0), |(id, _)| id)
     }
 
     /// The reload generation this index was built for.
@@ -352,28 +420,55 @@ impl<T> CertIndex<T> {
 
     /// Number of certificates.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.payloads.len()
     }
 
     /// Whether the index holds no certificate.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.payloads.is_empty()
     }
 
     /// Every entry's metadata, in load order.
     pub fn entries(&self) -> impl Iterator<Item = &EntryMeta> {
-        self.entries.iter().map(|e| &e.meta)
+        self.meta.iter()
     }
 
     /// Every entry's payload with its metadata, in load order.
     pub fn payloads(&self) -> impl Iterator<Item = (&T, &EntryMeta)> {
-        self.entries.iter().map(|e| (&e.payload, &e.meta))
+        self.payloads.iter().zip(&self.meta)
     }
 
     /// Whether a default certificate is served when nothing matches.
     pub fn has_default(&self) -> bool {
         self.default.is_some()
     }
+}
+
+/// The names plus aliases, each alias checked to be covered by a name.
+fn with_aliases(
+    names: &[NamePattern],
+    aliases: &[DnsName],
+    source: &str,
+) -> Result<Arc<[NamePattern]>, IndexError> {
+    let mut out = names.to_vec();
+    for alias in aliases {
+        if !names.iter().any(|p| p.matches(alias)) {
+            return Err(IndexError::AliasNotCovered {
+                alias: alias.to_string(),
+                source_name: source.to_owned(),
+                names: names
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let p = NamePattern::Exact(alias.clone());
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out.into())
 }
 
 #[cfg(test)]
@@ -394,12 +489,7 @@ mod tests {
     }
 
     fn input(tag: &'static str, info: Arc<CertInfo>) -> IndexInput<&'static str> {
-        IndexInput {
-            payload: tag,
-            info,
-            source: tag.into(),
-            aliases: vec![],
-        }
+        IndexInput::new(tag, info, tag)
     }
 
     #[test]
@@ -418,7 +508,7 @@ mod tests {
             7,
         )
         .unwrap();
-        let r = |n| idx.resolve(n, KeyAcceptance::ALL).map(|(p, k)| (*p, k));
+        let r = |n| idx.resolve(n, || KeyAcceptance::ALL).map(|(p, k)| (*p, k));
         assert_eq!(
             r(Some("imap.example.org")),
             Some(("exact-org", MatchKind::Exact))
@@ -461,10 +551,10 @@ mod tests {
         .unwrap();
         assert!(
             strict
-                .resolve(Some("other.example"), KeyAcceptance::ALL)
+                .resolve(Some("other.example"), || KeyAcceptance::ALL)
                 .is_none()
         );
-        assert!(strict.resolve(None, KeyAcceptance::ALL).is_none());
+        assert!(strict.resolve(None, || KeyAcceptance::ALL).is_none());
     }
 
     #[test]
@@ -479,7 +569,7 @@ mod tests {
             1,
         )
         .unwrap();
-        let pick = |a| idx.resolve(Some("mail.example.com"), a).map(|(p, _)| *p);
+        let pick = |a| idx.resolve(Some("mail.example.com"), || a).map(|(p, _)| *p);
         assert_eq!(pick(KeyAcceptance::ALL), Some("ec"));
         assert_eq!(pick(KeyAcceptance::NONE.with_rsa()), Some("rsa"));
         assert_eq!(pick(KeyAcceptance::NONE.with_p256()), Some("ec"));
@@ -504,7 +594,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            *idx.resolve(Some("mail.example.com"), KeyAcceptance::ALL)
+            *idx.resolve(Some("mail.example.com"), || KeyAcceptance::ALL)
                 .unwrap()
                 .0,
             "later"
@@ -520,7 +610,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            *idx.resolve(Some("mail.example.com"), KeyAcceptance::ALL)
+            *idx.resolve(Some("mail.example.com"), || KeyAcceptance::ALL)
                 .unwrap()
                 .0,
             "later"
@@ -539,7 +629,7 @@ mod tests {
             1,
         )
         .unwrap();
-        assert_eq!(*idx.resolve(None, KeyAcceptance::ALL).unwrap().0, "mail");
+        assert_eq!(*idx.resolve(None, || KeyAcceptance::ALL).unwrap().0, "mail");
         let only_wild = CertIndex::build(
             vec![input(
                 "wild",
@@ -551,7 +641,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            *only_wild.resolve(None, KeyAcceptance::ALL).unwrap().0,
+            *only_wild.resolve(None, || KeyAcceptance::ALL).unwrap().0,
             "wild"
         );
     }

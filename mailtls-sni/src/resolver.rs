@@ -14,6 +14,7 @@ use mailtls_core::challenge::{ChallengeError, TlsAlpnChallenge, TlsAlpnChallenge
 use mailtls_core::name::canonical_lookup_key;
 use mailtls_core::{
     ACME_TLS_ALPN_PROTOCOL, CertInfo, CertificateWithKey, DnsName, KeyAlgorithm, LoadError,
+    NamePattern,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -50,16 +51,21 @@ pub enum ReloadError {
     NoCertificates,
 }
 
-/// A certificate ready for the index: the rustls key object is built once, so
-/// rebuilding an index from prepared certificates does no parsing.
+/// A certificate ready for the index: the rustls key object is built and the
+/// names are parsed once, so rebuilding an index from prepared certificates
+/// parses nothing.
 #[derive(Clone)]
 pub struct PreparedCertificate {
     /// The chain and signing key rustls serves.
     pub certified: Arc<CertifiedKey>,
     /// The inspected leaf.
     pub info: Arc<CertInfo>,
+    /// The names it is served under (SANs, or the CN when there is none).
+    pub names: Arc<[NamePattern]>,
+    /// SAN entries that are not valid names or patterns, reported at reload.
+    pub ignored_names: Vec<String>,
     /// Where it came from.
-    pub source: String,
+    pub source: Arc<str>,
     /// Extra exact names (each must be covered by the certificate).
     pub aliases: Vec<DnsName>,
 }
@@ -68,7 +74,7 @@ impl fmt::Debug for PreparedCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PreparedCertificate")
             .field("source", &self.source)
-            .field("names", &self.info.dns_names)
+            .field("names", &self.names)
             .field("aliases", &self.aliases)
             .finish_non_exhaustive()
     }
@@ -78,22 +84,37 @@ impl PreparedCertificate {
     /// Turns a loaded certificate into one rustls can serve.
     pub fn new(
         cert: CertificateWithKey,
-        source: String,
+        source: &str,
         provider: &CryptoProvider,
     ) -> Result<Self, ReloadError> {
         let key = provider
             .key_provider
             .load_private_key(cert.key)
             .map_err(|e| ReloadError::UnusableKey {
-                source_name: source.clone(),
+                source_name: source.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(PreparedCertificate {
-            certified: Arc::new(CertifiedKey::new(cert.chain, key)),
-            info: Arc::new(cert.info),
+        Ok(Self::from_parts(
+            Arc::new(CertifiedKey::new(cert.chain, key)),
+            Arc::new(cert.info),
             source,
+        ))
+    }
+
+    /// Builds from a rustls key object and the inspected leaf it serves.
+    pub fn from_parts(certified: Arc<CertifiedKey>, info: Arc<CertInfo>, source: &str) -> Self {
+        let (names, bad) = info.server_name_patterns();
+        PreparedCertificate {
+            certified,
+            info,
+            names: names.into(),
+            ignored_names: bad
+                .iter()
+                .map(|e| format!("{source}: ignored name: {e}"))
+                .collect(),
+            source: source.into(),
             aliases: Vec::new(),
-        })
+        }
     }
 
     /// Adds aliases (checked against the certificate when the index is built).
@@ -336,14 +357,11 @@ impl SniResolver {
         let inputs: Vec<IndexInput<Arc<CertifiedKey>>> = certs
             .into_iter()
             .map(|c| {
-                let (_, bad) = c.info.server_name_patterns();
-                warnings.extend(
-                    bad.iter()
-                        .map(|e| format!("{}: ignored name: {e}", c.source)),
-                );
+                warnings.extend(c.ignored_names);
                 IndexInput {
                     payload: c.certified,
                     info: c.info,
+                    names: c.names,
                     source: c.source,
                     aliases: c.aliases,
                 }
@@ -390,7 +408,7 @@ impl SniResolver {
         }
         let mut prepared = Vec::with_capacity(scanned.certificates.len() + extra.len());
         for (cert, source) in scanned.certificates {
-            match PreparedCertificate::new(cert, source, &self.provider) {
+            match PreparedCertificate::new(cert, &source, &self.provider) {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
                     self.record_failure(&e);
@@ -409,6 +427,14 @@ impl SniResolver {
         &self,
         server_name: Option<&str>,
         accept: KeyAcceptance,
+    ) -> Option<Arc<CertifiedKey>> {
+        self.resolve_with(server_name, || accept)
+    }
+
+    fn resolve_with(
+        &self,
+        server_name: Option<&str>,
+        accept: impl FnOnce() -> KeyAcceptance,
     ) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();
         let found = table.resolve(server_name, accept);
@@ -509,7 +535,7 @@ impl SniResolver {
 fn summary(e: &crate::index::EntryMeta) -> CertSummary {
     CertSummary {
         names: e.names.iter().map(ToString::to_string).collect(),
-        source: e.source.clone(),
+        source: e.source.to_string(),
         subject: e.info.subject.clone(),
         issuer: e.info.issuer.clone(),
         key: e.info.key,
@@ -596,7 +622,8 @@ impl ResolvesServerCert for SniResolver {
             // Never fall back to a real certificate for a validation hello.
             return self.resolve_challenge(client_hello.server_name());
         }
-        self.resolve_name(client_hello.server_name(), key_acceptance(&client_hello))
+        // Key preferences are only worked out when a name has a choice.
+        self.resolve_with(client_hello.server_name(), || key_acceptance(&client_hello))
     }
 }
 
