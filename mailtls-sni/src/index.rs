@@ -129,12 +129,6 @@ enum Slot {
     Many(Box<[u32]>),
 }
 
-/// A slot while the index is being filled.
-enum Filling {
-    One(u32),
-    Many(Vec<u32>),
-}
-
 /// How a name was matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchKind {
@@ -142,9 +136,11 @@ pub enum MatchKind {
     Exact,
     /// A `*.` wildcard SAN.
     Wildcard,
-    /// The default certificate, because the client sent no usable name.
+    /// The default certificate, because the client sent no name (rustls
+    /// passes an IP-literal SNI on as no name).
     DefaultNoName,
-    /// The default certificate, because nothing matched the name.
+    /// The default certificate, because nothing matched the name the client
+    /// sent (unknown, or not a valid host name).
     DefaultNoMatch,
 }
 
@@ -211,24 +207,26 @@ pub struct IndexOptions {
     pub strict: bool,
 }
 
-fn add(map: &mut HashMap<Box<str>, Filling, RandomState>, name: &str, id: u32) {
+fn add(map: &mut HashMap<Box<str>, Slot, RandomState>, name: &str, id: u32) {
     match map.get_mut(name) {
-        Some(slot) => match slot {
-            Filling::One(first) => {
-                let first = *first;
-                if first != id {
-                    *slot = Filling::Many(vec![first, id]);
-                }
-            }
+        Some(slot) => {
+            let mut ids = match std::mem::replace(slot, Slot::One(id)) {
+                Slot::One(first) => vec![first],
+                Slot::Many(ids) => ids.into_vec(),
+            };
             // Ids arrive in increasing order, so a repeat is always the last.
-            Filling::Many(ids) => {
-                if ids.last() != Some(&id) {
-                    ids.push(id);
-                }
+            if ids.last() != Some(&id) {
+                ids.push(id);
             }
-        },
+            // Several certificates for one name are rare: the copy is fine.
+            *slot = if ids.len() == 1 {
+                Slot::One(id)
+            } else {
+                Slot::Many(ids.into_boxed_slice())
+            };
+        }
         None => {
-            map.insert(name.into(), Filling::One(id));
+            map.insert(name.into(), Slot::One(id));
         }
     }
 }
@@ -262,9 +260,9 @@ impl<T> CertIndex<T> {
         let mut payloads = Vec::with_capacity(n);
         let mut hot = Vec::with_capacity(n);
         let mut meta = Vec::with_capacity(n);
-        let mut exact: HashMap<Box<str>, Filling, RandomState> =
+        let mut exact: HashMap<Box<str>, Slot, RandomState> =
             HashMap::with_capacity_and_hasher(n + n / 4, RandomState::default());
-        let mut wildcard: HashMap<Box<str>, Filling, RandomState> = HashMap::default();
+        let mut wildcard: HashMap<Box<str>, Slot, RandomState> = HashMap::default();
         for (i, input) in inputs.into_iter().enumerate() {
             // Checked above: the count fits in u32.
             let id = i as u32;
@@ -292,35 +290,23 @@ impl<T> CertIndex<T> {
                 info: input.info,
             });
         }
-        let finish =
-            |map: HashMap<Box<str>, Filling, RandomState>| -> HashMap<Box<str>, Slot, RandomState> {
-                map.into_iter()
-                    .map(|(k, f)| {
-                        let slot = match f {
-                            Filling::One(id) => Slot::One(id),
-                            Filling::Many(mut ids) => {
-                                ids.sort_by(|a, b| {
-                                    let (ha, hb) = (&hot[*a as usize], &hot[*b as usize]);
-                                    hb.valid_at_build
-                                        .cmp(&ha.valid_at_build)
-                                        .then(
-                                            meta[*b as usize]
-                                                .info
-                                                .not_after
-                                                .cmp(&meta[*a as usize].info.not_after),
-                                        )
-                                        .then(a.cmp(b))
-                                });
-                                ids.dedup();
-                                Slot::Many(ids.into_boxed_slice())
-                            }
-                        };
-                        (k, slot)
-                    })
-                    .collect()
-            };
-        let exact = finish(exact);
-        let wildcard = finish(wildcard);
+        // Order the (rare) names with several certificates, in place.
+        for slot in exact.values_mut().chain(wildcard.values_mut()) {
+            if let Slot::Many(ids) = slot {
+                ids.sort_by(|a, b| {
+                    let (ha, hb) = (&hot[*a as usize], &hot[*b as usize]);
+                    hb.valid_at_build
+                        .cmp(&ha.valid_at_build)
+                        .then(
+                            meta[*b as usize]
+                                .info
+                                .not_after
+                                .cmp(&meta[*a as usize].info.not_after),
+                        )
+                        .then(a.cmp(b))
+                });
+            }
+        }
         let mut index = CertIndex {
             payloads,
             hot,
@@ -357,6 +343,23 @@ impl<T> CertIndex<T> {
         exact.or_else(|| (!self.payloads.is_empty()).then_some(Slot::One(0)))
     }
 
+    fn default_for(&self, kind: MatchKind) -> Option<(&Slot, MatchKind)> {
+        self.default.as_ref().map(|s| (s, kind))
+    }
+
+    /// Exact then wildcard probe of a name that may not be canonical; a hit
+    /// is only reported when the name is canonical (see `resolve`).
+    fn probe_raw(&self, raw: &str) -> Option<(&Slot, MatchKind)> {
+        if let Some(slot) = self.exact.get(raw) {
+            return Some((slot, MatchKind::Exact));
+        }
+        let (first, parent) = raw.split_once('.')?;
+        if raw.len() > mailtls_core::name::MAX_NAME_LEN || !is_canonical_label(first.as_bytes()) {
+            return None;
+        }
+        self.wildcard.get(parent).map(|s| (s, MatchKind::Wildcard))
+    }
+
     fn find(&self, canonical: &str) -> Option<(&Slot, MatchKind)> {
         if let Some(slot) = self.exact.get(canonical) {
             return Some((slot, MatchKind::Exact));
@@ -374,13 +377,22 @@ impl<T> CertIndex<T> {
         server_name: Option<&str>,
         accept: impl FnOnce() -> KeyAcceptance,
     ) -> Option<(&T, MatchKind)> {
-        let found = match server_name.and_then(canonical_lookup_key) {
-            Some(key) => self.find(&key).or_else(|| {
-                self.default
-                    .as_ref()
-                    .map(|s| (s, MatchKind::DefaultNoMatch))
+        // Only canonical names are keys of the maps. An exact hit therefore
+        // proves the raw name canonical, and a wildcard hit does too once its
+        // first label is checked (a raw ".example.com" or "a_b.example.com"
+        // must not match "*.example.com"). A miss needs normalising only if
+        // the name could normalise to something else: an ASCII-lowercase name
+        // without a trailing dot is its own canonical form (or has none), so
+        // it was already probed. rustls hands over exactly such names.
+        let found = match server_name {
+            Some(raw) => self.probe_raw(raw).or_else(|| {
+                needs_normalising(raw)
+                    .then(|| canonical_lookup_key(raw))
+                    .flatten()
+                    .and_then(|key| self.find(&key))
+                    .or_else(|| self.default_for(MatchKind::DefaultNoMatch))
             }),
-            None => self.default.as_ref().map(|s| (s, MatchKind::DefaultNoName)),
+            None => self.default_for(MatchKind::DefaultNoName),
         }?;
         let (slot, kind) = found;
         let id = match slot {
@@ -442,6 +454,29 @@ impl<T> CertIndex<T> {
     pub fn has_default(&self) -> bool {
         self.default.is_some()
     }
+}
+
+/// Whether `name` might have a canonical form other than itself: it holds an
+/// upper-case letter or a non-ASCII byte, or ends in the root dot.
+fn needs_normalising(name: &str) -> bool {
+    name.ends_with('.')
+        || name
+            .bytes()
+            .fold(false, |any, c| any | c.is_ascii_uppercase() | (c >= 0x80))
+}
+
+/// Whether one label is in canonical form: 1 to 63 lowercase letters, digits
+/// or hyphens, no hyphen at either end, not an `xn--` A-label (those need
+/// IDNA validation).
+fn is_canonical_label(label: &[u8]) -> bool {
+    !label.is_empty()
+        && label.len() <= mailtls_core::name::MAX_LABEL_LEN
+        && label[0] != b'-'
+        && label[label.len() - 1] != b'-'
+        && !label.starts_with(b"xn--")
+        && label
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 /// The names plus aliases, each alias checked to be covered by a name.
@@ -532,7 +567,7 @@ mod tests {
         assert_eq!(r(None), Some(("main", MatchKind::DefaultNoName)));
         assert_eq!(
             r(Some("192.0.2.1")),
-            Some(("main", MatchKind::DefaultNoName))
+            Some(("main", MatchKind::DefaultNoMatch))
         );
         assert_eq!(idx.generation(), 7);
 
@@ -555,6 +590,34 @@ mod tests {
                 .is_none()
         );
         assert!(strict.resolve(None, || KeyAcceptance::ALL).is_none());
+    }
+
+    #[test]
+    fn malformed_names_never_match_a_wildcard() {
+        let idx = CertIndex::build(
+            vec![
+                input("main", info(&["mail.example.net"], KeyType::EcdsaP256, 30)),
+                input("wild", info(&["*.example.com"], KeyType::EcdsaP256, 30)),
+            ],
+            &IndexOptions::default(),
+            SystemTime::now(),
+            1,
+        )
+        .unwrap();
+        for bad in [
+            ".example.com",
+            "a_b.example.com",
+            "-a.example.com",
+            "xn--zz.example.com",
+            "a..example.com",
+        ] {
+            let (p, kind) = idx.resolve(Some(bad), || KeyAcceptance::ALL).unwrap();
+            assert_eq!((*p, kind), ("main", MatchKind::DefaultNoMatch), "{bad}");
+        }
+        let (p, kind) = idx
+            .resolve(Some("MX.Example.COM"), || KeyAcceptance::ALL)
+            .unwrap();
+        assert_eq!((*p, kind), ("wild", MatchKind::Wildcard));
     }
 
     #[test]

@@ -183,9 +183,10 @@ pub struct ResolverStats {
     pub exact_hits: u64,
     /// Handshakes matched by a wildcard.
     pub wildcard_hits: u64,
-    /// Handshakes with no usable SNI that got the default certificate.
+    /// Handshakes without SNI (or with an IP literal) that got the default certificate.
     pub default_no_sni: u64,
-    /// Handshakes whose SNI matched nothing and got the default certificate.
+    /// Handshakes whose SNI matched nothing (unknown or malformed name) and
+    /// got the default certificate.
     pub default_no_match: u64,
     /// Handshakes refused (strict mode, or nothing loaded).
     pub refused: u64,
