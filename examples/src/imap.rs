@@ -97,11 +97,7 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let tls_acceptor = acceptor(&shared.tls.mail);
-    let mut conn = if security.is_implicit() {
-        Conn::implicit_tls(tcp, peer, &tls_acceptor).await?
-    } else {
-        Conn::plain(tcp, peer)
-    };
+    let mut conn = Conn::open(tcp, peer, security, &tls_acceptor).await?;
     let host = shared.config.server.hostname.to_string();
     let mut user: Option<String> = None;
     let mut errors = 0u32;

@@ -79,11 +79,7 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let tls_acceptor = acceptor(&shared.tls.smtp);
-    let mut conn = if security.is_implicit() {
-        Conn::implicit_tls(tcp, peer, &tls_acceptor).await?
-    } else {
-        Conn::plain(tcp, peer)
-    };
+    let mut conn = Conn::open(tcp, peer, security, &tls_acceptor).await?;
     if let Some(t) = &conn.tls {
         tracing::debug!(%peer, tls = %t.summary, sni = ?t.sni, "TLS established");
     }

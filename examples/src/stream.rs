@@ -157,6 +157,21 @@ impl Conn {
         }
     }
 
+    /// A newly accepted connection as its listener's mode wants it: the TLS
+    /// handshake done first for implicit TLS, in clear otherwise.
+    pub(crate) async fn open(
+        tcp: TcpStream,
+        peer: SocketAddr,
+        security: mailtls_core::MailSecurity,
+        acceptor: &TlsAcceptor,
+    ) -> io::Result<Self> {
+        if security.is_implicit() {
+            Self::implicit_tls(tcp, peer, acceptor).await
+        } else {
+            Ok(Self::plain(tcp, peer))
+        }
+    }
+
     /// A connection that does the TLS handshake first (implicit TLS).
     pub(crate) async fn implicit_tls(
         tcp: TcpStream,
