@@ -1,0 +1,394 @@
+//! [`DnsResolver`] over hickory-resolver 0.25.
+//!
+//! With [`Validation::Off`] hickory asks its name servers and reports every
+//! answer as [`DnssecStatus::NotValidated`]. With a trust anchor hickory
+//! validates the chain itself (it does not trust an upstream's AD bit) and
+//! every record carries its proof, which maps onto [`DnssecStatus`].
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::ProtoErrorKind;
+use hickory_proto::dnssec::{Proof, TrustAnchors};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RData, RecordType as HRecordType};
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::{ResolveError, ResolveErrorKind, Resolver};
+use mailtls_core::DnsName;
+
+use super::error::DnsSetupError;
+use super::{
+    Answer, DnsError, DnsFuture, DnsResolver, DnssecStatus, MxRecord, QueryName, RecordType,
+    TlsaRecord, TxtRecord,
+};
+
+/// Whether and how the resolver validates DNSSEC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Validation {
+    /// No validation: every answer is [`DnssecStatus::NotValidated`].
+    Off,
+    /// Validate from the IANA root keys built into hickory.
+    Root,
+    /// Validate from the DNSKEY records in a zone-format file (a private
+    /// test world signs its own root or apex with these keys).
+    AnchorFile(PathBuf),
+}
+
+/// Where a [`HickoryResolver`] sends its queries and how.
+#[derive(Debug, Clone)]
+pub struct HickoryResolverConfig {
+    /// Name servers (UDP with TCP fallback); empty means the system's
+    /// `/etc/resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
+    /// DNSSEC validation.
+    pub validation: Validation,
+    /// Time allowed for one query to one server.
+    pub timeout: Duration,
+    /// How many times a query is tried.
+    pub attempts: usize,
+}
+
+impl Default for HickoryResolverConfig {
+    fn default() -> Self {
+        HickoryResolverConfig {
+            nameservers: Vec::new(),
+            validation: Validation::Root,
+            timeout: Duration::from_secs(5),
+            attempts: 2,
+        }
+    }
+}
+
+impl HickoryResolverConfig {
+    /// One name server (for example a validating resolver on loopback).
+    pub fn nameserver(addr: SocketAddr, validation: Validation) -> Self {
+        HickoryResolverConfig {
+            nameservers: vec![addr],
+            validation,
+            ..Self::default()
+        }
+    }
+}
+
+/// A [`DnsResolver`] backed by hickory-resolver.
+#[derive(Clone)]
+pub struct HickoryResolver {
+    inner: Resolver<TokioConnectionProvider>,
+    validating: bool,
+}
+
+impl std::fmt::Debug for HickoryResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HickoryResolver")
+            .field("validating", &self.validating)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HickoryResolver {
+    /// Builds a resolver. Must run inside a tokio runtime when used.
+    pub fn new(config: HickoryResolverConfig) -> Result<Self, DnsSetupError> {
+        let provider = TokioConnectionProvider::default();
+        let mut builder = if config.nameservers.is_empty() {
+            Resolver::builder(provider).map_err(|e| DnsSetupError::SystemConfig(e.to_string()))?
+        } else {
+            let mut group = NameServerConfigGroup::new();
+            for addr in &config.nameservers {
+                group.merge(NameServerConfigGroup::from_ips_clear(
+                    &[addr.ip()],
+                    addr.port(),
+                    true,
+                ));
+            }
+            Resolver::builder_with_config(ResolverConfig::from_parts(None, vec![], group), provider)
+        };
+        let mut opts = ResolverOpts::default();
+        opts.timeout = config.timeout;
+        opts.attempts = config.attempts;
+        // Queries are always fully qualified: no search list expansion.
+        opts.ndots = 0;
+        opts.edns0 = true;
+        let validating = config.validation != Validation::Off;
+        opts.validate = validating;
+        builder = builder.with_options(opts);
+        match &config.validation {
+            Validation::Off | Validation::Root => {}
+            Validation::AnchorFile(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| DnsSetupError::TrustAnchor {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    })?;
+                let anchors =
+                    text.parse::<TrustAnchors>()
+                        .map_err(|e| DnsSetupError::TrustAnchor {
+                            path: path.clone(),
+                            detail: e.to_string(),
+                        })?;
+                builder = builder.with_trust_anchor(Arc::new(anchors));
+            }
+        }
+        Ok(HickoryResolver {
+            inner: builder.build(),
+            validating,
+        })
+    }
+
+    fn status(&self, proof: Proof) -> DnssecStatus {
+        if !self.validating {
+            return DnssecStatus::NotValidated;
+        }
+        match proof {
+            Proof::Secure => DnssecStatus::Authentic,
+            Proof::Insecure => DnssecStatus::Insecure,
+            // Indeterminate under validation means the DNSSEC records that
+            // would decide could not be had: not safe to call it insecure
+            // (that would let an attacker strip DANE), so it is bogus.
+            Proof::Bogus | Proof::Indeterminate => DnssecStatus::Bogus,
+        }
+    }
+
+    async fn lookup<T>(
+        &self,
+        query: &QueryName,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<Result<T, String>>,
+    ) -> Result<Answer<T>, DnsError> {
+        let htype = match rtype {
+            RecordType::Mx => HRecordType::MX,
+            RecordType::Txt => HRecordType::TXT,
+            RecordType::Tlsa => HRecordType::TLSA,
+            RecordType::A => HRecordType::A,
+            RecordType::Aaaa => HRecordType::AAAA,
+            RecordType::Cname => HRecordType::CNAME,
+        };
+        let name =
+            Name::from_ascii(format!("{}.", query.as_str())).map_err(|e| DnsError::Malformed {
+                name: query.clone(),
+                rtype,
+                detail: e.to_string(),
+            })?;
+        let lookup = match self.inner.lookup(name, htype).await {
+            Ok(l) => l,
+            Err(e) => return Err(self.map_error(query, rtype, e).await),
+        };
+        let mut dnssec = DnssecStatus::Authentic;
+        let mut chain = Vec::new();
+        let mut canonical = query.clone();
+        let mut records = Vec::new();
+        let mut ttl = u32::MAX;
+        for record in lookup.records() {
+            // Only the RRsets that make up the answer count: the CNAMEs
+            // followed and the records asked for (not RRSIGs or extras).
+            if let RData::CNAME(target) = record.data() {
+                dnssec = dnssec.combine(self.status(record.proof()));
+                ttl = ttl.min(record.ttl());
+                let target = owner(&target.0).map_err(|detail| DnsError::Malformed {
+                    name: query.clone(),
+                    rtype,
+                    detail,
+                })?;
+                canonical = target.clone();
+                chain.push(target);
+                continue;
+            }
+            if record.record_type() != htype {
+                continue;
+            }
+            if let Some(item) = pick(record.data()) {
+                dnssec = dnssec.combine(self.status(record.proof()));
+                ttl = ttl.min(record.ttl());
+                records.push(item.map_err(|detail| DnsError::Malformed {
+                    name: query.clone(),
+                    rtype,
+                    detail,
+                })?);
+                if let Ok(o) = owner(record.name()) {
+                    canonical = o;
+                }
+            }
+        }
+        if records.is_empty() {
+            return Err(DnsError::NoData {
+                name: query.clone(),
+                rtype,
+                dnssec,
+            });
+        }
+        Ok(Answer {
+            query: query.clone(),
+            canonical_name: canonical,
+            cname_chain: chain,
+            records,
+            dnssec,
+            ttl,
+        })
+    }
+
+    /// The DNSSEC status of the zone holding `name`: the proof of the SOA
+    /// of the closest enclosing zone (resolver-level negative answers do
+    /// not keep their authority records, so this asks again).
+    async fn zone_status(&self, name: &QueryName) -> DnssecStatus {
+        let full = name.as_str();
+        let mut suffix = full;
+        loop {
+            let Ok(qname) = Name::from_ascii(format!("{suffix}.")) else {
+                return DnssecStatus::Bogus;
+            };
+            match self.inner.lookup(qname, HRecordType::SOA).await {
+                Ok(lookup) => {
+                    return lookup
+                        .records()
+                        .iter()
+                        .filter(|r| r.record_type() == HRecordType::SOA)
+                        .map(|r| self.status(r.proof()))
+                        .min()
+                        .unwrap_or(DnssecStatus::Bogus);
+                }
+                Err(e) if e.is_no_records_found() => {}
+                Err(_) => return DnssecStatus::Bogus,
+            }
+            match suffix.split_once('.') {
+                Some((_, rest)) if !rest.is_empty() => suffix = rest,
+                _ => return DnssecStatus::Bogus,
+            }
+        }
+    }
+
+    async fn map_error(&self, name: &QueryName, rtype: RecordType, e: ResolveError) -> DnsError {
+        let name = name.clone();
+        let proto = match e.kind() {
+            ResolveErrorKind::Proto(p) => p,
+            _ => {
+                return DnsError::ServerFailure {
+                    name,
+                    rtype,
+                    detail: e.to_string(),
+                };
+            }
+        };
+        match proto.kind() {
+            ProtoErrorKind::NoRecordsFound { response_code, .. } => {
+                // A negative answer that reached us under validation passed
+                // hickory's NSEC/NSEC3 check (a failed one is an Nsec
+                // error); whether it is authentic or provably insecure is
+                // the status of the zone it came from.
+                let dnssec = if self.validating {
+                    self.zone_status(&name).await
+                } else {
+                    DnssecStatus::NotValidated
+                };
+                match *response_code {
+                    ResponseCode::NXDomain => DnsError::NxDomain { name, dnssec },
+                    ResponseCode::NoError => DnsError::NoData {
+                        name,
+                        rtype,
+                        dnssec,
+                    },
+                    other => DnsError::ServerFailure {
+                        name,
+                        rtype,
+                        detail: format!("response code {other}"),
+                    },
+                }
+            }
+            ProtoErrorKind::Nsec { proof, .. } => DnsError::NoData {
+                name,
+                rtype,
+                dnssec: self.status(*proof),
+            },
+            ProtoErrorKind::Timeout => DnsError::Timeout { name, rtype },
+            _ => DnsError::ServerFailure {
+                name,
+                rtype,
+                detail: proto.to_string(),
+            },
+        }
+    }
+}
+
+fn owner(name: &Name) -> Result<QueryName, String> {
+    let text = name.to_ascii();
+    QueryName::parse(&text).map_err(|e| e.to_string())
+}
+
+impl DnsResolver for HickoryResolver {
+    fn mx<'a>(&'a self, domain: &'a DnsName) -> DnsFuture<'a, MxRecord> {
+        Box::pin(async move {
+            let q = QueryName::from(domain);
+            self.lookup(&q, RecordType::Mx, |d| match d {
+                RData::MX(mx) => {
+                    let exchange = mx.exchange();
+                    Some(if exchange.is_root() {
+                        Ok(MxRecord {
+                            preference: mx.preference(),
+                            exchange: None,
+                        })
+                    } else {
+                        DnsName::parse(&exchange.to_ascii())
+                            .map(|h| MxRecord {
+                                preference: mx.preference(),
+                                exchange: Some(h),
+                            })
+                            .map_err(|e| e.to_string())
+                    })
+                }
+                _ => None,
+            })
+            .await
+        })
+    }
+
+    fn txt<'a>(&'a self, name: &'a QueryName) -> DnsFuture<'a, TxtRecord> {
+        Box::pin(async move {
+            self.lookup(name, RecordType::Txt, |d| match d {
+                RData::TXT(t) => Some(Ok(TxtRecord {
+                    strings: t.txt_data().iter().map(|s| s.to_vec()).collect(),
+                })),
+                _ => None,
+            })
+            .await
+        })
+    }
+
+    fn tlsa<'a>(&'a self, name: &'a QueryName) -> DnsFuture<'a, TlsaRecord> {
+        Box::pin(async move {
+            self.lookup(name, RecordType::Tlsa, |d| match d {
+                RData::TLSA(t) => Some(Ok(TlsaRecord {
+                    usage: u8::from(t.cert_usage()).into(),
+                    selector: u8::from(t.selector()).into(),
+                    matching: u8::from(t.matching()).into(),
+                    data: t.cert_data().to_vec(),
+                })),
+                _ => None,
+            })
+            .await
+        })
+    }
+
+    fn a<'a>(&'a self, host: &'a DnsName) -> DnsFuture<'a, Ipv4Addr> {
+        Box::pin(async move {
+            let q = QueryName::from(host);
+            self.lookup(&q, RecordType::A, |d| match d {
+                RData::A(a) => Some(Ok(a.0)),
+                _ => None,
+            })
+            .await
+        })
+    }
+
+    fn aaaa<'a>(&'a self, host: &'a DnsName) -> DnsFuture<'a, Ipv6Addr> {
+        Box::pin(async move {
+            let q = QueryName::from(host);
+            self.lookup(&q, RecordType::Aaaa, |d| match d {
+                RData::AAAA(a) => Some(Ok(a.0)),
+                _ => None,
+            })
+            .await
+        })
+    }
+}

@@ -1,0 +1,578 @@
+//! The MTA-STS policy cache (RFC 8461 §5.1, §10.2).
+//!
+//! Each entry keeps the last good policy of a domain until its `max_age`
+//! runs out, even while DNS or HTTPS fail; it remembers the last failure so
+//! fetches back off for five minutes; and it carries a jittered time at
+//! which the service should refresh it before it expires, so popular
+//! domains never lapse and refreshes do not all fire at once.
+//!
+//! The cache persists as one JSON file in a data directory, written
+//! atomically; policies are stored as their raw text and parsed again on
+//! load, so the file never holds a policy the parser would not accept.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mailtls_core::DnsName;
+use serde::{Deserialize, Serialize};
+
+use super::parser::{Profile, parse_policy};
+use super::policy::MtaStsPolicy;
+use super::record::PolicyId;
+use crate::result_type::ResultType;
+
+/// How long fetches pause after a failure (RFC 8461 §10.2 suggests not
+/// hammering a failing host; the notes fix five minutes).
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The longest time between proactive refreshes of a policy.
+pub const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// The file name inside the data directory.
+pub const CACHE_FILE: &str = "mta-sts-cache.json";
+
+/// The last failure seen for a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureNote {
+    /// When it happened.
+    pub at: SystemTime,
+    /// Its TLS-RPT classification.
+    pub result_type: ResultType,
+    /// What went wrong, for people.
+    pub detail: String,
+}
+
+/// What the cache knows about one domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The policy domain.
+    pub domain: DnsName,
+    /// The last good policy and the id it was published under.
+    pub policy: Option<(PolicyId, Arc<MtaStsPolicy>)>,
+    /// When that policy was fetched.
+    pub fetched_at: Option<SystemTime>,
+    /// When it stops being usable (`fetched_at + max_age`).
+    pub expires_at: Option<SystemTime>,
+    /// When the service should refresh it (before expiry, jittered).
+    pub refresh_at: Option<SystemTime>,
+    /// The last failure to refresh it, if later than the last success.
+    pub last_failure: Option<FailureNote>,
+}
+
+impl CacheEntry {
+    fn empty(domain: DnsName) -> Self {
+        CacheEntry {
+            domain,
+            policy: None,
+            fetched_at: None,
+            expires_at: None,
+            refresh_at: None,
+            last_failure: None,
+        }
+    }
+
+    /// The policy if it has not expired at `now`.
+    pub fn valid_policy(&self, now: SystemTime) -> Option<&(PolicyId, Arc<MtaStsPolicy>)> {
+        match (&self.policy, self.expires_at) {
+            (Some(p), Some(exp)) if now < exp => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether a fetch must wait because the last one failed less than
+    /// [`FAILURE_BACKOFF`] ago.
+    pub fn in_backoff(&self, now: SystemTime) -> bool {
+        self.last_failure
+            .as_ref()
+            .is_some_and(|f| now < f.at + FAILURE_BACKOFF)
+    }
+}
+
+/// Why the cache could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// Reading or writing the file failed.
+    #[error("MTA-STS cache file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a cache this version wrote.
+    #[error("MTA-STS cache file {path} is damaged: {detail}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    domain: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fetched_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure_detail: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCache {
+    version: u32,
+    entries: Vec<StoredEntry>,
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn time(s: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s)
+}
+
+/// The cache: a map from domain to [`CacheEntry`], optionally backed by a
+/// file in a data directory.
+#[derive(Debug)]
+pub struct PolicyCache {
+    entries: RwLock<HashMap<DnsName, CacheEntry>>,
+    path: Option<PathBuf>,
+    jitter_seed: RandomState,
+}
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        Self::in_memory()
+    }
+}
+
+impl PolicyCache {
+    /// A cache that lives only in memory.
+    pub fn in_memory() -> Self {
+        PolicyCache {
+            entries: RwLock::default(),
+            path: None,
+            jitter_seed: RandomState::new(),
+        }
+    }
+
+    /// A cache persisted in `dir` (created if missing), loaded from it if a
+    /// cache file exists there. Policies are public data, so the directory
+    /// keeps whatever mode the embedder gave it.
+    pub fn open(dir: &Path) -> Result<Self, CacheError> {
+        let path = dir.join(CACHE_FILE);
+        std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let cache = PolicyCache {
+            path: Some(path.clone()),
+            ..Self::in_memory()
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
+            Err(source) => return Err(CacheError::Io { path, source }),
+        };
+        let stored: StoredCache =
+            serde_json::from_slice(&bytes).map_err(|e| CacheError::Format {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        if stored.version != 1 {
+            return Err(CacheError::Format {
+                path,
+                detail: format!("unknown version {}", stored.version),
+            });
+        }
+        let mut map = HashMap::with_capacity(stored.entries.len());
+        for s in stored.entries {
+            // An entry that no longer parses (hand-edited file, a stricter
+            // parser) is dropped rather than failing the whole load.
+            let Ok(domain) = DnsName::parse(&s.domain) else {
+                continue;
+            };
+            let policy = match (s.id.as_deref().and_then(PolicyId::parse), s.policy) {
+                (Some(id), Some(text)) => parse_policy(text.as_bytes(), Profile::Lenient)
+                    .ok()
+                    .map(|p| (id, Arc::new(p.policy))),
+                _ => None,
+            };
+            let last_failure = match (s.failure_at, s.failure_type) {
+                (Some(at), Some(t)) => t.parse::<ResultType>().ok().map(|rt| FailureNote {
+                    at: time(at),
+                    result_type: rt,
+                    detail: s.failure_detail.unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            let entry = CacheEntry {
+                domain: domain.clone(),
+                fetched_at: s.fetched_at.map(time).filter(|_| policy.is_some()),
+                expires_at: s.expires_at.map(time).filter(|_| policy.is_some()),
+                refresh_at: s.refresh_at.map(time).filter(|_| policy.is_some()),
+                policy,
+                last_failure,
+            };
+            map.insert(domain, entry);
+        }
+        *cache
+            .entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = map;
+        Ok(cache)
+    }
+
+    /// Writes the cache file (atomically: a reader sees the old or the new
+    /// file, never half of one). Does nothing for an in-memory cache.
+    pub fn save(&self) -> Result<(), CacheError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let stored = {
+            let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+            let mut entries: Vec<StoredEntry> = map
+                .values()
+                .map(|e| StoredEntry {
+                    domain: e.domain.to_string(),
+                    id: e.policy.as_ref().map(|(id, _)| id.to_string()),
+                    policy: e.policy.as_ref().map(|(_, p)| p.raw().to_owned()),
+                    fetched_at: e.fetched_at.map(secs),
+                    expires_at: e.expires_at.map(secs),
+                    refresh_at: e.refresh_at.map(secs),
+                    failure_at: e.last_failure.as_ref().map(|f| secs(f.at)),
+                    failure_type: e
+                        .last_failure
+                        .as_ref()
+                        .map(|f| f.result_type.as_str().to_owned()),
+                    failure_detail: e.last_failure.as_ref().map(|f| f.detail.clone()),
+                })
+                .collect();
+            entries.sort_by(|a, b| a.domain.cmp(&b.domain));
+            StoredCache {
+                version: 1,
+                entries,
+            }
+        };
+        let json = serde_json::to_vec_pretty(&stored).map_err(|e| CacheError::Format {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        mailtls_core::secret_file::write_atomic(path, &json, 0o644).map_err(|source| {
+            CacheError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
+    }
+
+    /// The entry for a domain, expired or not.
+    pub fn inspect(&self, domain: &DnsName) -> Option<CacheEntry> {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(domain)
+            .cloned()
+    }
+
+    /// The policy for a domain if one is cached and unexpired at `now`.
+    pub fn valid_policy(
+        &self,
+        domain: &DnsName,
+        now: SystemTime,
+    ) -> Option<(PolicyId, Arc<MtaStsPolicy>)> {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(domain)
+            .and_then(|e| e.valid_policy(now).cloned())
+    }
+
+    /// Every entry, sorted by domain.
+    pub fn list(&self) -> Vec<CacheEntry> {
+        let mut all: Vec<CacheEntry> = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.domain.cmp(&b.domain));
+        all
+    }
+
+    /// How many domains are cached.
+    pub fn len(&self) -> usize {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes a domain; returns whether it was there.
+    pub fn evict(&self, domain: &DnsName) -> bool {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(domain)
+            .is_some()
+    }
+
+    /// When to refresh a policy fetched at `now` with `max_age`: after half
+    /// its life (at most [`MAX_REFRESH_INTERVAL`]), plus up to a quarter of
+    /// that again chosen per domain and per process, so refreshes spread.
+    fn refresh_time(&self, domain: &DnsName, now: SystemTime, max_age: u32) -> SystemTime {
+        let base = (u64::from(max_age) / 2).min(MAX_REFRESH_INTERVAL.as_secs());
+        let spread = base / 4;
+        let jitter = if spread == 0 {
+            0
+        } else {
+            self.jitter_seed.hash_one((domain.as_str(), secs(now))) % spread
+        };
+        now + Duration::from_secs(base + jitter)
+    }
+
+    /// Records a successful fetch.
+    pub fn store(
+        &self,
+        domain: &DnsName,
+        id: PolicyId,
+        policy: MtaStsPolicy,
+        now: SystemTime,
+    ) -> Arc<MtaStsPolicy> {
+        let max_age = policy.max_age();
+        let policy = Arc::new(policy);
+        let entry = CacheEntry {
+            domain: domain.clone(),
+            policy: Some((id, Arc::clone(&policy))),
+            fetched_at: Some(now),
+            expires_at: Some(now + Duration::from_secs(u64::from(max_age))),
+            refresh_at: Some(self.refresh_time(domain, now, max_age)),
+            last_failure: None,
+        };
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(domain.clone(), entry);
+        policy
+    }
+
+    /// Records a failed fetch; the last good policy stays.
+    pub fn record_failure(
+        &self,
+        domain: &DnsName,
+        result_type: ResultType,
+        detail: String,
+        now: SystemTime,
+    ) {
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = map
+            .entry(domain.clone())
+            .or_insert_with(|| CacheEntry::empty(domain.clone()));
+        entry.last_failure = Some(FailureNote {
+            at: now,
+            result_type,
+            detail,
+        });
+    }
+
+    /// Whether fetches for `domain` are paused after a recent failure.
+    pub fn in_backoff(&self, domain: &DnsName, now: SystemTime) -> bool {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(domain)
+            .is_some_and(|e| e.in_backoff(now))
+    }
+
+    /// Domains whose policy should be refreshed at `now`: the refresh time
+    /// has passed, the policy is still held, and no back-off is running.
+    /// Entries that expired long ago without use are not refreshed; they
+    /// are dropped by [`PolicyCache::purge_expired`].
+    pub fn due_for_refresh(&self, now: SystemTime) -> Vec<DnsName> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let mut due: Vec<DnsName> = map
+            .values()
+            .filter(|e| e.policy.is_some())
+            .filter(|e| e.refresh_at.is_some_and(|t| t <= now))
+            .filter(|e| !e.in_backoff(now))
+            .map(|e| e.domain.clone())
+            .collect();
+        due.sort();
+        due
+    }
+
+    /// Drops entries without a usable policy at `now` and without a
+    /// running back-off; returns how many went.
+    pub fn purge_expired(&self, now: SystemTime) -> usize {
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let before = map.len();
+        map.retain(|_, e| e.valid_policy(now).is_some() || e.in_backoff(now));
+        before - map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mta_sts::policy::PolicyMode;
+    use mailtls_core::NamePattern;
+
+    fn d(s: &str) -> DnsName {
+        DnsName::parse(s).unwrap()
+    }
+
+    fn policy(max_age: u32) -> MtaStsPolicy {
+        MtaStsPolicy::new(
+            PolicyMode::Enforce,
+            vec![NamePattern::parse("mx.example.com").unwrap()],
+            max_age,
+        )
+    }
+
+    #[test]
+    fn policies_expire_after_max_age() {
+        let c = PolicyCache::in_memory();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        c.store(
+            &d("example.com"),
+            PolicyId::parse("1").unwrap(),
+            policy(3600),
+            t0,
+        );
+        assert!(
+            c.valid_policy(&d("example.com"), t0 + Duration::from_secs(3599))
+                .is_some()
+        );
+        assert!(
+            c.valid_policy(&d("example.com"), t0 + Duration::from_secs(3600))
+                .is_none()
+        );
+        assert_eq!(c.purge_expired(t0 + Duration::from_secs(3600)), 1);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn failures_back_off_for_five_minutes_and_keep_the_policy() {
+        let c = PolicyCache::in_memory();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        c.store(
+            &d("example.com"),
+            PolicyId::parse("1").unwrap(),
+            policy(86400),
+            t0,
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        c.record_failure(
+            &d("example.com"),
+            ResultType::StsPolicyFetchError,
+            "x".into(),
+            t1,
+        );
+        assert!(c.in_backoff(&d("example.com"), t1 + Duration::from_secs(299)));
+        assert!(!c.in_backoff(&d("example.com"), t1 + Duration::from_secs(300)));
+        assert!(c.valid_policy(&d("example.com"), t1).is_some());
+    }
+
+    #[test]
+    fn refresh_is_due_after_half_the_life_with_bounded_jitter() {
+        let c = PolicyCache::in_memory();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut times = std::collections::HashSet::new();
+        for i in 0..50 {
+            let name = d(&format!("d{i}.example"));
+            c.store(&name, PolicyId::parse("1").unwrap(), policy(40000), t0);
+            let at = c.inspect(&name).unwrap().refresh_at.unwrap();
+            let secs = at.duration_since(t0).unwrap().as_secs();
+            assert!((20000..25000).contains(&secs), "{secs}");
+            times.insert(secs);
+        }
+        assert!(times.len() > 10, "jitter spreads refreshes: {times:?}");
+        assert!(
+            c.due_for_refresh(t0 + Duration::from_secs(19999))
+                .is_empty()
+        );
+        assert_eq!(c.due_for_refresh(t0 + Duration::from_secs(25000)).len(), 50);
+        // A long max_age still refreshes at least daily (+ jitter).
+        c.store(
+            &d("long.example"),
+            PolicyId::parse("1").unwrap(),
+            policy(MAX_MAX),
+            t0,
+        );
+        let at = c.inspect(&d("long.example")).unwrap().refresh_at.unwrap();
+        assert!(at.duration_since(t0).unwrap() < MAX_REFRESH_INTERVAL * 5 / 4);
+    }
+
+    const MAX_MAX: u32 = crate::mta_sts::MAX_MAX_AGE;
+
+    #[test]
+    fn persists_and_reloads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        {
+            let c = PolicyCache::open(dir.path()).unwrap();
+            c.store(
+                &d("example.com"),
+                PolicyId::parse("abc").unwrap(),
+                policy(86400),
+                t0,
+            );
+            c.record_failure(
+                &d("broken.example"),
+                ResultType::StsWebpkiInvalid,
+                "bad cert".into(),
+                t0,
+            );
+            c.save().unwrap();
+        }
+        let c = PolicyCache::open(dir.path()).unwrap();
+        assert_eq!(c.len(), 2);
+        let (id, p) = c.valid_policy(&d("example.com"), t0).unwrap();
+        assert_eq!(id.as_str(), "abc");
+        assert_eq!(*p, policy(86400));
+        let broken = c.inspect(&d("broken.example")).unwrap();
+        assert_eq!(
+            broken.last_failure.unwrap().result_type,
+            ResultType::StsWebpkiInvalid
+        );
+        assert!(c.evict(&d("example.com")));
+        assert!(!c.evict(&d("example.com")));
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(CACHE_FILE)]);
+        std::fs::write(dir.path().join(CACHE_FILE), b"{not json").unwrap();
+        assert!(matches!(
+            PolicyCache::open(dir.path()),
+            Err(CacheError::Format { .. })
+        ));
+    }
+}

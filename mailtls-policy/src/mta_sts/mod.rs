@@ -1,0 +1,21 @@
+//! MTA-STS (RFC 8461): the `_mta-sts` TXT record, the policy file, its HTTPS
+//! fetch, a persistent cache and the service that ties them together.
+
+mod cache;
+mod fetch;
+mod parser;
+mod policy;
+mod record;
+mod service;
+
+pub use cache::{
+    CACHE_FILE, CacheEntry, CacheError, FAILURE_BACKOFF, FailureNote, MAX_REFRESH_INTERVAL,
+    PolicyCache,
+};
+pub use fetch::{DEFAULT_MAX_SIZE, FetchError, FetcherConfig, PolicyFetcher, policy_url};
+pub use parser::{
+    Diagnostic, DiagnosticKind, ParsedPolicy, PolicyError, Profile, Severity, parse_policy,
+};
+pub use policy::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
+pub use record::{PolicyId, RecordError, StsRecord, parse_record, select_record};
+pub use service::{MtaSts, NoPolicyReason, PolicyOutcome, PolicySource};

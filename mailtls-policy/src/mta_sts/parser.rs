@@ -1,0 +1,893 @@
+//! The MTA-STS policy file parser (RFC 8461 §3.2), with a strict and a
+//! lenient profile.
+//!
+//! Both profiles read the file the same way and report the same
+//! [`Diagnostic`]s; they differ only in which findings make the policy
+//! invalid. Rules both keep (from the project's policy notes and the
+//! failures seen in other implementations):
+//!
+//! - the first value of a repeated `version`, `mode` or `max_age` wins, so a
+//!   later `mode: none` cannot downgrade an `enforce` policy;
+//! - a line without a colon is an error for that line and is never glued
+//!   to the next key;
+//! - CRLF and LF are both line ends; `max_age` is clamped to one year;
+//! - unknown keys are kept as extensions; the raw text is kept.
+
+use std::fmt;
+
+use mailtls_core::{DnsName, NamePattern};
+
+use super::policy::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
+
+/// How forgiving the parser is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Exactly RFC 8461 §3.2: every deviation from the grammar is an error.
+    Strict,
+    /// What senders meet in the wild: a BOM, a line without a colon, a
+    /// U-label or an IP address in `mx`, keys in the wrong case or
+    /// whitespace before the colon are reported and skipped or repaired;
+    /// missing required fields and bad values still make it invalid.
+    #[default]
+    Lenient,
+}
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth knowing; the policy is fine.
+    Info,
+    /// The file deviates from RFC 8461 but the profile accepted it.
+    Warning,
+    /// The policy is invalid under the profile.
+    Error,
+}
+
+/// What was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiagnosticKind {
+    /// The body is not UTF-8.
+    NotUtf8,
+    /// The body starts with a byte order mark.
+    ByteOrderMark,
+    /// The file mixes CRLF and LF line ends.
+    MixedLineEnds,
+    /// A line has no colon; it is ignored and never joined to another.
+    NoColon {
+        /// The line's text.
+        text: String,
+    },
+    /// An empty line between fields.
+    EmptyLine,
+    /// Whitespace between a key and its colon.
+    SpaceBeforeColon {
+        /// The key.
+        key: String,
+    },
+    /// A key in other than lowercase (`Mode:`); keys are case-sensitive.
+    KeyCase {
+        /// The key as written.
+        key: String,
+    },
+    /// A key seen before; the first value is the one used.
+    RepeatedKey {
+        /// The key.
+        key: String,
+    },
+    /// A key RFC 8461 does not define; kept as an extension.
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// A known key it looks like a typo of (`nmx` → `mx`).
+        suggestion: Option<&'static str>,
+    },
+    /// An extension key that is not a valid `sts-policy-ext-name`.
+    BadKey {
+        /// The key.
+        key: String,
+    },
+    /// `version` is not `STSv1`.
+    BadVersion {
+        /// The value.
+        value: String,
+    },
+    /// `mode` is not `enforce`, `testing` or `none`.
+    BadMode {
+        /// The value.
+        value: String,
+    },
+    /// `mode` has the right word in another case (`Enforce`).
+    ModeCase {
+        /// The value.
+        value: String,
+    },
+    /// `max_age` is not 1 to 10 digits.
+    BadMaxAge {
+        /// The value.
+        value: String,
+    },
+    /// `max_age` exceeded 31557600 and was clamped.
+    MaxAgeClamped {
+        /// The value given.
+        value: String,
+    },
+    /// An `mx` value is an IP address, which can never match an MX host.
+    IpAddressInMx {
+        /// The value.
+        value: String,
+    },
+    /// An `mx` value uses Unicode labels; the grammar wants A-labels.
+    ULabelInMx {
+        /// The value as written.
+        value: String,
+        /// Its A-label form.
+        a_label: String,
+    },
+    /// An `mx` value is not a host name or one-label wildcard.
+    BadMx {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A required field is missing.
+    Missing {
+        /// The key.
+        key: &'static str,
+    },
+    /// The mode is `enforce` or `testing` but no usable `mx` remains.
+    NoMx,
+    /// A value holds characters the grammar does not allow (control
+    /// characters, a stray CR).
+    BadCharacters {
+        /// The key.
+        key: String,
+    },
+}
+
+/// One finding, with the line it concerns (1-based; 0 for the whole file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The line, or 0.
+    pub line: usize,
+    /// How much it matters under the profile used.
+    pub severity: Severity,
+    /// What was found.
+    pub kind: DiagnosticKind,
+}
+
+impl fmt::Display for DiagnosticKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use DiagnosticKind::*;
+        match self {
+            NotUtf8 => write!(f, "the policy is not UTF-8 text"),
+            ByteOrderMark => write!(f, "the policy starts with a byte order mark"),
+            MixedLineEnds => write!(f, "CRLF and LF line ends are mixed"),
+            NoColon { text } => write!(f, "line {text:?} has no colon (ignored)"),
+            EmptyLine => write!(f, "empty line"),
+            SpaceBeforeColon { key } => write!(f, "whitespace between key {key:?} and colon"),
+            KeyCase { key } => write!(f, "key {key:?} is not lowercase"),
+            RepeatedKey { key } => write!(f, "key {key:?} repeated; the first value is used"),
+            UnknownKey {
+                key,
+                suggestion: Some(s),
+            } => write!(f, "unknown key {key:?} (did you mean {s:?}?)"),
+            UnknownKey { key, .. } => write!(f, "unknown key {key:?} (kept as an extension)"),
+            BadKey { key } => write!(f, "{key:?} is not a valid key"),
+            BadVersion { value } => write!(f, "version {value:?} is not \"STSv1\""),
+            BadMode { value } => write!(f, "mode {value:?} is not enforce, testing or none"),
+            ModeCase { value } => write!(f, "mode {value:?} is not lowercase"),
+            BadMaxAge { value } => write!(f, "max_age {value:?} is not 1 to 10 digits"),
+            MaxAgeClamped { value } => {
+                write!(f, "max_age {value} is above {MAX_MAX_AGE}; clamped")
+            }
+            IpAddressInMx { value } => write!(f, "mx {value:?} is an IP address, not a host name"),
+            ULabelInMx { value, a_label } => {
+                write!(
+                    f,
+                    "mx {value:?} uses U-labels; its A-label form is {a_label:?}"
+                )
+            }
+            BadMx { value, reason } => write!(f, "mx {value:?} is not a valid pattern: {reason}"),
+            Missing { key } => write!(f, "required key {key:?} is missing"),
+            NoMx => write!(f, "no usable mx pattern for mode enforce or testing"),
+            BadCharacters { key } => write!(f, "the value of {key:?} holds forbidden characters"),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        if self.line == 0 {
+            write!(f, "{sev}: {}", self.kind)
+        } else {
+            write!(f, "{sev}: line {}: {}", self.line, self.kind)
+        }
+    }
+}
+
+/// A policy that the chosen profile refuses, with everything found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MTA-STS policy: {}", first_error(.diagnostics))]
+pub struct PolicyError {
+    /// Every finding, errors and others, in line order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn first_error(d: &[Diagnostic]) -> String {
+    d.iter()
+        .find(|d| d.severity == Severity::Error)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "unknown error".to_owned())
+}
+
+impl PolicyError {
+    /// The findings with [`Severity::Error`].
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+}
+
+/// A policy the profile accepted, with what was noticed on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedPolicy {
+    /// The policy.
+    pub policy: MtaStsPolicy,
+    /// Warnings and notes (never errors).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+struct Collector {
+    profile: Profile,
+    out: Vec<Diagnostic>,
+}
+
+impl Collector {
+    /// Records a finding that is an error in the strict profile and
+    /// `lenient` in the lenient one.
+    fn strict_error(&mut self, line: usize, lenient: Severity, kind: DiagnosticKind) {
+        let severity = match self.profile {
+            Profile::Strict => Severity::Error,
+            Profile::Lenient => lenient,
+        };
+        self.out.push(Diagnostic {
+            line,
+            severity,
+            kind,
+        });
+    }
+
+    fn push(&mut self, line: usize, severity: Severity, kind: DiagnosticKind) {
+        self.out.push(Diagnostic {
+            line,
+            severity,
+            kind,
+        });
+    }
+}
+
+const KNOWN_KEYS: [&str; 4] = ["version", "mode", "max_age", "mx"];
+
+fn suggestion(key: &str) -> Option<&'static str> {
+    // One edit away, or the same letters in another case.
+    KNOWN_KEYS.into_iter().find(|known| {
+        let (a, b) = (key.as_bytes(), known.as_bytes());
+        if a.len() == b.len() {
+            a.iter().zip(b).filter(|(x, y)| x != y).count() == 1
+        } else if a.len() == b.len() + 1 {
+            (0..a.len()).any(|skip| {
+                a.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .map(|(_, c)| c)
+                    .eq(b.iter())
+            })
+        } else if a.len() + 1 == b.len() {
+            (0..b.len()).any(|skip| {
+                b.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .map(|(_, c)| c)
+                    .eq(a.iter())
+            })
+        } else {
+            false
+        }
+    })
+}
+
+fn valid_ext_name(key: &str) -> bool {
+    let b = key.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+}
+
+/// Parses a policy file body.
+///
+/// ```
+/// use mailtls_policy::mta_sts::{parse_policy, PolicyMode, Profile};
+/// // RFC 8461 §3.2 example.
+/// let body = b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\n\
+///              mx: *.example.net\r\nmx: backupmx.example.com\r\nmax_age: 604800\r\n";
+/// let parsed = parse_policy(body, Profile::Strict).unwrap();
+/// assert_eq!(parsed.policy.mode(), PolicyMode::Enforce);
+/// assert_eq!(parsed.policy.mx().len(), 3);
+/// assert!(parsed.diagnostics.is_empty());
+/// ```
+pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, PolicyError> {
+    let mut c = Collector {
+        profile,
+        out: Vec::new(),
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        c.push(0, Severity::Error, DiagnosticKind::NotUtf8);
+        return Err(PolicyError { diagnostics: c.out });
+    };
+    let raw = text.to_owned();
+    let mut text = text;
+    if let Some(rest) = text.strip_prefix('\u{feff}') {
+        c.strict_error(0, Severity::Warning, DiagnosticKind::ByteOrderMark);
+        text = rest;
+    }
+    let crlf = text.matches("\r\n").count();
+    let lf = text.matches('\n').count();
+    if crlf > 0 && crlf < lf {
+        c.push(0, Severity::Info, DiagnosticKind::MixedLineEnds);
+    }
+
+    let mut version: Option<String> = None;
+    let mut mode: Option<PolicyMode> = None;
+    let mut max_age: Option<u32> = None;
+    let mut mx: Vec<NamePattern> = Vec::new();
+    let mut extensions: Vec<(String, String)> = Vec::new();
+    let mut seen_mx_line = false;
+
+    let lines: Vec<&str> = text.split('\n').collect();
+    let last_nonempty = lines.iter().rposition(|l| !l.trim().is_empty());
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim_matches([' ', '\t']).is_empty() {
+            // Trailing line ends are fine; blank lines between fields are not
+            // in the grammar but harm nothing.
+            if last_nonempty.is_some_and(|last| i < last) {
+                c.push(n, Severity::Info, DiagnosticKind::EmptyLine);
+            }
+            continue;
+        }
+        let Some((key_part, value_part)) = line.split_once(':') else {
+            c.strict_error(
+                n,
+                Severity::Warning,
+                DiagnosticKind::NoColon {
+                    text: line.to_owned(),
+                },
+            );
+            continue;
+        };
+        let mut key = key_part;
+        if key.ends_with([' ', '\t']) {
+            key = key.trim_end_matches([' ', '\t']);
+            c.strict_error(
+                n,
+                Severity::Warning,
+                DiagnosticKind::SpaceBeforeColon {
+                    key: key.to_owned(),
+                },
+            );
+        }
+        let value = value_part.trim_matches([' ', '\t']);
+        if value.chars().any(|ch| ch.is_control() && ch != '\t') {
+            c.push(
+                n,
+                Severity::Error,
+                DiagnosticKind::BadCharacters {
+                    key: key.to_owned(),
+                },
+            );
+            continue;
+        }
+        let lower = key.to_ascii_lowercase();
+        let known = KNOWN_KEYS.contains(&lower.as_str());
+        if known && lower != key {
+            c.strict_error(
+                n,
+                Severity::Warning,
+                DiagnosticKind::KeyCase {
+                    key: key.to_owned(),
+                },
+            );
+        }
+        let repeated = |c: &mut Collector, already: bool| {
+            if already {
+                c.push(
+                    n,
+                    Severity::Warning,
+                    DiagnosticKind::RepeatedKey { key: lower.clone() },
+                );
+            }
+            already
+        };
+        match lower.as_str() {
+            "version" => {
+                if repeated(&mut c, version.is_some()) {
+                    continue;
+                }
+                if value != "STSv1" {
+                    c.push(
+                        n,
+                        Severity::Error,
+                        DiagnosticKind::BadVersion {
+                            value: value.to_owned(),
+                        },
+                    );
+                }
+                version = Some(value.to_owned());
+            }
+            "mode" => {
+                if repeated(&mut c, mode.is_some()) {
+                    continue;
+                }
+                let parsed = match value.to_ascii_lowercase().as_str() {
+                    "enforce" => Some(PolicyMode::Enforce),
+                    "testing" => Some(PolicyMode::Testing),
+                    "none" => Some(PolicyMode::None),
+                    _ => None,
+                };
+                match parsed {
+                    Some(m) => {
+                        if m.as_str() != value {
+                            c.strict_error(
+                                n,
+                                Severity::Warning,
+                                DiagnosticKind::ModeCase {
+                                    value: value.to_owned(),
+                                },
+                            );
+                        }
+                        mode = Some(m);
+                    }
+                    None => c.push(
+                        n,
+                        Severity::Error,
+                        DiagnosticKind::BadMode {
+                            value: value.to_owned(),
+                        },
+                    ),
+                }
+            }
+            "max_age" => {
+                if repeated(&mut c, max_age.is_some()) {
+                    continue;
+                }
+                let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+                if !digits {
+                    c.push(
+                        n,
+                        Severity::Error,
+                        DiagnosticKind::BadMaxAge {
+                            value: value.to_owned(),
+                        },
+                    );
+                    continue;
+                }
+                if value.len() > 10 {
+                    // Beyond the grammar's 1*10DIGIT; the lenient profile
+                    // clamps it like any other too-large value.
+                    c.strict_error(
+                        n,
+                        Severity::Warning,
+                        DiagnosticKind::BadMaxAge {
+                            value: value.to_owned(),
+                        },
+                    );
+                }
+                let parsed = value.parse::<u64>().unwrap_or(u64::MAX);
+                if parsed > u64::from(MAX_MAX_AGE) {
+                    c.push(
+                        n,
+                        Severity::Warning,
+                        DiagnosticKind::MaxAgeClamped {
+                            value: value.to_owned(),
+                        },
+                    );
+                }
+                max_age =
+                    Some(u32::try_from(parsed.min(u64::from(MAX_MAX_AGE))).unwrap_or(MAX_MAX_AGE));
+            }
+            "mx" => {
+                seen_mx_line = true;
+                if let Some(p) = parse_mx(&mut c, n, value) {
+                    if !mx.contains(&p) {
+                        mx.push(p);
+                    }
+                }
+            }
+            _ => {
+                if !valid_ext_name(key) {
+                    c.strict_error(
+                        n,
+                        Severity::Warning,
+                        DiagnosticKind::BadKey {
+                            key: key.to_owned(),
+                        },
+                    );
+                    continue;
+                }
+                c.push(
+                    n,
+                    Severity::Info,
+                    DiagnosticKind::UnknownKey {
+                        key: key.to_owned(),
+                        suggestion: suggestion(&lower),
+                    },
+                );
+                extensions.push((key.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    for (key, present) in [
+        ("version", version.is_some()),
+        ("mode", mode.is_some()),
+        ("max_age", max_age.is_some()),
+    ] {
+        if !present {
+            c.push(0, Severity::Error, DiagnosticKind::Missing { key });
+        }
+    }
+    if matches!(mode, Some(PolicyMode::Enforce | PolicyMode::Testing)) && mx.is_empty() {
+        if seen_mx_line {
+            c.push(0, Severity::Error, DiagnosticKind::NoMx);
+        } else {
+            c.push(0, Severity::Error, DiagnosticKind::Missing { key: "mx" });
+        }
+    }
+
+    c.out.sort_by_key(|d| d.line);
+    if c.out.iter().any(|d| d.severity == Severity::Error) {
+        return Err(PolicyError { diagnostics: c.out });
+    }
+    match (mode, max_age) {
+        (Some(mode), Some(max_age)) => Ok(ParsedPolicy {
+            policy: MtaStsPolicy {
+                mode,
+                mx,
+                max_age,
+                extensions,
+                raw,
+            },
+            diagnostics: c.out,
+        }),
+        // Unreachable in practice: a missing field was recorded as an error.
+        _ => Err(PolicyError { diagnostics: c.out }),
+    }
+}
+
+fn parse_mx(c: &mut Collector, n: usize, value: &str) -> Option<NamePattern> {
+    let host_part = value.strip_prefix("*.").unwrap_or(value);
+    let unbracketed = host_part.trim_start_matches('[').trim_end_matches(']');
+    if unbracketed.parse::<std::net::IpAddr>().is_ok() {
+        // An IP can never match an MX host name: skipped in both profiles,
+        // fatal in the strict one.
+        c.strict_error(
+            n,
+            Severity::Warning,
+            DiagnosticKind::IpAddressInMx {
+                value: value.to_owned(),
+            },
+        );
+        return None;
+    }
+    if !value.is_ascii() {
+        return match NamePattern::parse(value) {
+            Ok(p) => {
+                c.strict_error(
+                    n,
+                    Severity::Warning,
+                    DiagnosticKind::ULabelInMx {
+                        value: value.to_owned(),
+                        a_label: p.to_string(),
+                    },
+                );
+                Some(p)
+            }
+            Err(e) => {
+                bad_mx(c, n, value, e.to_string());
+                None
+            }
+        };
+    }
+    match NamePattern::parse(value) {
+        Ok(p) => {
+            // "*.com" style patterns parse in core as errors already; a single
+            // label exact name is legal DNS but cannot be a real MX.
+            if let NamePattern::Exact(h) = &p
+                && DnsName::label_count(h) < 2
+            {
+                bad_mx(c, n, value, "a single-label name".to_owned());
+                return None;
+            }
+            Some(p)
+        }
+        Err(e) => {
+            bad_mx(c, n, value, e.to_string());
+            None
+        }
+    }
+}
+
+fn bad_mx(c: &mut Collector, n: usize, value: &str, reason: String) {
+    c.strict_error(
+        n,
+        Severity::Warning,
+        DiagnosticKind::BadMx {
+            value: value.to_owned(),
+            reason,
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(d: &[Diagnostic]) -> Vec<&DiagnosticKind> {
+        d.iter().map(|d| &d.kind).collect()
+    }
+
+    fn both(
+        body: &str,
+    ) -> (
+        Result<ParsedPolicy, PolicyError>,
+        Result<ParsedPolicy, PolicyError>,
+    ) {
+        (
+            parse_policy(body.as_bytes(), Profile::Strict),
+            parse_policy(body.as_bytes(), Profile::Lenient),
+        )
+    }
+
+    fn name(s: &str) -> DnsName {
+        DnsName::parse(s).unwrap()
+    }
+
+    const RFC_EXAMPLE: &str = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\n\
+        mx: *.example.net\r\nmx: backupmx.example.com\r\nmax_age: 604800\r\n";
+
+    #[test]
+    fn rfc_8461_section_3_2_example_parses_in_both_profiles() {
+        let (strict, lenient) = both(RFC_EXAMPLE);
+        let strict = strict.unwrap();
+        assert_eq!(strict, lenient.unwrap());
+        let p = &strict.policy;
+        assert_eq!(p.mode(), PolicyMode::Enforce);
+        assert_eq!(p.max_age(), 604_800);
+        assert!(p.matches_mx(&name("mail.example.com")));
+        assert!(p.matches_mx(&name("mx1.example.net")));
+        assert!(p.matches_mx(&name("backupmx.example.com")));
+        assert!(!p.matches_mx(&name("example.net")));
+        assert_eq!(p.raw(), RFC_EXAMPLE);
+        assert!(strict.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn lf_only_and_no_final_line_end_are_fine() {
+        let (s, l) = both("version: STSv1\nmode: testing\nmx: mx.example.com\nmax_age: 86400");
+        assert_eq!(s.unwrap().policy.mode(), PolicyMode::Testing);
+        assert!(l.unwrap().diagnostics.is_empty());
+    }
+
+    #[test]
+    fn mixed_line_ends_are_noted_not_refused() {
+        // Corpus in the policy notes: mixed CRLF/LF.
+        let (s, _) =
+            both("version: STSv1\r\nmode: enforce\nmx: mx.example.com\r\nmax_age: 86400\n");
+        let s = s.unwrap();
+        assert_eq!(kinds(&s.diagnostics), vec![&DiagnosticKind::MixedLineEnds]);
+        assert_eq!(s.diagnostics[0].severity, Severity::Info);
+    }
+
+    #[test]
+    fn repeated_mode_keeps_the_first_value() {
+        // Policy notes: "a later `mode: none` must not downgrade".
+        let body =
+            "version: STSv1\nmode: enforce\nmode: none\nmx: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        for parsed in [s.unwrap(), l.unwrap()] {
+            assert_eq!(parsed.policy.mode(), PolicyMode::Enforce);
+            assert_eq!(
+                parsed.diagnostics,
+                vec![Diagnostic {
+                    line: 3,
+                    severity: Severity::Warning,
+                    kind: DiagnosticKind::RepeatedKey { key: "mode".into() }
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_without_colon_is_never_glued_to_the_next_key() {
+        // Policy notes: a line without a colon is an error for that line.
+        let body = "version: STSv1\nmode: enforce\nmx mx.evil.example\nmx: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        let err = s.unwrap_err();
+        assert_eq!(err.errors().next().unwrap().line, 3);
+        assert!(err.to_string().contains("line 3"), "{err}");
+        let l = l.unwrap();
+        assert_eq!(l.policy.mx().len(), 1);
+        assert!(!l.policy.matches_mx(&name("mx.evil.example")));
+        assert!(matches!(
+            l.diagnostics[0].kind,
+            DiagnosticKind::NoColon { .. }
+        ));
+    }
+
+    #[test]
+    fn nmx_typo_leaves_no_mx_and_is_invalid() {
+        // Seen in the wild (policy notes): `nmx:` instead of `mx:`.
+        let body = "version: STSv1\nmode: enforce\nnmx: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        for err in [s.unwrap_err(), l.unwrap_err()] {
+            assert!(err.diagnostics.iter().any(|d| d.kind
+                == DiagnosticKind::UnknownKey {
+                    key: "nmx".into(),
+                    suggestion: Some("mx")
+                }));
+            assert!(
+                err.errors()
+                    .any(|d| d.kind == DiagnosticKind::Missing { key: "mx" })
+            );
+        }
+    }
+
+    #[test]
+    fn ip_address_in_mx_is_skipped_or_refused() {
+        // Seen in the wild (policy notes): IP addresses in `mx`.
+        let body =
+            "version: STSv1\nmode: enforce\nmx: 192.0.2.25\nmx: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        assert!(matches!(
+            s.unwrap_err().errors().next().unwrap().kind,
+            DiagnosticKind::IpAddressInMx { .. }
+        ));
+        let l = l.unwrap();
+        assert_eq!(l.policy.mx().len(), 1);
+        assert_eq!(l.diagnostics[0].severity, Severity::Warning);
+        // Only IPs: nothing usable is left, invalid in both.
+        let only_ip = "version: STSv1\nmode: enforce\nmx: [2001:db8::1]\nmax_age: 86400\n";
+        let err = parse_policy(only_ip.as_bytes(), Profile::Lenient).unwrap_err();
+        assert!(err.errors().any(|d| d.kind == DiagnosticKind::NoMx));
+    }
+
+    #[test]
+    fn u_label_mx_is_converted_by_the_lenient_profile() {
+        let body = "version: STSv1\nmode: enforce\nmx: mx.bücher.example\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        assert!(s.is_err());
+        let l = l.unwrap();
+        assert!(l.policy.matches_mx(&name("mx.xn--bcher-kva.example")));
+        assert!(matches!(
+            l.diagnostics[0].kind,
+            DiagnosticKind::ULabelInMx { .. }
+        ));
+    }
+
+    #[test]
+    fn max_age_is_clamped_to_one_year() {
+        // RFC 8461 §3.2: max_age is at most 31557600.
+        let body = "version: STSv1\nmode: testing\nmx: mx.example.com\nmax_age: 31557601\n";
+        let (s, l) = both(body);
+        let s = s.unwrap();
+        assert_eq!(s.policy.max_age(), MAX_MAX_AGE);
+        assert!(matches!(
+            s.diagnostics[0].kind,
+            DiagnosticKind::MaxAgeClamped { .. }
+        ));
+        assert_eq!(l.unwrap().policy.max_age(), MAX_MAX_AGE);
+        // More than 10 digits is outside the grammar.
+        let long = "version: STSv1\nmode: testing\nmx: mx.example.com\nmax_age: 99999999999\n";
+        let (s, l) = both(long);
+        assert!(s.is_err());
+        assert_eq!(l.unwrap().policy.max_age(), MAX_MAX_AGE);
+        let bad = "version: STSv1\nmode: testing\nmx: mx.example.com\nmax_age: -1\n";
+        let (s, l) = both(bad);
+        assert!(s.is_err() && l.is_err());
+    }
+
+    #[test]
+    fn byte_order_mark_is_stripped_only_by_the_lenient_profile() {
+        // Corpus in the policy notes: BOM.
+        let body = format!("\u{feff}{RFC_EXAMPLE}");
+        let (s, l) = both(&body);
+        assert!(matches!(
+            s.unwrap_err().errors().next().unwrap().kind,
+            DiagnosticKind::ByteOrderMark
+        ));
+        let l = l.unwrap();
+        assert_eq!(l.policy.mode(), PolicyMode::Enforce);
+        assert_eq!(l.policy.raw(), body, "raw text is kept as fetched");
+    }
+
+    #[test]
+    fn html_body_is_invalid() {
+        // Corpus in the policy notes: an HTML page served with status 200.
+        let body = "<!DOCTYPE html>\n<html><head><title>Welcome</title></head>\n<body>It works!</body></html>\n";
+        let (s, l) = both(body);
+        assert!(s.is_err());
+        let err = l.unwrap_err();
+        assert!(
+            err.errors()
+                .any(|d| d.kind == DiagnosticKind::Missing { key: "version" })
+        );
+    }
+
+    #[test]
+    fn mode_none_needs_no_mx() {
+        // RFC 8461 §3.2 / §8.3: "none" withdraws a policy.
+        let (s, _) = both("version: STSv1\nmode: none\nmax_age: 86400\n");
+        let p = s.unwrap().policy;
+        assert_eq!(p.mode(), PolicyMode::None);
+        assert!(p.allows_mx(&name("anything.example")));
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_as_extensions() {
+        let body = "version: STSv1\nmode: testing\nmx: mx.example.com\nmax_age: 86400\nx-note: hello world\n";
+        let p = parse_policy(body.as_bytes(), Profile::Strict).unwrap();
+        assert_eq!(
+            p.policy.extensions(),
+            &[("x-note".to_owned(), "hello world".to_owned())]
+        );
+        assert_eq!(p.diagnostics[0].severity, Severity::Info);
+    }
+
+    #[test]
+    fn case_and_spacing_deviations_split_the_profiles() {
+        for body in [
+            "version: STSv1\nMode: enforce\nmx: mx.example.com\nmax_age: 86400\n",
+            "version: STSv1\nmode: Enforce\nmx: mx.example.com\nmax_age: 86400\n",
+            "version: STSv1\nmode : enforce\nmx: mx.example.com\nmax_age: 86400\n",
+        ] {
+            let (s, l) = both(body);
+            assert!(s.is_err(), "{body}");
+            assert_eq!(l.unwrap().policy.mode(), PolicyMode::Enforce, "{body}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_values_in_both_profiles() {
+        for body in [
+            "version: STSv2\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n",
+            "version: STSv1\nmode: strict\nmx: mx.example.com\nmax_age: 86400\n",
+            "version: STSv1\nmode: enforce\nmx: mx.example.com\n",
+            "mode: enforce\nmx: mx.example.com\nmax_age: 86400\n",
+            "version: STSv1\nmode: enforce\nmx: *.com\nmax_age: 86400\n",
+            "version: STSv1\nmode: enforce\nmx: mail*.example.com\nmax_age: 86400\n",
+            "version: STSv1\nmode: enforce\nmx: mx.example.com\x01\nmax_age: 86400\n",
+            "",
+        ] {
+            let (s, l) = both(body);
+            assert!(s.is_err() && l.is_err(), "{body:?}");
+        }
+        assert!(matches!(
+            parse_policy(b"\xff\xfe", Profile::Lenient)
+                .unwrap_err()
+                .diagnostics[0]
+                .kind,
+            DiagnosticKind::NotUtf8
+        ));
+    }
+}

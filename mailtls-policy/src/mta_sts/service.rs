@@ -1,0 +1,259 @@
+//! [`MtaSts`]: resolver + fetcher + cache, answering "which MTA-STS policy
+//! applies to this domain now?" by the rules of RFC 8461 §5 and §10.2.
+
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use mailtls_core::DnsName;
+
+use super::cache::{CacheError, PolicyCache};
+use super::fetch::PolicyFetcher;
+use super::policy::MtaStsPolicy;
+use super::record::{PolicyId, RecordError, select_record};
+use crate::dns::{DnsError, DnsResolver, QueryName};
+use crate::result_type::ResultType;
+
+/// Where a policy in an outcome came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicySource {
+    /// The cache, with the id in DNS unchanged (or DNS silent).
+    Cache,
+    /// Fetched just now.
+    Fetched,
+    /// The cache, because a refresh (new id, or proactive) failed: RFC 8461
+    /// §5.1 keeps using an unexpired policy.
+    StaleAfterFailure,
+}
+
+/// Why no policy applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoPolicyReason {
+    /// No `_mta-sts` TXT record (NXDOMAIN or no data).
+    NoRecord,
+    /// TXT records exist but none, or more than one, is a valid `v=STSv1`
+    /// record (RFC 8461 §3.1: assume no policy).
+    InvalidRecord(RecordError),
+    /// The TXT lookup failed (SERVFAIL, timeout).
+    DnsFailure(DnsError),
+}
+
+/// The answer of [`MtaSts::policy_for`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PolicyOutcome {
+    /// The domain is on the exception list: MTA-STS is not applied.
+    Exempt,
+    /// The domain has no policy: deliver as without MTA-STS.
+    NoPolicy(NoPolicyReason),
+    /// A policy applies.
+    Policy {
+        /// Its id.
+        id: PolicyId,
+        /// The policy.
+        policy: Arc<MtaStsPolicy>,
+        /// Where it came from.
+        source: PolicySource,
+    },
+    /// The domain publishes a policy record but the policy could not be
+    /// had and none is cached. RFC 8461 §5 has the sender deliver as
+    /// without a policy; TLS-RPT counts the failure under `result_type`.
+    Failed {
+        /// The TLS-RPT classification.
+        result_type: ResultType,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl PolicyOutcome {
+    /// The policy, if one applies.
+    pub fn policy(&self) -> Option<&Arc<MtaStsPolicy>> {
+        match self {
+            PolicyOutcome::Policy { policy, .. } => Some(policy),
+            _ => None,
+        }
+    }
+}
+
+/// The MTA-STS service: looks up `_mta-sts` records, fetches and caches
+/// policies, honours the exception list.
+pub struct MtaSts {
+    dns: Arc<dyn DnsResolver>,
+    fetcher: PolicyFetcher,
+    cache: PolicyCache,
+    exceptions: RwLock<HashSet<DnsName>>,
+}
+
+impl std::fmt::Debug for MtaSts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtaSts")
+            .field("fetcher", &self.fetcher)
+            .field("cache_entries", &self.cache.len())
+            .field("exceptions", &self.exceptions())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MtaSts {
+    /// Ties a resolver, a fetcher and a cache together.
+    pub fn new(dns: Arc<dyn DnsResolver>, fetcher: PolicyFetcher, cache: PolicyCache) -> Self {
+        MtaSts {
+            dns,
+            fetcher,
+            cache,
+            exceptions: RwLock::default(),
+        }
+    }
+
+    /// The cache (to list, inspect, evict).
+    pub fn cache(&self) -> &PolicyCache {
+        &self.cache
+    }
+
+    /// Adds a domain to the exception list (MTA-STS is not applied to it).
+    pub fn add_exception(&self, domain: DnsName) {
+        self.exceptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(domain);
+    }
+
+    /// Removes a domain from the exception list.
+    pub fn remove_exception(&self, domain: &DnsName) -> bool {
+        self.exceptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(domain)
+    }
+
+    /// The exception list, sorted.
+    pub fn exceptions(&self) -> Vec<DnsName> {
+        let mut v: Vec<DnsName> = self
+            .exceptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The policy for `domain` now. Also what RFC 8461 §5.1 asks before a
+    /// permanent failure on an unlisted MX: the TXT id is checked on every
+    /// call, and a changed id fetches the new policy.
+    pub async fn policy_for(&self, domain: &DnsName) -> PolicyOutcome {
+        self.policy_for_at(domain, SystemTime::now()).await
+    }
+
+    /// [`policy_for`](Self::policy_for) at a given time (tests, replays).
+    pub async fn policy_for_at(&self, domain: &DnsName, now: SystemTime) -> PolicyOutcome {
+        self.resolve(domain, now, false).await
+    }
+
+    /// Refreshes one domain: fetches its policy again even when the id is
+    /// unchanged, so the cached copy gets a new lifetime.
+    pub async fn refresh_at(&self, domain: &DnsName, now: SystemTime) -> PolicyOutcome {
+        self.resolve(domain, now, true).await
+    }
+
+    /// Refreshes every cache entry that is due (see
+    /// [`PolicyCache::due_for_refresh`]); returns what each gave.
+    pub async fn refresh_due(&self, now: SystemTime) -> Vec<(DnsName, PolicyOutcome)> {
+        let mut out = Vec::new();
+        for domain in self.cache.due_for_refresh(now) {
+            let outcome = self.refresh_at(&domain, now).await;
+            out.push((domain, outcome));
+        }
+        out
+    }
+
+    /// Writes the cache to its data directory (if it has one).
+    pub fn save(&self) -> Result<(), CacheError> {
+        self.cache.save()
+    }
+
+    async fn resolve(&self, domain: &DnsName, now: SystemTime, force: bool) -> PolicyOutcome {
+        if self
+            .exceptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(domain)
+        {
+            return PolicyOutcome::Exempt;
+        }
+        let cached = self.cache.valid_policy(domain, now);
+        let from_cache = |source| {
+            cached
+                .clone()
+                .map(|(id, policy)| PolicyOutcome::Policy { id, policy, source })
+        };
+        let id = match self.current_id(domain).await {
+            Ok(id) => id,
+            // RFC 8461 §5.1: with the record gone or DNS failing, an
+            // unexpired cached policy is still used.
+            Err(reason) => {
+                return from_cache(PolicySource::Cache).unwrap_or(PolicyOutcome::NoPolicy(reason));
+            }
+        };
+        if !force && cached.as_ref().is_some_and(|(cid, _)| *cid == id) {
+            return from_cache(PolicySource::Cache)
+                .unwrap_or(PolicyOutcome::NoPolicy(NoPolicyReason::NoRecord));
+        }
+        if let Some(entry) = self.cache.inspect(domain)
+            && entry.in_backoff(now)
+        {
+            let failure = entry.last_failure.map(|f| (f.result_type, f.detail));
+            return from_cache(PolicySource::StaleAfterFailure).unwrap_or_else(|| {
+                let (result_type, detail) =
+                    failure.unwrap_or((ResultType::StsPolicyFetchError, "back-off".to_owned()));
+                PolicyOutcome::Failed {
+                    result_type,
+                    detail: format!("{detail} (retry after back-off)"),
+                }
+            });
+        }
+        let outcome = match self.fetcher.fetch(domain).await {
+            Ok(parsed) => {
+                let policy = self.cache.store(domain, id.clone(), parsed.policy, now);
+                PolicyOutcome::Policy {
+                    id,
+                    policy,
+                    source: PolicySource::Fetched,
+                }
+            }
+            Err(e) => {
+                let result_type = e.result_type();
+                let detail = e.to_string();
+                self.cache
+                    .record_failure(domain, result_type, detail.clone(), now);
+                from_cache(PolicySource::StaleAfterFailure).unwrap_or(PolicyOutcome::Failed {
+                    result_type,
+                    detail,
+                })
+            }
+        };
+        // Persisting is best effort: a full disk must not stop delivery, and
+        // the in-memory cache is still right.
+        let _ = self.cache.save();
+        outcome
+    }
+
+    async fn current_id(&self, domain: &DnsName) -> Result<PolicyId, NoPolicyReason> {
+        let name = QueryName::with_service(&["_mta-sts"], domain)
+            .map_err(|_| NoPolicyReason::InvalidRecord(RecordError::NoStsRecord))?;
+        match self.dns.txt(&name).await {
+            Ok(answer) => select_record(&answer.records)
+                .map(|r| r.id)
+                .map_err(|e| match e {
+                    RecordError::NoStsRecord => NoPolicyReason::NoRecord,
+                    other => NoPolicyReason::InvalidRecord(other),
+                }),
+            Err(e) if e.is_negative_answer() => Err(NoPolicyReason::NoRecord),
+            Err(e) => Err(NoPolicyReason::DnsFailure(e)),
+        }
+    }
+}
