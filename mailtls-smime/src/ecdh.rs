@@ -1,0 +1,257 @@
+//! ECDH key agreement recipients (RFC 5753 section 3.1): ephemeral-static
+//! P-256, the ANSI X9.63 KDF over ECC-CMS-SharedInfo, and AES key wrap.
+//!
+//! Written here because the `cms` crate's builder wraps the key under an
+//! all-zero key-encryption key (see the crate notes).
+
+use aws_lc_rs::agreement::{self, ECDH_P256, EphemeralPrivateKey, UnparsedPublicKey};
+use aws_lc_rs::digest;
+use aws_lc_rs::key_wrap::{AES_128, AES_256, AesKek, KeyWrap};
+use aws_lc_rs::rand::SystemRandom;
+use cms::content_info::CmsVersion;
+use cms::enveloped_data::{
+    KeyAgreeRecipientIdentifier, KeyAgreeRecipientInfo, OriginatorIdentifierOrKey,
+    OriginatorPublicKey, RecipientEncryptedKey,
+};
+use const_oid::ObjectIdentifier;
+use der::asn1::{Any, BitString, OctetString};
+use der::{Encode, Sequence};
+use spki::AlgorithmIdentifierOwned;
+
+use crate::algorithms::{EC_PUBLIC_KEY, KeyManagement, SECP256R1};
+use crate::cert::Certificate;
+use crate::error::{Error, Result};
+
+const STD_DH_SHA1_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.133.16.840.63.0.2");
+const STD_DH_SHA256_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.1.11.1");
+const STD_DH_SHA384_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.1.11.2");
+const STD_DH_SHA512_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.1.11.3");
+const AES128_WRAP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.5");
+const AES256_WRAP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.45");
+
+/// ECC-CMS-SharedInfo (RFC 5753 section 7.2).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct EccCmsSharedInfo {
+    key_info: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    entity_u_info: Option<OctetString>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT")]
+    supp_pub_info: OctetString,
+}
+
+fn kdf_hash(scheme: ObjectIdentifier) -> Result<&'static digest::Algorithm> {
+    Ok(match scheme {
+        STD_DH_SHA1_KDF => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+        STD_DH_SHA256_KDF => &digest::SHA256,
+        STD_DH_SHA384_KDF => &digest::SHA384,
+        STD_DH_SHA512_KDF => &digest::SHA512,
+        other => {
+            return Err(Error::UnsupportedAlgorithm {
+                what: "key agreement",
+                oid: other.to_string(),
+            });
+        }
+    })
+}
+
+/// ANSI X9.63 KDF (SEC 1 section 3.6.1) as RFC 5753 section 7.2 uses it.
+fn derive_kek(
+    hash: &'static digest::Algorithm,
+    z: &[u8],
+    wrap: &AlgorithmIdentifierOwned,
+    ukm: Option<&OctetString>,
+    kek_len: usize,
+) -> Result<Vec<u8>> {
+    let bits = u32::try_from(kek_len * 8).map_err(|_| Error::Crypto("KEK length"))?;
+    let info = EccCmsSharedInfo {
+        key_info: wrap.clone(),
+        entity_u_info: ukm.cloned(),
+        supp_pub_info: OctetString::new(bits.to_be_bytes().to_vec())
+            .map_err(|e| Error::cms("ECC-CMS-SharedInfo", e))?,
+    }
+    .to_der()
+    .map_err(|e| Error::cms("ECC-CMS-SharedInfo", e))?;
+    let mut out = Vec::with_capacity(kek_len + 64);
+    let mut counter: u32 = 1;
+    while out.len() < kek_len {
+        let mut ctx = digest::Context::new(hash);
+        ctx.update(z);
+        ctx.update(&counter.to_be_bytes());
+        ctx.update(&info);
+        out.extend_from_slice(ctx.finish().as_ref());
+        counter += 1;
+    }
+    out.truncate(kek_len);
+    Ok(out)
+}
+
+fn wrap_params(
+    wrap_oid: ObjectIdentifier,
+) -> Result<(&'static aws_lc_rs::key_wrap::AesBlockCipher, usize)> {
+    match wrap_oid {
+        AES128_WRAP => Ok((&AES_128, 16)),
+        AES256_WRAP => Ok((&AES_256, 32)),
+        other => Err(Error::UnsupportedAlgorithm {
+            what: "key wrap",
+            oid: other.to_string(),
+        }),
+    }
+}
+
+/// Builds the KeyAgreeRecipientInfo delivering `cek` to `cert` (P-256).
+pub(crate) fn recipient_info(
+    cert: &Certificate,
+    method: KeyManagement,
+    cek: &[u8],
+) -> Result<KeyAgreeRecipientInfo> {
+    let scheme = match method {
+        KeyManagement::EcdhP256Sha1Kdf => STD_DH_SHA1_KDF,
+        KeyManagement::EcdhP256Sha256Kdf => STD_DH_SHA256_KDF,
+        _ => return Err(Error::Crypto("not an ECDH method")),
+    };
+    let (alg, curve, point) = cert.public_key();
+    if alg != EC_PUBLIC_KEY || curve != Some(SECP256R1) {
+        return Err(Error::Certificate(format!(
+            "recipient \"{}\" has no P-256 key for ECDH",
+            cert.subject()
+        )));
+    }
+    // The key-encryption key is as strong as the content key.
+    let wrap_oid = if cek.len() > 16 {
+        AES256_WRAP
+    } else {
+        AES128_WRAP
+    };
+    let (wrap_cipher, kek_len) = wrap_params(wrap_oid)?;
+    let wrap_alg = AlgorithmIdentifierOwned {
+        oid: wrap_oid,
+        parameters: None,
+    };
+    let crypto = |_| Error::Crypto("ECDH key agreement");
+    let ephemeral =
+        EphemeralPrivateKey::generate(&ECDH_P256, &SystemRandom::new()).map_err(crypto)?;
+    let eph_public = ephemeral.compute_public_key().map_err(crypto)?;
+    let hash = kdf_hash(scheme)?;
+    let kek = agreement::agree_ephemeral(
+        ephemeral,
+        UnparsedPublicKey::new(&ECDH_P256, point),
+        Error::Certificate("recipient P-256 public key rejected".into()),
+        |z| derive_kek(hash, z, &wrap_alg, None, kek_len),
+    )?;
+    let kek = AesKek::new(wrap_cipher, &kek).map_err(crypto)?;
+    let mut wrapped = vec![0u8; cek.len() + 8];
+    let wrapped = kek.wrap(cek, &mut wrapped).map_err(crypto)?.to_vec();
+    Ok(KeyAgreeRecipientInfo {
+        version: CmsVersion::V3,
+        originator: OriginatorIdentifierOrKey::OriginatorKey(OriginatorPublicKey {
+            algorithm: AlgorithmIdentifierOwned {
+                oid: EC_PUBLIC_KEY,
+                parameters: None,
+            },
+            public_key: BitString::from_bytes(eph_public.as_ref())
+                .map_err(|e| Error::cms("originatorKey", e))?,
+        }),
+        ukm: None,
+        key_enc_alg: AlgorithmIdentifierOwned {
+            oid: scheme,
+            parameters: Some(
+                Any::encode_from(&wrap_alg).map_err(|e| Error::cms("keyEncryptionAlgorithm", e))?,
+            ),
+        },
+        recipient_enc_keys: vec![RecipientEncryptedKey {
+            rid: KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(cert.issuer_and_serial()),
+            enc_key: OctetString::new(wrapped).map_err(|e| Error::cms("encryptedKey", e))?,
+        }],
+    })
+}
+
+/// Whether this KeyAgreeRecipientInfo has an encrypted key for `cert`;
+/// returns that key.
+pub(crate) fn encrypted_key_for<'a>(
+    kari: &'a KeyAgreeRecipientInfo,
+    cert: &Certificate,
+) -> Option<&'a OctetString> {
+    let ias = cert.issuer_and_serial();
+    let ski = cert.subject_key_identifier();
+    kari.recipient_enc_keys
+        .iter()
+        .find(|rek| match &rek.rid {
+            KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(i) => *i == ias,
+            KeyAgreeRecipientIdentifier::RKeyId(r) => {
+                ski.as_deref() == Some(r.subject_key_identifier.0.as_bytes())
+            }
+        })
+        .map(|rek| &rek.enc_key)
+}
+
+/// Recovers the content key from a KeyAgreeRecipientInfo with our static
+/// P-256 key. Every cryptographic failure is [`Error::DecryptionFailed`].
+pub(crate) fn unwrap_key(
+    kari: &KeyAgreeRecipientInfo,
+    encrypted_key: &OctetString,
+    private: &agreement::PrivateKey,
+) -> Result<Vec<u8>> {
+    let OriginatorIdentifierOrKey::OriginatorKey(originator) = &kari.originator else {
+        return Err(Error::UnsupportedAlgorithm {
+            what: "ECDH originator (static-static)",
+            oid: kari.key_enc_alg.oid.to_string(),
+        });
+    };
+    let hash = kdf_hash(kari.key_enc_alg.oid)?;
+    let wrap_alg: AlgorithmIdentifierOwned = kari
+        .key_enc_alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| Error::cms("keyEncryptionAlgorithm", "key wrap algorithm missing"))?
+        .decode_as()
+        .map_err(|e| Error::cms("KeyWrapAlgorithm", e))?;
+    let (wrap_cipher, kek_len) = wrap_params(wrap_alg.oid)?;
+    let point = originator
+        .public_key
+        .as_bytes()
+        .ok_or_else(|| Error::cms("originatorKey", "unused bits in public key"))?;
+    let kek = agreement::agree(
+        private,
+        UnparsedPublicKey::new(&ECDH_P256, point),
+        Error::DecryptionFailed,
+        |z| derive_kek(hash, z, &wrap_alg, kari.ukm.as_ref(), kek_len),
+    )?;
+    let kek = AesKek::new(wrap_cipher, &kek).map_err(|_| Error::DecryptionFailed)?;
+    let enc = encrypted_key.as_bytes();
+    let mut out = vec![0u8; enc.len()];
+    let cek = kek
+        .unwrap(enc, &mut out)
+        .map_err(|_| Error::DecryptionFailed)?;
+    Ok(cek.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The KDF is Hash(Z || counter || SharedInfo) with the counter
+    /// starting at 1 (SEC 1 section 3.6.1), truncated to the KEK length.
+    #[test]
+    fn kdf_counter_starts_at_one_and_truncates() {
+        let wrap = AlgorithmIdentifierOwned {
+            oid: AES128_WRAP,
+            parameters: None,
+        };
+        let z = [7u8; 32];
+        let k = derive_kek(&digest::SHA256, &z, &wrap, None, 16).unwrap();
+        let info = EccCmsSharedInfo {
+            key_info: wrap.clone(),
+            entity_u_info: None,
+            supp_pub_info: OctetString::new(128u32.to_be_bytes().to_vec()).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&z);
+        ctx.update(&[0, 0, 0, 1]);
+        ctx.update(&info);
+        assert_eq!(k, ctx.finish().as_ref()[..16]);
+        // supp_pub_info is four bytes of key length in bits (RFC 5753 section 7.2).
+        assert!(info.ends_with(&[0xa2, 0x06, 0x04, 0x04, 0, 0, 0, 0x80]));
+    }
+}

@@ -1,0 +1,264 @@
+//! Content encryption shared by the encryptor and the decryptor: the
+//! AuthEnvelopedData structure (which `cms` 0.2 lacks) and the AES-CBC /
+//! AES-GCM / 3DES primitives from aws-lc-rs.
+
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::cipher::{
+    self, DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey, PaddedBlockEncryptingKey,
+    UnboundCipherKey,
+};
+use aws_lc_rs::iv::FixedLength;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use cms::content_info::CmsVersion;
+use cms::enveloped_data::{EncryptedContentInfo, OriginatorInfo, RecipientInfos};
+use der::asn1::{Any, OctetString};
+use der::{Encode, Sequence};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::attr::Attributes;
+
+use crate::algorithms::{ContentEncryption, DES_EDE3_CBC, ID_DATA};
+use crate::error::{Error, Result};
+
+/// AuthEnvelopedData (RFC 5083 section 2.1).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub(crate) struct AuthEnvelopedData {
+    pub(crate) version: CmsVersion,
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    pub(crate) originator_info: Option<OriginatorInfo>,
+    pub(crate) recip_infos: RecipientInfos,
+    pub(crate) auth_encrypted_content: EncryptedContentInfo,
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    pub(crate) auth_attrs: Option<Attributes>,
+    pub(crate) mac: OctetString,
+    #[asn1(
+        context_specific = "2",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    pub(crate) unauth_attrs: Option<Attributes>,
+}
+
+/// GCMParameters (RFC 5084 section 3.2); ICV length DEFAULT 12.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub(crate) struct GcmParameters {
+    pub(crate) nonce: OctetString,
+    pub(crate) icv_len: Option<u8>,
+}
+
+/// The GCM tag length written and accepted (aws-lc-rs uses 16 bytes).
+const TAG_LEN: usize = 16;
+
+pub(crate) fn random(len: usize) -> Result<Vec<u8>> {
+    let mut v = vec![0u8; len];
+    SystemRandom::new()
+        .fill(&mut v)
+        .map_err(|_| Error::Crypto("random bytes"))?;
+    Ok(v)
+}
+
+fn aes(alg: ContentEncryption) -> &'static cipher::Algorithm {
+    if alg.key_len() == 16 {
+        &cipher::AES_128
+    } else {
+        &cipher::AES_256
+    }
+}
+
+/// Ciphertext and the content-encryption EncryptedContentInfo, plus the
+/// GCM tag when authenticated.
+pub(crate) struct Sealed {
+    pub(crate) info: EncryptedContentInfo,
+    pub(crate) tag: Option<Vec<u8>>,
+}
+
+/// Encrypts `content` under `key` with `alg`.
+pub(crate) fn seal(alg: ContentEncryption, key: &[u8], content: &[u8]) -> Result<Sealed> {
+    let crypto = |_| Error::Crypto("content encryption");
+    let (params, data, tag) = if alg.is_authenticated() {
+        let aead_alg = if alg.key_len() == 16 {
+            &aead::AES_128_GCM
+        } else {
+            &aead::AES_256_GCM
+        };
+        let nonce_bytes = random(12)?;
+        let key = LessSafeKey::new(UnboundKey::new(aead_alg, key).map_err(crypto)?);
+        let nonce = Nonce::try_assume_unique_for_key(&nonce_bytes).map_err(crypto)?;
+        let mut data = content.to_vec();
+        let tag = key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut data)
+            .map_err(crypto)?;
+        let params = GcmParameters {
+            nonce: OctetString::new(nonce_bytes).map_err(|e| Error::cms("GCMParameters", e))?,
+            icv_len: Some(TAG_LEN as u8),
+        };
+        let params = Any::encode_from(&params).map_err(|e| Error::cms("GCMParameters", e))?;
+        (params, data, Some(tag.as_ref().to_vec()))
+    } else {
+        let iv = random(16)?;
+        let iv_arr: [u8; 16] = iv
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Crypto("IV length"))?;
+        let key = PaddedBlockEncryptingKey::cbc_pkcs7(
+            UnboundCipherKey::new(aes(alg), key).map_err(crypto)?,
+        )
+        .map_err(crypto)?;
+        let mut data = content.to_vec();
+        key.less_safe_encrypt(
+            &mut data,
+            EncryptionContext::Iv128(FixedLength::from(iv_arr)),
+        )
+        .map_err(crypto)?;
+        let params = Any::encode_from(&OctetString::new(iv).map_err(|e| Error::cms("IV", e))?)
+            .map_err(|e| Error::cms("IV", e))?;
+        (params, data, None)
+    };
+    Ok(Sealed {
+        info: EncryptedContentInfo {
+            content_type: ID_DATA,
+            content_enc_alg: AlgorithmIdentifierOwned {
+                oid: alg.oid(),
+                parameters: Some(params),
+            },
+            encrypted_content: Some(
+                OctetString::new(data).map_err(|e| Error::cms("encryptedContent", e))?,
+            ),
+        },
+        tag,
+    })
+}
+
+/// The content cipher of a received message, including 3DES, which the
+/// engine reads (old mail) but never writes.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentCipher {
+    /// One of the ciphers the engine also writes.
+    Modern(ContentEncryption),
+    /// DES-EDE3-CBC (RFC 3370 section 5.1), read-only.
+    TripleDes,
+}
+
+impl ContentCipher {
+    pub(crate) fn from_identifier(alg: &AlgorithmIdentifierOwned) -> Result<Self> {
+        if alg.oid == DES_EDE3_CBC {
+            return Ok(Self::TripleDes);
+        }
+        ContentEncryption::from_oid(&alg.oid)
+            .map(Self::Modern)
+            .ok_or_else(|| Error::UnsupportedAlgorithm {
+                what: "content encryption",
+                oid: alg.oid.to_string(),
+            })
+    }
+
+    pub(crate) fn key_len(self) -> usize {
+        match self {
+            Self::Modern(c) => c.key_len(),
+            Self::TripleDes => 24,
+        }
+    }
+}
+
+/// Decrypts an EncryptedContentInfo. `tag_and_aad` is the GCM tag and the
+/// additional data for AuthEnvelopedData. Every failure is the same
+/// [`Error::DecryptionFailed`], so that it is no padding or tag oracle.
+pub(crate) fn open(
+    cipher: ContentCipher,
+    key: &[u8],
+    info: &EncryptedContentInfo,
+    tag_and_aad: Option<(&[u8], &[u8])>,
+) -> Result<Vec<u8>> {
+    let params = info
+        .content_enc_alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| Error::cms("contentEncryptionAlgorithm", "parameters missing"))?;
+    let mut data = info
+        .encrypted_content
+        .as_ref()
+        .ok_or_else(|| Error::cms("EncryptedContentInfo", "no encryptedContent (detached)"))?
+        .as_bytes()
+        .to_vec();
+    let fail = |_| Error::DecryptionFailed;
+    match cipher {
+        ContentCipher::Modern(alg) if alg.is_authenticated() => {
+            let (tag, aad) = tag_and_aad.ok_or_else(|| {
+                Error::cms("EnvelopedData", "GCM is only valid in AuthEnvelopedData")
+            })?;
+            let p: GcmParameters = params
+                .decode_as()
+                .map_err(|e| Error::cms("GCMParameters", e))?;
+            if p.icv_len.unwrap_or(12) as usize != TAG_LEN || tag.len() != TAG_LEN {
+                return Err(Error::UnsupportedAlgorithm {
+                    what: "GCM tag length other than 16 for",
+                    oid: alg.oid().to_string(),
+                });
+            }
+            let aead_alg = if alg.key_len() == 16 {
+                &aead::AES_128_GCM
+            } else {
+                &aead::AES_256_GCM
+            };
+            let key = LessSafeKey::new(UnboundKey::new(aead_alg, key).map_err(fail)?);
+            let nonce = Nonce::try_assume_unique_for_key(p.nonce.as_bytes())
+                .map_err(|_| Error::cms("GCMParameters", "nonce is not 12 bytes"))?;
+            data.extend_from_slice(tag);
+            let plain = key
+                .open_in_place(nonce, Aad::from(aad), &mut data)
+                .map_err(fail)?;
+            Ok(plain.to_vec())
+        }
+        ContentCipher::Modern(alg) => {
+            let iv: OctetString = params.decode_as().map_err(|e| Error::cms("IV", e))?;
+            let iv: [u8; 16] = iv
+                .as_bytes()
+                .try_into()
+                .map_err(|_| Error::cms("IV", "AES-CBC IV is not 16 bytes"))?;
+            let key = PaddedBlockDecryptingKey::cbc_pkcs7(
+                UnboundCipherKey::new(aes(alg), key).map_err(fail)?,
+            )
+            .map_err(fail)?;
+            let plain = key
+                .decrypt(&mut data, DecryptionContext::Iv128(FixedLength::from(iv)))
+                .map_err(fail)?;
+            Ok(plain.to_vec())
+        }
+        ContentCipher::TripleDes => {
+            let iv: OctetString = params.decode_as().map_err(|e| Error::cms("IV", e))?;
+            let iv: [u8; 8] = iv
+                .as_bytes()
+                .try_into()
+                .map_err(|_| Error::cms("IV", "3DES-CBC IV is not 8 bytes"))?;
+            #[allow(deprecated)]
+            let alg = &cipher::DES_EDE3_FOR_LEGACY_USE_ONLY;
+            let key =
+                PaddedBlockDecryptingKey::cbc_pkcs7(UnboundCipherKey::new(alg, key).map_err(fail)?)
+                    .map_err(fail)?;
+            let plain = key
+                .decrypt(&mut data, DecryptionContext::Iv64(FixedLength::from(iv)))
+                .map_err(fail)?;
+            Ok(plain.to_vec())
+        }
+    }
+}
+
+/// DER of authenticated attributes as a SET, the GCM additional data
+/// (RFC 5083 section 2.2); empty when there are none.
+pub(crate) fn aad(attrs: Option<&Attributes>) -> Result<Vec<u8>> {
+    match attrs {
+        Some(a) => a.to_der().map_err(|e| Error::cms("authAttrs", e)),
+        None => Ok(Vec::new()),
+    }
+}

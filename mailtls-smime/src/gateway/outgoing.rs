@@ -1,0 +1,502 @@
+//! Outgoing mail: whether to sign, with which key, and whether to encrypt.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+use mailtls_core::DnsName;
+
+use super::address::Address;
+use crate::ContentEncryption;
+
+use super::certificate::{Fingerprint, SmimeCertificate, Unusable};
+use super::keys::{KeyDirectory, KeyOwner, KeyRef};
+use super::partner_store::{MatchedBy, PartnerStore};
+use super::status::{EnhancedStatus, StatusClass};
+
+/// How the sender reached the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderAuth {
+    /// Logged in (SMTP AUTH or a client certificate). `may_send_as` lists
+    /// the addresses the login owns, as the embedding server's user database
+    /// says; mail is signed only for those.
+    Authenticated {
+        /// The login name, for logs.
+        login: String,
+        /// Addresses the login may sign as.
+        may_send_as: Vec<Address>,
+    },
+    /// Handed over without login by a server at this IP address (an internal
+    /// mail server relaying through the gateway).
+    Relay {
+        /// The connecting address.
+        ip: IpAddr,
+    },
+    /// Neither: nothing is signed on its behalf.
+    Anonymous,
+}
+
+/// One outgoing message as the rules see it.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// The envelope sender (MAIL FROM); `None` for the null reverse path.
+    pub envelope_sender: Option<Address>,
+    /// The header From address, if the caller parsed it: a signature the
+    /// recipient can verify needs From to match the signer's certificate, so
+    /// a From that differs from the envelope sender is not signed.
+    pub header_from: Option<Address>,
+    /// The envelope recipients.
+    pub recipients: Vec<Address>,
+    /// How the sender authenticated.
+    pub auth: SenderAuth,
+}
+
+/// What to do about encryption for a recipient domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncryptionPolicy {
+    /// Never encrypt mail that includes this domain's recipients.
+    Never,
+    /// Encrypt when every recipient has a usable certificate, else send in
+    /// clear.
+    #[default]
+    WhenPossible,
+    /// Encrypt; when that is impossible, refuse with a transient 4.7.5 so the
+    /// sending server retries while a certificate is uploaded or harvested.
+    Always,
+    /// Encrypt; when that is impossible, refuse with a permanent 5.7.5 and the
+    /// message bounces.
+    AlwaysOrReject,
+}
+
+/// What a trusted relay may have signed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayAllowance {
+    /// This sender address.
+    Sender(Address),
+    /// Every sender in this domain.
+    SenderDomain(DnsName),
+    /// Whatever sender: this key (by certificate fingerprint) may be used.
+    Key(Fingerprint),
+}
+
+/// An internal mail server whose mail is signed although it does not log
+/// in, limited to the senders or keys listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedRelay {
+    /// The relay's address or network.
+    pub network: IpNet,
+    /// What may be signed for mail it hands over.
+    pub allowed: Vec<RelayAllowance>,
+}
+
+impl TrustedRelay {
+    fn allows(&self, sender: &Address, key: &KeyRef) -> bool {
+        self.allowed.iter().any(|a| match a {
+            RelayAllowance::Sender(s) => s == sender,
+            RelayAllowance::SenderDomain(d) => d == sender.domain(),
+            RelayAllowance::Key(fp) => *fp == key.fingerprint(),
+        })
+    }
+}
+
+/// Recipients matched by address or by whole domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientMatch {
+    /// This address.
+    Address(Address),
+    /// Every address in this domain.
+    Domain(DnsName),
+}
+
+impl RecipientMatch {
+    fn matches(&self, a: &Address) -> bool {
+        match self {
+            RecipientMatch::Address(x) => x == a,
+            RecipientMatch::Domain(d) => d == a.domain(),
+        }
+    }
+}
+
+/// The outgoing rules: configuration, built once.
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingRules {
+    /// Internal relays allowed to have mail signed.
+    pub trusted_relays: Vec<TrustedRelay>,
+    /// Recipients that get mail signed with the sender's domain key (a
+    /// partner gateway that checks one key per domain) instead of the
+    /// sender's own key.
+    pub domain_signing: Vec<RecipientMatch>,
+    /// Policy per recipient domain; a domain without an entry takes its
+    /// closest listed parent's, then [`default_policy`](Self::default_policy).
+    pub policies: HashMap<DnsName, EncryptionPolicy>,
+    /// Policy for domains not listed.
+    pub default_policy: EncryptionPolicy,
+    /// Also encrypt to the sender's own certificate (when the gateway holds
+    /// the sender's key) so the sent copy stays readable.
+    pub encrypt_to_sender: bool,
+}
+
+/// Why a message is not signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotSigned {
+    /// The null reverse path: bounces are not signed.
+    NullSender,
+    /// The sender did not authenticate and is no trusted relay.
+    NotAuthenticated,
+    /// The login does not own the sender address.
+    SenderNotOwned {
+        /// The login.
+        login: String,
+        /// The envelope sender.
+        sender: Address,
+    },
+    /// The connecting IP is not a trusted relay.
+    UntrustedRelay {
+        /// The connecting address.
+        ip: IpAddr,
+    },
+    /// The trusted relay is not allowed to have this sender (or key) signed.
+    RelayNotAllowed {
+        /// The envelope sender.
+        sender: Address,
+    },
+    /// The header From is not the envelope sender.
+    FromMismatch {
+        /// The header From.
+        from: Address,
+        /// The envelope sender.
+        sender: Address,
+    },
+    /// The gateway holds no key for this owner.
+    NoKey {
+        /// Whose key was looked for.
+        owner: KeyOwner,
+    },
+    /// The key's certificate cannot sign now (expired, wrong usage).
+    KeyUnusable {
+        /// Whose key.
+        owner: KeyOwner,
+        /// Why.
+        reason: Unusable,
+    },
+}
+
+/// The signing part of the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignDecision {
+    /// Sign with these keys (two when some recipients get the domain key and
+    /// others the sender's key: one signature each, in one SignedData).
+    Sign(Vec<KeyRef>),
+    /// Do not sign, and why.
+    DoNotSign(NotSigned),
+}
+
+/// One recipient's certificate to encrypt to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptTo {
+    /// The recipient.
+    pub recipient: Address,
+    /// Its certificate.
+    pub certificate: SmimeCertificate,
+    /// Found by address or by domain.
+    pub matched_by: MatchedBy,
+}
+
+/// Why a message goes out unencrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotEncrypted {
+    /// No recipient's policy asks for encryption.
+    PolicyNever,
+    /// Encryption was wanted where possible, but these recipients have no
+    /// usable certificate.
+    MissingCertificates(Vec<Address>),
+    /// There are no recipients.
+    NoRecipients,
+}
+
+/// The encryption part of the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptDecision {
+    /// Encrypt to every recipient.
+    Encrypt {
+        /// One certificate per recipient (a domain certificate may appear
+        /// for several recipients).
+        recipients: Vec<EncryptTo>,
+        /// The sender's certificate, for a readable sent copy.
+        sender_copy: Option<SmimeCertificate>,
+        /// The content encryption every recipient can read.
+        content_encryption: ContentEncryption,
+    },
+    /// Send in clear, and why.
+    Plain(NotEncrypted),
+}
+
+/// What to do with the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingPlan {
+    /// Signing.
+    pub sign: SignDecision,
+    /// Encryption.
+    pub encrypt: EncryptDecision,
+}
+
+/// The message must be refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The enhanced status code.
+    pub status: EnhancedStatus,
+    /// Text for the SMTP reply.
+    pub reason: String,
+    /// The recipients the refusal is about.
+    pub recipients: Vec<Address>,
+}
+
+/// The outcome of the outgoing rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutgoingDecision {
+    /// Process and deliver as planned.
+    Deliver(OutgoingPlan),
+    /// Refuse the message.
+    Reject(Rejection),
+}
+
+impl OutgoingRules {
+    /// The policy for a recipient domain: its own entry, else its closest
+    /// listed parent's, else the default.
+    pub fn policy_for(&self, domain: &DnsName) -> EncryptionPolicy {
+        let mut name = domain.as_str();
+        loop {
+            if let Some(p) = DnsName::parse(name)
+                .ok()
+                .and_then(|d| self.policies.get(&d))
+            {
+                return *p;
+            }
+            match name.split_once('.') {
+                Some((_, parent)) => name = parent,
+                None => return self.default_policy,
+            }
+        }
+    }
+
+    /// Decides what to do with `message` at `now`, with the partner
+    /// certificates in `partners` and the gateway's own keys in `keys`.
+    pub fn decide(
+        &self,
+        message: &OutgoingMessage,
+        partners: &PartnerStore,
+        keys: &dyn KeyDirectory,
+        now: SystemTime,
+    ) -> OutgoingDecision {
+        let encrypt = match self.decide_encryption(message, partners, keys, now) {
+            Ok(e) => e,
+            Err(rejection) => return OutgoingDecision::Reject(rejection),
+        };
+        let sign = match self.signing_keys(message, keys, now) {
+            Ok(k) => SignDecision::Sign(k),
+            Err(why) => SignDecision::DoNotSign(why),
+        };
+        OutgoingDecision::Deliver(OutgoingPlan { sign, encrypt })
+    }
+
+    fn signing_keys(
+        &self,
+        message: &OutgoingMessage,
+        keys: &dyn KeyDirectory,
+        now: SystemTime,
+    ) -> Result<Vec<KeyRef>, NotSigned> {
+        let sender = message
+            .envelope_sender
+            .as_ref()
+            .ok_or(NotSigned::NullSender)?;
+        let relay = match &message.auth {
+            SenderAuth::Anonymous => return Err(NotSigned::NotAuthenticated),
+            SenderAuth::Authenticated { login, may_send_as } => {
+                if !may_send_as.contains(sender) {
+                    return Err(NotSigned::SenderNotOwned {
+                        login: login.clone(),
+                        sender: sender.clone(),
+                    });
+                }
+                None
+            }
+            SenderAuth::Relay { ip } => Some(
+                self.trusted_relays
+                    .iter()
+                    .find(|r| r.network.contains(ip))
+                    .ok_or(NotSigned::UntrustedRelay { ip: *ip })?,
+            ),
+        };
+        if let Some(from) = &message.header_from
+            && from != sender
+        {
+            return Err(NotSigned::FromMismatch {
+                from: from.clone(),
+                sender: sender.clone(),
+            });
+        }
+        let (domain_signed, user_signed): (Vec<&Address>, Vec<&Address>) = message
+            .recipients
+            .iter()
+            .partition(|r| self.domain_signing.iter().any(|m| m.matches(r)));
+        let mut owners = Vec::new();
+        if !user_signed.is_empty() || message.recipients.is_empty() {
+            owners.push(KeyOwner::User(sender.clone()));
+        }
+        if !domain_signed.is_empty() {
+            owners.push(KeyOwner::Domain(sender.domain().clone()));
+        }
+        let mut chosen = Vec::new();
+        let mut first_problem = None;
+        for owner in owners {
+            let found = match &owner {
+                KeyOwner::User(a) => keys.user_key(a),
+                KeyOwner::Domain(d) => keys.domain_key(d),
+            };
+            let problem = match found {
+                None => Some(NotSigned::NoKey {
+                    owner: owner.clone(),
+                }),
+                Some(key) => match key.certificate.check_signing(now) {
+                    Err(reason) => Some(NotSigned::KeyUnusable {
+                        owner: owner.clone(),
+                        reason,
+                    }),
+                    Ok(()) if relay.is_some_and(|r| !r.allows(sender, &key)) => {
+                        Some(NotSigned::RelayNotAllowed {
+                            sender: sender.clone(),
+                        })
+                    }
+                    Ok(()) => {
+                        chosen.push(key);
+                        None
+                    }
+                },
+            };
+            if first_problem.is_none() {
+                first_problem = problem;
+            }
+        }
+        match (chosen.is_empty(), first_problem) {
+            (true, Some(problem)) => Err(problem),
+            (true, None) => Err(NotSigned::NoKey {
+                owner: KeyOwner::User(sender.clone()),
+            }),
+            (false, _) => Ok(chosen),
+        }
+    }
+
+    fn decide_encryption(
+        &self,
+        message: &OutgoingMessage,
+        partners: &PartnerStore,
+        keys: &dyn KeyDirectory,
+        now: SystemTime,
+    ) -> Result<EncryptDecision, Rejection> {
+        if message.recipients.is_empty() {
+            return Ok(EncryptDecision::Plain(NotEncrypted::NoRecipients));
+        }
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        let mut never = Vec::new();
+        let mut required: Vec<(&Address, EncryptionPolicy)> = Vec::new();
+        for r in &message.recipients {
+            let policy = self.policy_for(r.domain());
+            match policy {
+                EncryptionPolicy::Never => never.push(r.clone()),
+                EncryptionPolicy::Always | EncryptionPolicy::AlwaysOrReject => {
+                    required.push((r, policy))
+                }
+                EncryptionPolicy::WhenPossible => {}
+            }
+            match partners.lookup(r, now) {
+                Ok(c) => found.push((
+                    EncryptTo {
+                        recipient: r.clone(),
+                        certificate: c.entry.certificate().clone(),
+                        matched_by: c.matched_by,
+                    },
+                    c.entry.capabilities().cloned(),
+                )),
+                Err(_) => missing.push(r.clone()),
+            }
+        }
+        if !required.is_empty() && (!missing.is_empty() || !never.is_empty()) {
+            let permanent = required
+                .iter()
+                .any(|(_, p)| *p == EncryptionPolicy::AlwaysOrReject);
+            let class = if permanent {
+                StatusClass::Permanent
+            } else {
+                StatusClass::Transient
+            };
+            let list = |v: &[Address]| {
+                v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let required_list: Vec<Address> = required.iter().map(|(a, _)| (*a).clone()).collect();
+            let mut blockers = Vec::new();
+            if !missing.is_empty() {
+                blockers.push(format!(
+                    "no usable certificate is held for {}",
+                    list(&missing)
+                ));
+            }
+            if !never.is_empty() {
+                blockers.push(format!(
+                    "policy forbids encrypting to {} (send separately)",
+                    list(&never)
+                ));
+            }
+            let reason = format!(
+                "encryption is required for {} but {}",
+                list(&required_list),
+                blockers.join(", and ")
+            );
+            let mut recipients = missing;
+            for n in never {
+                if !recipients.contains(&n) {
+                    recipients.push(n);
+                }
+            }
+            return Err(Rejection {
+                status: EnhancedStatus::cryptographic_failure(class),
+                reason,
+                recipients,
+            });
+        }
+        if !never.is_empty() {
+            return Ok(EncryptDecision::Plain(NotEncrypted::PolicyNever));
+        }
+        if !missing.is_empty() {
+            return Ok(EncryptDecision::Plain(NotEncrypted::MissingCertificates(
+                missing,
+            )));
+        }
+        let caps: Vec<_> = found
+            .iter()
+            .map(|(_, c)| c.as_ref().map(|c| &c.algorithms))
+            .collect();
+        let content_encryption = ContentEncryption::choose_common(&caps);
+        let sender_copy = if self.encrypt_to_sender {
+            message
+                .envelope_sender
+                .as_ref()
+                .and_then(|s| keys.user_key(s))
+                .map(|k| k.certificate)
+                .filter(|c| c.check_encryption(now).is_ok())
+        } else {
+            None
+        };
+        Ok(EncryptDecision::Encrypt {
+            recipients: found.into_iter().map(|(e, _)| e).collect(),
+            sender_copy,
+            content_encryption,
+        })
+    }
+}

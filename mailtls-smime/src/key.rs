@@ -1,0 +1,209 @@
+//! Private keys for signing and decryption, held by aws-lc-rs.
+
+use aws_lc_rs::agreement;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::PrivateDecryptingKey;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use const_oid::ObjectIdentifier;
+use der::asn1::Any;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+use spki::AlgorithmIdentifierOwned;
+
+use crate::algorithms::{DigestAlgorithm, ED25519, PssParams, RSA_ENCRYPTION};
+use crate::error::{Error, Result};
+
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+
+enum Inner {
+    Rsa {
+        sign: RsaKeyPair,
+        decrypt: PrivateDecryptingKey,
+    },
+    P256 {
+        sign: EcdsaKeyPair,
+        agree: agreement::PrivateKey,
+    },
+    P384(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+/// A private key: RSA, ECDSA P-256 / P-384 or Ed25519.
+pub struct PrivateKey {
+    inner: Inner,
+}
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.inner {
+            Inner::Rsa { .. } => "RSA",
+            Inner::P256 { .. } => "ECDSA P-256",
+            Inner::P384(_) => "ECDSA P-384",
+            Inner::Ed25519(_) => "Ed25519",
+        };
+        f.debug_struct("PrivateKey").field("kind", &kind).finish()
+    }
+}
+
+impl PrivateKey {
+    /// Loads a PKCS #8 DER private key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        if let Ok(sign) = RsaKeyPair::from_pkcs8(der) {
+            let decrypt = PrivateDecryptingKey::from_pkcs8(der)
+                .map_err(|e| Error::Key(format!("RSA key unusable for decryption: {e}")))?;
+            return Ok(Self {
+                inner: Inner::Rsa { sign, decrypt },
+            });
+        }
+        if let Ok(sign) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der)
+        {
+            let agree = agreement::PrivateKey::from_private_key_der(&agreement::ECDH_P256, der)
+                .map_err(|e| Error::Key(format!("P-256 key unusable for ECDH: {e}")))?;
+            return Ok(Self {
+                inner: Inner::P256 { sign, agree },
+            });
+        }
+        if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
+            return Ok(Self {
+                inner: Inner::P384(k),
+            });
+        }
+        if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            return Ok(Self {
+                inner: Inner::Ed25519(k),
+            });
+        }
+        Err(Error::Key(
+            "not a PKCS #8 RSA, ECDSA P-256/P-384 or Ed25519 key".into(),
+        ))
+    }
+
+    /// Loads the first `PRIVATE KEY` (PKCS #8) block of a PEM text.
+    pub fn from_pem(pem: &[u8]) -> Result<Self> {
+        match PrivateKeyDer::from_pem_slice(pem) {
+            Ok(PrivateKeyDer::Pkcs8(k)) => Self::from_pkcs8_der(k.secret_pkcs8_der()),
+            Ok(_) => Err(Error::Key(
+                "only PKCS #8 (BEGIN PRIVATE KEY) keys are accepted".into(),
+            )),
+            Err(e) => Err(Error::Key(format!("PEM: {e}"))),
+        }
+    }
+
+    /// The digest a signature with this key uses by default: SHA-256 for RSA
+    /// and P-256, SHA-384 for P-384, SHA-512 for Ed25519 (RFC 8419).
+    pub fn default_digest(&self) -> DigestAlgorithm {
+        match self.inner {
+            Inner::Rsa { .. } | Inner::P256 { .. } => DigestAlgorithm::Sha256,
+            Inner::P384(_) => DigestAlgorithm::Sha384,
+            Inner::Ed25519(_) => DigestAlgorithm::Sha512,
+        }
+    }
+
+    /// Whether the key can sign with this digest (ECDSA and Ed25519 keys are
+    /// bound to one).
+    pub fn supports_digest(&self, digest: DigestAlgorithm) -> bool {
+        match self.inner {
+            Inner::Rsa { .. } => true,
+            _ => digest == self.default_digest(),
+        }
+    }
+
+    /// Whether this is an RSA key.
+    pub fn is_rsa(&self) -> bool {
+        matches!(self.inner, Inner::Rsa { .. })
+    }
+
+    /// The public key bits as they appear in a certificate's subjectPublicKey.
+    pub(crate) fn public_key_bits(&self) -> &[u8] {
+        match &self.inner {
+            Inner::Rsa { sign, .. } => sign.public_key().as_ref(),
+            Inner::P256 { sign: k, .. } | Inner::P384(k) => k.public_key().as_ref(),
+            Inner::Ed25519(k) => k.public_key().as_ref(),
+        }
+    }
+
+    pub(crate) fn ecdh_p256_key(&self) -> Option<&agreement::PrivateKey> {
+        match &self.inner {
+            Inner::P256 { agree, .. } => Some(agree),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn rsa_decrypting_key(&self) -> Option<&PrivateDecryptingKey> {
+        match &self.inner {
+            Inner::Rsa { decrypt, .. } => Some(decrypt),
+            _ => None,
+        }
+    }
+
+    /// Signs `data`, returning the SignerInfo signatureAlgorithm and value.
+    pub(crate) fn sign(
+        &self,
+        digest: DigestAlgorithm,
+        rsa_pss: bool,
+        data: &[u8],
+    ) -> Result<(AlgorithmIdentifierOwned, Vec<u8>)> {
+        let rng = SystemRandom::new();
+        match &self.inner {
+            Inner::Rsa { sign, .. } => {
+                let enc = match (rsa_pss, digest) {
+                    (false, DigestAlgorithm::Sha256) => &signature::RSA_PKCS1_SHA256,
+                    (false, DigestAlgorithm::Sha384) => &signature::RSA_PKCS1_SHA384,
+                    (false, DigestAlgorithm::Sha512) => &signature::RSA_PKCS1_SHA512,
+                    (true, DigestAlgorithm::Sha256) => &signature::RSA_PSS_SHA256,
+                    (true, DigestAlgorithm::Sha384) => &signature::RSA_PSS_SHA384,
+                    (true, DigestAlgorithm::Sha512) => &signature::RSA_PSS_SHA512,
+                };
+                let mut sig = vec![0u8; sign.public_modulus_len()];
+                sign.sign(enc, &rng, data, &mut sig)
+                    .map_err(|_| Error::Crypto("RSA signature"))?;
+                if rsa_pss {
+                    return Ok((PssParams::for_digest(digest)?, sig));
+                }
+                // rsaEncryption with NULL parameters is what OpenSSL and most
+                // clients write; RFC 5754 section 3.2 allows it.
+                Ok((
+                    AlgorithmIdentifierOwned {
+                        oid: RSA_ENCRYPTION,
+                        parameters: Some(Any::null()),
+                    },
+                    sig,
+                ))
+            }
+            Inner::P256 { sign: k, .. } | Inner::P384(k) => {
+                if !self.supports_digest(digest) {
+                    return Err(Error::Key(format!(
+                        "this ECDSA key signs with {:?} only",
+                        self.default_digest()
+                    )));
+                }
+                let sig = k
+                    .sign(&rng, data)
+                    .map_err(|_| Error::Crypto("ECDSA signature"))?;
+                let oid = if matches!(self.inner, Inner::P256 { .. }) {
+                    ECDSA_WITH_SHA256
+                } else {
+                    ECDSA_WITH_SHA384
+                };
+                Ok((
+                    AlgorithmIdentifierOwned {
+                        oid,
+                        parameters: None,
+                    },
+                    sig.as_ref().to_vec(),
+                ))
+            }
+            Inner::Ed25519(k) => {
+                let sig = k.sign(data);
+                Ok((
+                    AlgorithmIdentifierOwned {
+                        oid: ED25519,
+                        parameters: None,
+                    },
+                    sig.as_ref().to_vec(),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Signing: CMS SignedData with the S/MIME signed attributes, wrapped as
+//! multipart/signed or application/pkcs7-mime.
+
+use std::time::SystemTime;
+
+use cms::cert::CertificateChoices;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use const_oid::ObjectIdentifier;
+use der::asn1::{Any, OctetString, SetOfVec, UtcTime};
+use der::{Encode, Sequence};
+use x509_cert::attr::Attribute;
+
+use crate::algorithms::{
+    ATTR_CONTENT_TYPE, ATTR_ENCRYPTION_KEY_PREFERENCE, ATTR_MESSAGE_DIGEST,
+    ATTR_SIGNING_CERTIFICATE_V2, ATTR_SIGNING_TIME, ATTR_SMIME_CAPABILITIES, DigestAlgorithm,
+    ED25519, ID_DATA, ID_SIGNED_DATA, SmimeCapabilities,
+};
+use crate::cert::Certificate;
+use crate::error::{Error, Result};
+use crate::key::PrivateKey;
+use crate::mime::{build, canon};
+
+/// How the signature is attached to the message.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignatureForm {
+    /// multipart/signed with a detached signature: readable without S/MIME.
+    #[default]
+    Detached,
+    /// application/pkcs7-mime; smime-type=signed-data: content inside CMS.
+    Opaque,
+}
+
+/// ESSCertIDv2 (RFC 5035 section 4) with the default SHA-256 hash.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct EssCertIdV2 {
+    cert_hash: OctetString,
+}
+
+/// SigningCertificateV2 (RFC 5035 section 3) without policies.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct SigningCertificateV2 {
+    certs: Vec<EssCertIdV2>,
+}
+
+/// Signs messages with one key and its certificate chain.
+#[derive(Debug)]
+pub struct Signer {
+    key: PrivateKey,
+    chain: Vec<Certificate>,
+    digest: DigestAlgorithm,
+    form: SignatureForm,
+    capabilities: SmimeCapabilities,
+    rsa_pss: bool,
+}
+
+impl Signer {
+    /// A signer for `key`, whose certificate is `chain[0]`; the rest of the
+    /// chain (intermediates) is included in every signature so that
+    /// receivers can build the path.
+    pub fn new(key: PrivateKey, chain: Vec<Certificate>) -> Result<Self> {
+        let leaf = chain
+            .first()
+            .ok_or_else(|| Error::Certificate("signer chain is empty".into()))?;
+        if leaf.public_key().2 != key.public_key_bits() {
+            return Err(Error::Key(
+                "the private key does not belong to the first certificate of the chain".into(),
+            ));
+        }
+        Ok(Self {
+            digest: key.default_digest(),
+            key,
+            chain,
+            form: SignatureForm::Detached,
+            capabilities: SmimeCapabilities::ours(),
+            rsa_pss: false,
+        })
+    }
+
+    /// Chooses the digest (RSA keys only; ECDSA and Ed25519 keys are bound
+    /// to theirs).
+    pub fn with_digest(mut self, digest: DigestAlgorithm) -> Result<Self> {
+        if !self.key.supports_digest(digest) {
+            return Err(Error::Key(format!(
+                "this key signs with {:?} only",
+                self.key.default_digest()
+            )));
+        }
+        self.digest = digest;
+        Ok(self)
+    }
+
+    /// Signs with RSASSA-PSS (salt as long as the digest, MGF1 with the
+    /// same digest) instead of PKCS #1 v1.5. RSA keys only.
+    pub fn with_rsa_pss(mut self) -> Result<Self> {
+        if !self.key.is_rsa() {
+            return Err(Error::Key("RSA-PSS needs an RSA key".into()));
+        }
+        self.rsa_pss = true;
+        Ok(self)
+    }
+
+    /// Chooses detached (multipart/signed, the default) or opaque form.
+    pub fn with_form(mut self, form: SignatureForm) -> Self {
+        self.form = form;
+        self
+    }
+
+    /// Replaces the SMIMECapabilities announced in each signature.
+    pub fn with_capabilities(mut self, capabilities: SmimeCapabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// The signer's certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.chain[0]
+    }
+
+    /// Signs a whole RFC 5322 message. Header fields other than Content-*
+    /// stay outside; the MIME entity is canonicalised (CRLF, 7-bit) and
+    /// signed; the result is a complete message.
+    pub fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let split = canon::split_message(message, true)?;
+        match self.form {
+            SignatureForm::Detached => {
+                let sig = self.sign_content(&split.entity, true)?;
+                build::multipart_signed(&split.outer, &split.entity, &sig, self.digest.micalg())
+            }
+            SignatureForm::Opaque => {
+                let sig = self.sign_content(&split.entity, false)?;
+                Ok(build::pkcs7_mime(&split.outer, "signed-data", &sig))
+            }
+        }
+    }
+
+    /// Signs `content` (already canonical) and returns a DER ContentInfo
+    /// holding SignedData, with the content inside unless `detached`.
+    pub fn sign_content(&self, content: &[u8], detached: bool) -> Result<Vec<u8>> {
+        let digest = self.digest.digest(content);
+        self.sign_digest(&digest, if detached { None } else { Some(content) })
+    }
+
+    /// The digest algorithm this signer uses.
+    pub fn digest_algorithm(&self) -> DigestAlgorithm {
+        self.digest
+    }
+
+    /// Builds the ContentInfo from the content's digest; `econtent` is the
+    /// content to encapsulate (opaque form), `None` for detached.
+    pub(crate) fn sign_digest(&self, digest: &[u8], econtent: Option<&[u8]>) -> Result<Vec<u8>> {
+        let attrs = self.signed_attributes(digest)?;
+        let attrs_der = attrs
+            .to_der()
+            .map_err(|e| Error::cms("SignedAttributes", e))?;
+        let (signature_algorithm, signature) =
+            self.key.sign(self.digest, self.rsa_pss, &attrs_der)?;
+        let leaf = self.certificate();
+        let signer_info = SignerInfo {
+            version: CmsVersion::V1,
+            sid: SignerIdentifier::IssuerAndSerialNumber(leaf.issuer_and_serial()),
+            digest_alg: self.digest.identifier(),
+            signed_attrs: Some(attrs),
+            signature_algorithm,
+            signature: OctetString::new(signature).map_err(|e| Error::cms("SignerInfo", e))?,
+            unsigned_attrs: None,
+        };
+        let econtent = match econtent {
+            None => None,
+            Some(content) => {
+                let os = OctetString::new(content).map_err(|e| Error::cms("eContent", e))?;
+                Some(Any::encode_from(&os).map_err(|e| Error::cms("eContent", e))?)
+            }
+        };
+        let certs: Vec<CertificateChoices> = self
+            .chain
+            .iter()
+            .map(|c| CertificateChoices::Certificate(c.x509().clone()))
+            .collect();
+        let signed = SignedData {
+            version: CmsVersion::V1,
+            digest_algorithms: set_of(vec![self.digest.identifier()], "digestAlgorithms")?,
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: ID_DATA,
+                econtent,
+            },
+            certificates: Some(CertificateSet(set_of(certs, "certificates")?)),
+            crls: None,
+            signer_infos: SignerInfos(set_of(vec![signer_info], "signerInfos")?),
+        };
+        let info = ContentInfo {
+            content_type: ID_SIGNED_DATA,
+            content: Any::encode_from(&signed).map_err(|e| Error::cms("SignedData", e))?,
+        };
+        info.to_der().map_err(|e| Error::cms("ContentInfo", e))
+    }
+
+    fn signed_attributes(&self, digest: &[u8]) -> Result<SetOfVec<Attribute>> {
+        let leaf = self.certificate();
+        let now = UtcTime::from_system_time(SystemTime::now())
+            .map_err(|e| Error::cms("signingTime", e))?;
+        let cert_hash = DigestAlgorithm::Sha256.digest(leaf.der());
+        let scv2 = SigningCertificateV2 {
+            certs: vec![EssCertIdV2 {
+                cert_hash: OctetString::new(cert_hash).map_err(|e| Error::cms("ESSCertIDv2", e))?,
+            }],
+        };
+        let mut attrs = vec![
+            attribute(ATTR_CONTENT_TYPE, Any::encode_from(&ID_DATA))?,
+            attribute(ATTR_SIGNING_TIME, Any::encode_from(&now))?,
+            attribute(
+                ATTR_MESSAGE_DIGEST,
+                Any::encode_from(
+                    &OctetString::new(digest).map_err(|e| Error::cms("messageDigest", e))?,
+                ),
+            )?,
+            attribute(
+                ATTR_SMIME_CAPABILITIES,
+                Any::from_der_bytes(&self.capabilities.to_der()?),
+            )?,
+            attribute(ATTR_SIGNING_CERTIFICATE_V2, Any::encode_from(&scv2))?,
+        ];
+        let (alg, _, _) = leaf.public_key();
+        if alg != ED25519 {
+            // SMIMEEncryptionKeyPreference ::= CHOICE {
+            //   issuerAndSerialNumber [0] IMPLICIT IssuerAndSerialNumber, ...}
+            let ias = leaf
+                .issuer_and_serial()
+                .to_der()
+                .map_err(|e| Error::cms("encryptionKeyPreference", e))?;
+            let mut pref = ias;
+            pref[0] = 0xa0;
+            attrs.push(attribute(
+                ATTR_ENCRYPTION_KEY_PREFERENCE,
+                Any::from_der_bytes(&pref),
+            )?);
+        }
+        set_of(attrs, "SignedAttributes")
+    }
+}
+
+trait AnyFromDer {
+    fn from_der_bytes(der: &[u8]) -> der::Result<Any>;
+}
+
+impl AnyFromDer for Any {
+    fn from_der_bytes(der: &[u8]) -> der::Result<Any> {
+        <Any as der::Decode<'_>>::from_der(der)
+    }
+}
+
+fn attribute(oid: ObjectIdentifier, value: der::Result<Any>) -> Result<Attribute> {
+    let value = value.map_err(|e| Error::cms("signed attribute", e))?;
+    Ok(Attribute {
+        oid,
+        values: set_of(vec![value], "attribute values")?,
+    })
+}
+
+pub(crate) fn set_of<T>(items: Vec<T>, what: &'static str) -> Result<SetOfVec<T>>
+where
+    T: der::DerOrd,
+{
+    SetOfVec::try_from(items).map_err(|e| Error::cms(what, e))
+}

@@ -1,0 +1,145 @@
+//! ECDH P-256 recipients (RFC 5753), both directions against `openssl cms`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use mailtls_smime::{ContentEncryption, Decryptor, Encryptor, Error, KeyManagement};
+use rcgen::{PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256};
+use support::*;
+
+const ENTITY: &[u8] = b"Content-Type: text/plain\r\n\r\nfor an EC key\r\n";
+
+fn openssl_decrypts(u: &User, enc: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "u.pem", u.cert_pem.as_bytes());
+    let key = write(dir.path(), "u.key", u.key_pem.as_bytes());
+    let (ok, out, err) = openssl_cms(
+        &[
+            "-decrypt",
+            "-recip",
+            cert.to_str().unwrap(),
+            "-inkey",
+            key.to_str().unwrap(),
+        ],
+        enc,
+    );
+    assert!(ok, "openssl cms -decrypt failed: {err}");
+    out
+}
+
+#[test]
+fn our_ecdh_decrypts_in_openssl() {
+    let ca = ca(&PKCS_ECDSA_P256_SHA256, "CA");
+    let bob = user(&ca, &PKCS_ECDSA_P256_SHA256, "bob@example.net");
+    for cipher in [
+        ContentEncryption::Aes128Cbc,
+        ContentEncryption::Aes256Cbc,
+        ContentEncryption::Aes128Gcm,
+        ContentEncryption::Aes256Gcm,
+    ] {
+        for method in [
+            KeyManagement::EcdhP256Sha256Kdf,
+            KeyManagement::EcdhP256Sha1Kdf,
+        ] {
+            let enc = Encryptor::new(cipher)
+                .with_recipient(bob.certificate(), method)
+                .unwrap()
+                .encrypt_message(MESSAGE)
+                .unwrap();
+            let out = openssl_decrypts(&bob, &enc);
+            assert!(
+                String::from_utf8_lossy(&out).contains("this is signed."),
+                "{cipher:?} {method:?}"
+            );
+            let ours = Decryptor::new(bob.key(), bob.certificate())
+                .unwrap()
+                .decrypt_message(&enc)
+                .unwrap();
+            assert!(ours.message().starts_with(b"From: Alice"));
+        }
+    }
+}
+
+#[test]
+fn openssl_ecdh_with_sha1_and_sha256_kdf_decrypts() {
+    let ca = ca(&PKCS_ECDSA_P256_SHA256, "CA");
+    let bob = user(&ca, &PKCS_ECDSA_P256_SHA256, "bob@example.net");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "u.pem", bob.cert_pem.as_bytes());
+    let c = cert.to_str().unwrap();
+    for args in [
+        vec!["-encrypt", "-aes-256-cbc", "-recip", c],
+        vec![
+            "-encrypt",
+            "-aes-128-cbc",
+            "-recip",
+            c,
+            "-keyopt",
+            "ecdh_kdf_md:sha256",
+        ],
+        vec![
+            "-encrypt",
+            "-aes-256-gcm",
+            "-recip",
+            c,
+            "-keyopt",
+            "ecdh_kdf_md:sha256",
+        ],
+        vec!["-encrypt", "-aes-256-cbc", "-stream", "-recip", c],
+    ] {
+        let (ok, out, err) = openssl_cms(&args, ENTITY);
+        assert!(ok, "{err}");
+        let d = Decryptor::new(bob.key(), bob.certificate())
+            .unwrap()
+            .decrypt_message(&out)
+            .unwrap();
+        assert_eq!(d.content, ENTITY, "{args:?}");
+    }
+}
+
+#[test]
+fn mixed_rsa_and_ec_recipients() {
+    let ca = ca(&PKCS_ECDSA_P256_SHA256, "CA");
+    let ec = user(&ca, &PKCS_ECDSA_P256_SHA256, "ec@example.net");
+    let rsa = user(&ca, &PKCS_RSA_SHA256, "rsa@example.net");
+    let enc = Encryptor::new(ContentEncryption::Aes256Gcm)
+        .with_recipient(ec.certificate(), KeyManagement::EcdhP256Sha256Kdf)
+        .unwrap()
+        .with_recipient(rsa.certificate(), KeyManagement::RsaOaepSha256)
+        .unwrap()
+        .encrypt_message(MESSAGE)
+        .unwrap();
+    for u in [&ec, &rsa] {
+        openssl_decrypts(u, &enc);
+        Decryptor::new(u.key(), u.certificate())
+            .unwrap()
+            .decrypt_message(&enc)
+            .unwrap();
+    }
+}
+
+#[test]
+fn ecdh_for_an_rsa_certificate_is_refused() {
+    let ca = ca(&PKCS_RSA_SHA256, "CA");
+    let rsa = user(&ca, &PKCS_RSA_SHA256, "rsa@example.net");
+    let err = Encryptor::new(ContentEncryption::Aes256Cbc)
+        .with_recipient(rsa.certificate(), KeyManagement::EcdhP256Sha256Kdf)
+        .unwrap_err();
+    assert!(matches!(err, Error::Certificate(_)));
+}
+
+#[test]
+fn tampered_wrapped_key_fails_to_decrypt() {
+    let ca = ca(&PKCS_ECDSA_P256_SHA256, "CA");
+    let bob = user(&ca, &PKCS_ECDSA_P256_SHA256, "bob@example.net");
+    let mut der = Encryptor::new(ContentEncryption::Aes128Cbc)
+        .with_recipient(bob.certificate(), KeyManagement::EcdhP256Sha256Kdf)
+        .unwrap()
+        .encrypt_content(ENTITY)
+        .unwrap();
+    // The wrapped 16-byte key is a 24-byte OCTET STRING.
+    let pos = der.windows(2).position(|w| w == [0x04, 24]).unwrap() + 5;
+    der[pos] ^= 1;
+    let d = Decryptor::new(bob.key(), bob.certificate()).unwrap();
+    assert!(matches!(d.decrypt_cms(&der), Err(Error::DecryptionFailed)));
+}
