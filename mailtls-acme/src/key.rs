@@ -1,0 +1,365 @@
+//! Account keys and JSON Web Signatures (RFC 7515 flattened JSON, as RFC 8555
+//! §6.2 requires), with ES256 (default), ES384 and RS256 through aws-lc-rs.
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    self, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
+    RsaKeyPair,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::{Value, json};
+
+use crate::error::AcmeError;
+
+/// base64url without padding, as JOSE uses everywhere.
+pub(crate) fn b64(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+/// The signature algorithm of an account key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SigningAlgorithm {
+    /// ECDSA P-256 with SHA-256 (the default; small and accepted everywhere).
+    #[default]
+    Es256,
+    /// ECDSA P-384 with SHA-384.
+    Es384,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 and a 2048-bit key.
+    Rs256,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE `alg` name.
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            SigningAlgorithm::Es256 => "ES256",
+            SigningAlgorithm::Es384 => "ES384",
+            SigningAlgorithm::Rs256 => "RS256",
+        }
+    }
+}
+
+enum Inner {
+    Ec(EcdsaKeyPair, SigningAlgorithm),
+    Rsa(RsaKeyPair),
+}
+
+/// An ACME account key pair. Its PKCS#8 form is kept so it can be stored.
+pub struct AccountKey {
+    inner: Inner,
+    pkcs8: Vec<u8>,
+}
+
+impl std::fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountKey")
+            .field("alg", &self.algorithm())
+            .field("thumbprint", &self.thumbprint())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_err(what: &str) -> impl FnOnce(aws_lc_rs::error::Unspecified) -> AcmeError + '_ {
+    move |_| AcmeError::Key(format!("{what} failed"))
+}
+
+impl AccountKey {
+    /// Generates a fresh key for `alg`.
+    pub fn generate(alg: SigningAlgorithm) -> Result<Self, AcmeError> {
+        let pkcs8 = match alg {
+            SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => {
+                let a = if alg == SigningAlgorithm::Es256 {
+                    &ECDSA_P256_SHA256_FIXED_SIGNING
+                } else {
+                    &ECDSA_P384_SHA384_FIXED_SIGNING
+                };
+                let kp = EcdsaKeyPair::generate(a).map_err(key_err("ECDSA key generation"))?;
+                kp.to_pkcs8v1()
+                    .map_err(key_err("ECDSA key encoding"))?
+                    .as_ref()
+                    .to_vec()
+            }
+            SigningAlgorithm::Rs256 => {
+                let kp = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(key_err("RSA key generation"))?;
+                kp.as_der()
+                    .map_err(key_err("RSA key encoding"))?
+                    .as_ref()
+                    .to_vec()
+            }
+        };
+        Self::from_pkcs8_der(&pkcs8)
+    }
+
+    /// Loads a PKCS#8 DER key: ECDSA P-256, P-384 or RSA.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, AcmeError> {
+        let inner = if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+        {
+            Inner::Ec(kp, SigningAlgorithm::Es256)
+        } else if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der) {
+            Inner::Ec(kp, SigningAlgorithm::Es384)
+        } else {
+            let kp = RsaKeyPair::from_pkcs8(der).map_err(|e| {
+                AcmeError::Key(format!("not a PKCS#8 ECDSA P-256/P-384 or RSA key ({e})"))
+            })?;
+            Inner::Rsa(kp)
+        };
+        Ok(AccountKey {
+            inner,
+            pkcs8: der.to_vec(),
+        })
+    }
+
+    /// Loads a PEM `PRIVATE KEY` (PKCS#8).
+    pub fn from_pem(pem: &str) -> Result<Self, AcmeError> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| AcmeError::Key(format!("no PKCS#8 PEM private key: {e}")))?;
+        Self::from_pkcs8_der(der.secret_pkcs8_der())
+    }
+
+    /// The key as PKCS#8 PEM, for storage (mode 0600).
+    pub fn to_pem(&self) -> String {
+        pem_encode("PRIVATE KEY", &self.pkcs8)
+    }
+
+    /// The key as PKCS#8 DER.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// The signature algorithm.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        match &self.inner {
+            Inner::Ec(_, a) => *a,
+            Inner::Rsa(_) => SigningAlgorithm::Rs256,
+        }
+    }
+
+    /// The public key as a JWK (RFC 7517), members in lexicographic order so
+    /// that its serialisation is also the RFC 7638 thumbprint input.
+    pub fn jwk(&self) -> Value {
+        match &self.inner {
+            Inner::Ec(kp, alg) => {
+                let point = kp.public_key().as_ref();
+                // Uncompressed point: 0x04 || X || Y.
+                let coord = (point.len() - 1) / 2;
+                let (x, y) = point[1..].split_at(coord);
+                let crv = if *alg == SigningAlgorithm::Es256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
+                json!({"crv": crv, "kty": "EC", "x": b64(x), "y": b64(y)})
+            }
+            Inner::Rsa(kp) => {
+                let c = signature::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
+                json!({"e": b64(strip_zeros(&c.e)), "kty": "RSA", "n": b64(strip_zeros(&c.n))})
+            }
+        }
+    }
+
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url).
+    pub fn thumbprint(&self) -> String {
+        // serde_json's Map keeps keys sorted (no preserve_order feature), and
+        // to_string emits no whitespace: exactly RFC 7638's canonical form.
+        let canonical = self.jwk().to_string();
+        b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
+    }
+
+    /// Signs `message` with the key's algorithm; ECDSA signatures are the
+    /// fixed-width r||s JOSE wants, not DER.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AcmeError> {
+        let rng = SystemRandom::new();
+        match &self.inner {
+            Inner::Ec(kp, _) => Ok(kp
+                .sign(&rng, message)
+                .map_err(key_err("ECDSA signing"))?
+                .as_ref()
+                .to_vec()),
+            Inner::Rsa(kp) => {
+                let mut sig = vec![0; kp.public_modulus_len()];
+                kp.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(key_err("RSA signing"))?;
+                Ok(sig)
+            }
+        }
+    }
+
+    /// The key authorisation for a challenge token (RFC 8555 §8.1).
+    pub fn key_authorization(&self, token: &str) -> String {
+        format!("{token}.{}", self.thumbprint())
+    }
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|&x| x != 0)
+        .unwrap_or(b.len().saturating_sub(1));
+    &b[start..]
+}
+
+/// Encodes DER as PEM with 64-column lines.
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// How the JWS identifies its signer (RFC 8555 §6.2).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyRef<'a> {
+    /// Embed the public key (newAccount, revocation by certificate key).
+    Jwk,
+    /// Name the account URL.
+    Kid(&'a str),
+}
+
+/// Builds a flattened JWS. `payload` `None` is POST-as-GET (empty payload).
+pub(crate) fn sign_jws(
+    key: &AccountKey,
+    key_ref: KeyRef<'_>,
+    nonce: Option<&str>,
+    url: &str,
+    payload: Option<&Value>,
+) -> Result<Value, AcmeError> {
+    let mut protected = serde_json::Map::new();
+    protected.insert("alg".into(), key.algorithm().jose_name().into());
+    match key_ref {
+        KeyRef::Jwk => protected.insert("jwk".into(), key.jwk()),
+        KeyRef::Kid(kid) => protected.insert("kid".into(), kid.into()),
+    };
+    if let Some(nonce) = nonce {
+        protected.insert("nonce".into(), nonce.into());
+    }
+    protected.insert("url".into(), url.into());
+    let protected = b64(Value::Object(protected).to_string().as_bytes());
+    let payload = match payload {
+        Some(p) => b64(p.to_string().as_bytes()),
+        None => String::new(),
+    };
+    let signature = key.sign(format!("{protected}.{payload}").as_bytes())?;
+    Ok(json!({"protected": protected, "payload": payload, "signature": b64(&signature)}))
+}
+
+/// The inner JWS of External Account Binding (RFC 8555 §7.3.4): HS256 over
+/// the account JWK, `kid` = the CA's key id, `url` = newAccount, no nonce.
+pub(crate) fn eab_jws(account_jwk: &Value, key_id: &str, hmac_key: &[u8], url: &str) -> Value {
+    let protected = b64(json!({"alg": "HS256", "kid": key_id, "url": url})
+        .to_string()
+        .as_bytes());
+    let payload = b64(account_jwk.to_string().as_bytes());
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, hmac_key);
+    let tag = aws_lc_rs::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
+    json!({"protected": protected, "payload": payload, "signature": b64(tag.as_ref())})
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aws_lc_rs::signature::UnparsedPublicKey;
+
+    fn verify(key: &AccountKey, jws: &Value) {
+        let input = format!(
+            "{}.{}",
+            jws["protected"].as_str().unwrap(),
+            jws["payload"].as_str().unwrap()
+        );
+        let sig = URL_SAFE_NO_PAD
+            .decode(jws["signature"].as_str().unwrap())
+            .unwrap();
+        let jwk = key.jwk();
+        match key.algorithm() {
+            SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => {
+                let mut point = vec![4u8];
+                point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
+                point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
+                let alg = if key.algorithm() == SigningAlgorithm::Es256 {
+                    assert_eq!(sig.len(), 64, "ES256 is raw r||s");
+                    &signature::ECDSA_P256_SHA256_FIXED
+                } else {
+                    assert_eq!(sig.len(), 96);
+                    &signature::ECDSA_P384_SHA384_FIXED
+                };
+                UnparsedPublicKey::new(alg, &point)
+                    .verify(input.as_bytes(), &sig)
+                    .unwrap();
+            }
+            SigningAlgorithm::Rs256 => {
+                let c = signature::RsaPublicKeyComponents {
+                    n: URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap(),
+                    e: URL_SAFE_NO_PAD.decode(jwk["e"].as_str().unwrap()).unwrap(),
+                };
+                c.verify(
+                    &signature::RSA_PKCS1_2048_8192_SHA256,
+                    input.as_bytes(),
+                    &sig,
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn every_algorithm_signs_verifiably_and_round_trips() {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Es384,
+            SigningAlgorithm::Rs256,
+        ] {
+            let key = AccountKey::generate(alg).unwrap();
+            let jws = sign_jws(
+                &key,
+                KeyRef::Kid("https://ca/acct/1"),
+                Some("n1"),
+                "https://ca/x",
+                Some(&json!({"a":1})),
+            )
+            .unwrap();
+            verify(&key, &jws);
+            let header: Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(jws["protected"].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(header["alg"], alg.jose_name());
+            assert_eq!(header["nonce"], "n1");
+            assert_eq!(header["kid"], "https://ca/acct/1");
+            let again = AccountKey::from_pem(&key.to_pem()).unwrap();
+            assert_eq!(again.algorithm(), alg);
+            assert_eq!(again.thumbprint(), key.thumbprint());
+        }
+    }
+
+    #[test]
+    fn post_as_get_has_empty_payload() {
+        let key = AccountKey::generate(SigningAlgorithm::Es256).unwrap();
+        let jws = sign_jws(&key, KeyRef::Jwk, Some("n"), "https://ca/o", None).unwrap();
+        assert_eq!(jws["payload"], "");
+        verify(&key, &jws);
+    }
+
+    /// RFC 7638 §3.1: the thumbprint of the example RSA key.
+    #[test]
+    fn rfc7638_thumbprint_vector() {
+        let jwk = json!({"e":"AQAB","kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
+        let t = b64(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            jwk.to_string().as_bytes(),
+        )
+        .as_ref());
+        assert_eq!(t, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+}

@@ -1,0 +1,376 @@
+//! Persistent state behind a trait, with a file-system default: account key
+//! and URL, certificates and their keys, renewal state per certificate, and
+//! orders in progress. Every file is written atomically with mode 0600
+//! (`mailtls_core::secret_file`), so a crash never leaves half a file.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use mailtls_core::secret_file::{ensure_private_dir, write_atomic};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AcmeError;
+use crate::order::{OrderJournal, PendingOrder};
+
+/// A stored account: its key and URL at one CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoredAccount {
+    /// The account URL.
+    pub url: String,
+    /// The account key, PKCS#8 PEM.
+    pub key_pem: String,
+}
+
+impl StoredAccount {
+    /// A stored account.
+    pub fn new(url: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        StoredAccount {
+            url: url.into(),
+            key_pem: key_pem.into(),
+        }
+    }
+}
+
+/// A stored certificate and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredCertificate {
+    /// The chain, leaf first, PEM.
+    pub chain_pem: String,
+    /// The key, PKCS#8 PEM.
+    pub key_pem: String,
+}
+
+impl StoredCertificate {
+    /// A stored certificate.
+    pub fn new(chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        StoredCertificate {
+            chain_pem: chain_pem.into(),
+            key_pem: key_pem.into(),
+        }
+    }
+}
+
+/// Renewal bookkeeping for one certificate, persisted across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct RenewalState {
+    /// Unix seconds of the next planned attempt (renewal or retry).
+    pub next_attempt_unix: Option<u64>,
+    /// Consecutive failures since the last success.
+    pub failures: u32,
+    /// The last error, for the administrator.
+    pub last_error: Option<String>,
+    /// The account URL that obtained the current certificate (ARI
+    /// `replaces` is only sent for the same account).
+    pub issued_by_account: Option<String>,
+}
+
+impl RenewalState {
+    /// The next attempt as a time.
+    pub fn next_attempt(&self) -> Option<SystemTime> {
+        self.next_attempt_unix
+            .map(|s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+    }
+
+    /// Sets the next attempt.
+    pub fn set_next_attempt(&mut self, at: SystemTime) {
+        self.next_attempt_unix = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
+    }
+}
+
+/// Where the client keeps what it must not lose.
+pub trait Storage: OrderJournal {
+    /// The account for `directory_url`, if stored.
+    fn load_account(&self, directory_url: &str) -> Result<Option<StoredAccount>, AcmeError>;
+    /// Stores the account for `directory_url`.
+    fn save_account(&self, directory_url: &str, account: &StoredAccount) -> Result<(), AcmeError>;
+    /// The certificate stored under `id`, if any.
+    fn load_certificate(&self, id: &str) -> Result<Option<StoredCertificate>, AcmeError>;
+    /// Stores a certificate under `id`.
+    fn save_certificate(&self, id: &str, cert: &StoredCertificate) -> Result<(), AcmeError>;
+    /// The renewal state of `id`.
+    fn load_state(&self, id: &str) -> Result<RenewalState, AcmeError>;
+    /// Stores the renewal state of `id`.
+    fn save_state(&self, id: &str, state: &RenewalState) -> Result<(), AcmeError>;
+}
+
+/// The file-system storage: under the data directory,
+/// `accounts/<directory>/{account.json,key.pem}`,
+/// `certs/<id>/{chain.pem,key.pem,state.json}` and `orders/<names>.json`.
+#[derive(Debug, Clone)]
+pub struct FileStorage {
+    root: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AcmeError + '_ {
+    move |source| AcmeError::Storage {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A file-name-safe form of `s`: keeps `[a-z0-9.-]`, maps `*` to `_wildcard`
+/// and everything else to `_`.
+fn safe_component(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' => out.push(c.to_ascii_lowercase()),
+            '*' => out.push_str("_wildcard"),
+            _ => out.push('_'),
+        }
+    }
+    // Never "." or "..": always prefix what starts with a dot.
+    if out.starts_with('.') || out.is_empty() {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn short_hash(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl FileStorage {
+    /// Storage under `root` (created 0700 if missing; a directory others
+    /// can read is refused).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, AcmeError> {
+        let root = root.into();
+        ensure_private_dir(&root).map_err(io_err(&root))?;
+        Ok(FileStorage { root })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn account_dir(&self, directory_url: &str) -> PathBuf {
+        let host = directory_url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("ca");
+        self.root.join("accounts").join(format!(
+            "{}-{}",
+            safe_component(host),
+            short_hash(directory_url)
+        ))
+    }
+
+    /// The directory holding certificate `id`.
+    pub fn certificate_dir(&self, id: &str) -> PathBuf {
+        self.root.join("certs").join(safe_component(id))
+    }
+
+    fn order_path(&self, names: &[String]) -> PathBuf {
+        let mut sorted = names.to_vec();
+        sorted.sort();
+        self.root
+            .join("orders")
+            .join(format!("{}.json", short_hash(&sorted.join(","))))
+    }
+
+    fn write(&self, path: &Path, contents: &[u8]) -> Result<(), AcmeError> {
+        if let Some(dir) = path.parent() {
+            ensure_private_dir(dir).map_err(io_err(dir))?;
+        }
+        write_atomic(path, contents, 0o600).map_err(io_err(path))
+    }
+
+    fn read(&self, path: &Path) -> Result<Option<String>, AcmeError> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(path)(e)),
+        }
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<Option<T>, AcmeError> {
+        match self.read(path)? {
+            None => Ok(None),
+            Some(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| AcmeError::CorruptStorage {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), AcmeError> {
+        let s = serde_json::to_vec_pretty(value).map_err(|e| AcmeError::CorruptStorage {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.write(path, &s)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountFile {
+    url: String,
+    directory: String,
+}
+
+impl OrderJournal for FileStorage {
+    fn load_pending(&self, names: &[String]) -> Result<Option<PendingOrder>, AcmeError> {
+        self.read_json(&self.order_path(names))
+    }
+
+    fn save_pending(&self, pending: &PendingOrder) -> Result<(), AcmeError> {
+        // Holds the certificate key: 0600 like every file here.
+        self.write_json(&self.order_path(&pending.names), pending)
+    }
+
+    fn clear_pending(&self, names: &[String]) -> Result<(), AcmeError> {
+        let path = self.order_path(names);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+}
+
+impl Storage for FileStorage {
+    fn load_account(&self, directory_url: &str) -> Result<Option<StoredAccount>, AcmeError> {
+        let dir = self.account_dir(directory_url);
+        let Some(file) = self.read_json::<AccountFile>(&dir.join("account.json"))? else {
+            return Ok(None);
+        };
+        let Some(key_pem) = self.read(&dir.join("key.pem"))? else {
+            return Err(AcmeError::CorruptStorage {
+                path: dir.display().to_string(),
+                reason: "account.json without key.pem".into(),
+            });
+        };
+        Ok(Some(StoredAccount {
+            url: file.url,
+            key_pem,
+        }))
+    }
+
+    fn save_account(&self, directory_url: &str, account: &StoredAccount) -> Result<(), AcmeError> {
+        let dir = self.account_dir(directory_url);
+        // Key first: an account.json never points at a missing key.
+        self.write(&dir.join("key.pem"), account.key_pem.as_bytes())?;
+        self.write_json(
+            &dir.join("account.json"),
+            &AccountFile {
+                url: account.url.clone(),
+                directory: directory_url.to_owned(),
+            },
+        )
+    }
+
+    fn load_certificate(&self, id: &str) -> Result<Option<StoredCertificate>, AcmeError> {
+        let dir = self.certificate_dir(id);
+        let (Some(chain_pem), Some(key_pem)) = (
+            self.read(&dir.join("chain.pem"))?,
+            self.read(&dir.join("key.pem"))?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredCertificate { chain_pem, key_pem }))
+    }
+
+    fn save_certificate(&self, id: &str, cert: &StoredCertificate) -> Result<(), AcmeError> {
+        let dir = self.certificate_dir(id);
+        // Key before chain: a reader that sees the new chain finds its key.
+        // (A reader between the two renames sees old chain + new key; the
+        // SNI loader refuses a mismatched pair and keeps the old one.)
+        self.write(&dir.join("key.pem"), cert.key_pem.as_bytes())?;
+        self.write(&dir.join("chain.pem"), cert.chain_pem.as_bytes())
+    }
+
+    fn load_state(&self, id: &str) -> Result<RenewalState, AcmeError> {
+        Ok(self
+            .read_json(&self.certificate_dir(id).join("state.json"))?
+            .unwrap_or_default())
+    }
+
+    fn save_state(&self, id: &str, state: &RenewalState) -> Result<(), AcmeError> {
+        self.write_json(&self.certificate_dir(id).join("state.json"), state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn round_trips_with_private_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStorage::new(tmp.path().join("data")).unwrap();
+        let dir_url = "https://acme.example/dir";
+        assert_eq!(store.load_account(dir_url).unwrap(), None);
+        let acct = StoredAccount::new("https://acme.example/acct/1", "KEY");
+        store.save_account(dir_url, &acct).unwrap();
+        assert_eq!(store.load_account(dir_url).unwrap(), Some(acct));
+        assert_eq!(store.load_account("https://other/dir").unwrap(), None);
+
+        let cert = StoredCertificate::new("CHAIN", "CERTKEY");
+        store.save_certificate("*.example.com", &cert).unwrap();
+        assert_eq!(store.load_certificate("*.example.com").unwrap(), Some(cert));
+        let cdir = store.certificate_dir("*.example.com");
+        assert!(cdir.ends_with("_wildcard.example.com"));
+        assert_eq!(mode(&cdir.join("key.pem")), 0o600);
+        assert_eq!(mode(&cdir.join("chain.pem")), 0o600);
+        assert_eq!(mode(&cdir), 0o700);
+
+        let mut state = RenewalState {
+            failures: 2,
+            ..RenewalState::default()
+        };
+        state.set_next_attempt(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(99));
+        store.save_state("*.example.com", &state).unwrap();
+        assert_eq!(store.load_state("*.example.com").unwrap(), state);
+
+        let names = vec!["b.example".to_owned(), "a.example".to_owned()];
+        let pending = PendingOrder {
+            order_url: "https://acme.example/order/1".into(),
+            key_pem: "K".into(),
+            names: names.clone(),
+        };
+        store.save_pending(&pending).unwrap();
+        let reversed = vec!["a.example".to_owned(), "b.example".to_owned()];
+        assert_eq!(store.load_pending(&reversed).unwrap(), Some(pending));
+        store.clear_pending(&names).unwrap();
+        assert_eq!(store.load_pending(&names).unwrap(), None);
+    }
+
+    #[test]
+    fn corrupt_state_is_reported_with_its_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FileStorage::new(tmp.path().join("d")).unwrap();
+        let dir = store.certificate_dir("x");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), "{not json").unwrap();
+        let err = store.load_state("x").unwrap_err();
+        assert!(err.to_string().contains("state.json"), "{err}");
+    }
+
+    #[test]
+    fn safe_components_never_escape() {
+        assert_eq!(safe_component("../etc"), "_.._etc");
+        assert_eq!(safe_component(""), "_");
+        assert_eq!(safe_component("Mail.Example.COM"), "mail.example.com");
+    }
+}
