@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use mailtls_core::{DnsName, MailSecurity, NamePattern, WebSecurity};
+use mailtls_policy::mta_sts::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
+use mailtls_policy::own_domain::{Publication, PublishError};
 use serde::Deserialize;
 
 /// The embedded default configuration, also the reference for every key.
@@ -75,6 +77,40 @@ pub struct Config {
     pub web: WebSection,
     /// `[[users]]`: accounts for SMTP AUTH, IMAP LOGIN and POP3 USER/PASS.
     pub users: Vec<User>,
+    /// `[mta_sts]` and `[tls_rpt]`: what this server publishes for its own
+    /// domains (RFC 8461 policy over HTTPS, RFC 8460 report address).
+    pub mta_sts: MtaStsSection,
+}
+
+/// `[mta_sts]` with `[tls_rpt]`, validated into one [`Publication`] per
+/// domain (policy file, `_mta-sts` and `_smtp._tls` records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtaStsSection {
+    /// One per domain in `mta_sts.domains`, in order; empty: nothing is
+    /// published.
+    pub publications: Vec<Publication>,
+}
+
+impl MtaStsSection {
+    /// The publication whose policy host (`mta-sts.DOMAIN`) is `host`
+    /// (case-insensitive, without a port).
+    pub fn for_policy_host(&self, host: &str) -> Option<&Publication> {
+        let prefix = "mta-sts.";
+        let domain = host
+            .get(..prefix.len())
+            .filter(|p| p.eq_ignore_ascii_case(prefix))
+            .and_then(|_| host.get(prefix.len()..))?;
+        let domain = DnsName::parse(domain).ok()?;
+        self.publications.iter().find(|p| p.domain == domain)
+    }
+
+    /// The host names the policies are served on (`mta-sts.DOMAIN`).
+    pub fn policy_hosts(&self) -> Vec<DnsName> {
+        self.publications
+            .iter()
+            .filter_map(|p| DnsName::parse(&format!("mta-sts.{}", p.domain)).ok())
+            .collect()
+    }
 }
 
 /// `[server]`.
@@ -357,8 +393,22 @@ impl Config {
         self.server.data_dir.join("spool")
     }
 
-    /// The host name and every configured name, as patterns.
+    /// The host name and every configured name, as patterns, plus the
+    /// MTA-STS policy hosts (`mta-sts.DOMAIN`), which need a certificate
+    /// too.
     pub fn all_names(&self) -> Vec<NamePattern> {
+        let mut out = self.mail_names();
+        for h in self.mta_sts.policy_hosts() {
+            // A configured wildcard (`*.example.test`) already covers it.
+            if !out.iter().any(|p| p.matches(&h)) {
+                out.push(NamePattern::Exact(h));
+            }
+        }
+        out
+    }
+
+    /// The host name and every configured name (not the policy hosts).
+    fn mail_names(&self) -> Vec<NamePattern> {
         let mut out = vec![NamePattern::Exact(self.server.hostname.clone())];
         for n in &self.server.names {
             if !out.contains(n) {
@@ -381,7 +431,8 @@ impl Config {
                 out.push(n);
             }
         };
-        for p in self.all_names() {
+        // Policy hosts are web names, not mail domains.
+        for p in self.mail_names() {
             match p {
                 NamePattern::Exact(n) => {
                     if n.label_count() > 2
@@ -418,6 +469,34 @@ struct RawConfig {
     pop3s: Option<RawListener>,
     web: RawWeb,
     users: Vec<User>,
+    mta_sts: RawMtaSts,
+    tls_rpt: RawTlsRpt,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawMtaSts {
+    domains: Vec<String>,
+    mode: String,
+    mx: Option<Vec<String>>,
+    max_age: u64,
+}
+
+impl Default for RawMtaSts {
+    fn default() -> Self {
+        RawMtaSts {
+            domains: vec!["example.test".into()],
+            mode: "testing".into(),
+            mx: None,
+            max_age: 604_800,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawTlsRpt {
+    rua: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -552,6 +631,7 @@ impl RawConfig {
             })
             .transpose()?;
         let mode = parse_web_mode(&self.web.mode)?;
+        let mta_sts = mta_sts_section(&self.mta_sts, &self.tls_rpt, &hostname)?;
         use MailSecurity::{ImplicitTls, StartTlsOffered, StartTlsRequired};
         Ok(Config {
             server: ServerSection {
@@ -594,8 +674,94 @@ impl RawConfig {
                 https_port: self.web.https_port,
             },
             users: self.users,
+            mta_sts,
         })
     }
+}
+
+fn parse_policy_mode(s: &str) -> Result<PolicyMode, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "enforce" => Ok(PolicyMode::Enforce),
+        "testing" => Ok(PolicyMode::Testing),
+        "none" => Ok(PolicyMode::None),
+        _ => Err(invalid(
+            "mta_sts.mode",
+            format!("unknown MTA-STS mode {s:?} (enforce, testing or none)"),
+        )),
+    }
+}
+
+/// Builds one publication per domain, checking every value on the way
+/// so that errors name their key.
+fn mta_sts_section(
+    raw: &RawMtaSts,
+    rpt: &RawTlsRpt,
+    hostname: &DnsName,
+) -> Result<MtaStsSection, ConfigError> {
+    let mode = parse_policy_mode(&raw.mode)?;
+    let mx = match &raw.mx {
+        // Default: the server itself is the MX.
+        None => vec![NamePattern::Exact(hostname.clone())],
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                NamePattern::parse(m)
+                    .map_err(|e| invalid(format!("mta_sts.mx[{i}]"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if mx.is_empty() && mode != PolicyMode::None {
+        return Err(invalid(
+            "mta_sts.mx",
+            format!("a policy in mode {mode} needs at least one MX pattern"),
+        ));
+    }
+    // RFC 8461 §3.2: max_age is at most 31557600; 0 would make every
+    // sender refetch on every message.
+    let max_age = u32::try_from(raw.max_age)
+        .ok()
+        .filter(|a| (1..=MAX_MAX_AGE).contains(a))
+        .ok_or_else(|| {
+            invalid(
+                "mta_sts.max_age",
+                format!("{} is not between 1 and {MAX_MAX_AGE} seconds", raw.max_age),
+            )
+        })?;
+    let mut publications = Vec::new();
+    for (i, d) in raw.domains.iter().enumerate() {
+        let key = format!("mta_sts.domains[{i}]");
+        let domain = DnsName::parse(d).map_err(|e| invalid(key.clone(), e.to_string()))?;
+        if publications
+            .iter()
+            .any(|p: &Publication| p.domain == domain)
+        {
+            return Err(invalid(key, format!("domain {domain} is listed twice")));
+        }
+        let policy = MtaStsPolicy::new(mode, mx.clone(), max_age);
+        let mut publication = Publication::new(domain, policy);
+        if !rpt.rua.is_empty() {
+            publication = publication.with_rua(rpt.rua.clone()).map_err(|e| {
+                let index = match &e {
+                    PublishError::BadRua(bad) => rpt.rua.iter().position(|r| r == bad),
+                    _ => None,
+                };
+                let key =
+                    index.map_or_else(|| "tls_rpt.rua".to_owned(), |i| format!("tls_rpt.rua[{i}]"));
+                invalid(key, e.to_string())
+            })?;
+        }
+        publications.push(publication);
+    }
+    if publications.is_empty()
+        && let Some((i, _)) = rpt.rua.iter().enumerate().next()
+    {
+        return Err(invalid(
+            format!("tls_rpt.rua[{i}]"),
+            "a TLS-RPT address needs a domain in mta_sts.domains",
+        ));
+    }
+    Ok(MtaStsSection { publications })
 }
 
 /// `redirect-to-https` without a port means "this server's HTTPS port",
@@ -617,6 +783,45 @@ fn parse_web_mode(s: &str) -> Result<WebSecurity, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mta_sts_defaults_and_policy_hosts() {
+        let c = Config::embedded().unwrap();
+        let [p] = c.mta_sts.publications.as_slice() else {
+            panic!("{:?}", c.mta_sts)
+        };
+        assert_eq!(p.domain.as_str(), "example.test");
+        assert_eq!(p.policy.mode(), PolicyMode::Testing);
+        assert_eq!(
+            p.policy.mx(),
+            [NamePattern::parse("mail.example.test").unwrap()]
+        );
+        assert!(p.rua.is_empty());
+        assert!(c.mta_sts.for_policy_host("MTA-STS.Example.Test").is_some());
+        assert!(c.mta_sts.for_policy_host("mail.example.test").is_none());
+        assert!(c.mta_sts.for_policy_host("mta-sts.other.example").is_none());
+        // The policy host gets a certificate but is no mail domain.
+        let host = DnsName::parse("mta-sts.example.test").unwrap();
+        assert!(c.all_names().iter().any(|p| p.matches(&host)));
+        let own = Config::from_toml_str("[server]\nnames = []\n").unwrap();
+        assert!(own.all_names().contains(&NamePattern::Exact(host)));
+        let domains: Vec<_> = c.local_domains().iter().map(ToString::to_string).collect();
+        assert!(
+            !domains.contains(&"mta-sts.example.test".to_owned()),
+            "{domains:?}"
+        );
+
+        let c = Config::from_toml_str(
+            "[mta_sts]\ndomains = [\"a.example\", \"b.example\"]\nmode = \"enforce\"\nmx = [\"*.mx.a.example\"]\nmax_age = 86400\n[tls_rpt]\nrua = [\"mailto:tlsrpt@a.example\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.mta_sts.publications.len(), 2);
+        let b = c.mta_sts.for_policy_host("mta-sts.b.example").unwrap();
+        assert_eq!(b.policy.max_age(), 86400);
+        assert_eq!(b.rua, ["mailto:tlsrpt@a.example"]);
+        let none = Config::from_toml_str("[mta_sts]\ndomains = []\n").unwrap();
+        assert!(none.mta_sts.publications.is_empty());
+    }
 
     #[test]
     fn embedded_defaults_parse() {
@@ -660,6 +865,30 @@ mod tests {
             ),
             ("[server]\nbind = \"localhost\"\n", "server.bind"),
             ("[web]\nmode = \"sometimes\"\n", "web.mode"),
+            ("[mta_sts]\nmode = \"strict\"\n", "mta_sts.mode"),
+            (
+                "[mta_sts]\nmx = [\"ok.example\", \"mx*.example\"]\n",
+                "mta_sts.mx[1]",
+            ),
+            ("[mta_sts]\nmx = []\nmode = \"enforce\"\n", "mta_sts.mx"),
+            ("[mta_sts]\nmax_age = 0\n", "mta_sts.max_age"),
+            ("[mta_sts]\nmax_age = 31557601\n", "mta_sts.max_age"),
+            (
+                "[mta_sts]\ndomains = [\"a.example\", \"bad domain\"]\n",
+                "mta_sts.domains[1]",
+            ),
+            (
+                "[mta_sts]\ndomains = [\"a.example\", \"A.example\"]\n",
+                "mta_sts.domains[1]",
+            ),
+            (
+                "[tls_rpt]\nrua = [\"mailto:r@example.test\", \"http://x.example/\"]\n",
+                "tls_rpt.rua[1]",
+            ),
+            (
+                "[mta_sts]\ndomains = []\n[tls_rpt]\nrua = [\"mailto:r@x.example\"]\n",
+                "tls_rpt.rua[0]",
+            ),
             ("[imap]\nport = 2525\n", "imap.port"),
             (
                 "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users]]\nname = \"a\"\npassword = \"y\"\n",
@@ -670,6 +899,10 @@ mod tests {
             let e = Config::from_toml_str(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text:?}: {e}");
         }
+        let e = Config::from_toml_str("[mta_sts]\nmaxage = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maxage"), "{e}");
         let e = Config::from_toml_str("[smtp]\nprot = 1\n")
             .unwrap_err()
             .to_string();

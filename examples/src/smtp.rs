@@ -5,6 +5,11 @@
 //! reference server for the TLS side), but the relay decision is made the
 //! way a real MTA makes it: a recipient outside the local domains needs an
 //! authenticated session or a verified client certificate.
+//!
+//! REQUIRETLS (RFC 8689) is offered in EHLO only once TLS is on; the MAIL
+//! FROM parameter, or a `mailbox+requiretls@domain` recipient (the tag is
+//! removed), sets the flag, which is kept with the spooled message as
+//! [`crate::requiretls_mark::REQUIRETLS_HEADER`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailtls_core::{DnsName, MailSecurity};
+use mailtls_policy::requiretls::{requiretls_parameter, strip_requiretls_tag};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -47,6 +53,8 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(600);
 struct Transaction {
     from: String,
     rcpts: Vec<String>,
+    /// Set by the REQUIRETLS MAIL FROM parameter or a tagged recipient.
+    requiretls: bool,
 }
 
 struct Session {
@@ -230,6 +238,10 @@ fn ehlo_reply(host: &str, client: &str, s: &Session, conn: &Conn, shared: &Share
     if conn.tls.is_none() && s.security.offers_starttls() {
         lines.push("STARTTLS".to_owned());
     }
+    // RFC 8689 §4.1: REQUIRETLS is advertised only on a TLS session.
+    if conn.tls.is_some() {
+        lines.push("REQUIRETLS".to_owned());
+    }
     if offers_auth(s, conn) && s.user.is_none() {
         lines.push("AUTH PLAIN".to_owned());
     }
@@ -371,6 +383,18 @@ async fn mail_command(
     if !from.is_empty() && !from.contains('@') {
         return conn.send("501 5.1.7 Bad sender address syntax\r\n").await;
     }
+    // Checked before the other parameters so that REQUIRETLS in clear gets
+    // the RFC 8689 refusal rather than a generic "unsupported parameter".
+    let requiretls = match requiretls_parameter(params, conn.tls.is_some()) {
+        Ok(flag) => flag,
+        Err(e) => {
+            let (code, status) = e.reply();
+            tracing::info!(peer = %conn.peer, error = %e, "REQUIRETLS refused");
+            return conn
+                .send(&format!("{code} {status} {}\r\n", requiretls_refusal(code)))
+                .await;
+        }
+    };
     for p in params.split_whitespace() {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         match k.to_ascii_uppercase().as_str() {
@@ -384,6 +408,7 @@ async fn mail_command(
                 Err(_) => return conn.send("501 5.5.4 Bad SIZE parameter\r\n").await,
             },
             "BODY" if s.esmtp => {}
+            "REQUIRETLS" if s.esmtp => {}
             _ => {
                 return conn.send("555 5.5.4 Unsupported MAIL parameter\r\n").await;
             }
@@ -392,8 +417,18 @@ async fn mail_command(
     s.tx = Some(Transaction {
         from,
         rcpts: Vec::new(),
+        requiretls,
     });
     conn.send("250 2.1.0 Ok\r\n").await
+}
+
+/// The reply text for a refused REQUIRETLS parameter, by reply code.
+fn requiretls_refusal(code: u16) -> &'static str {
+    if code == 530 {
+        "REQUIRETLS needs a TLS session; issue STARTTLS first"
+    } else {
+        "Syntax: REQUIRETLS takes no value and is given once"
+    }
 }
 
 fn is_local(addr: &str, local: &[DnsName]) -> bool {
@@ -424,6 +459,16 @@ async fn rcpt_command(
             .send("501 5.1.3 Bad recipient address syntax\r\n")
             .await;
     }
+    // `mailbox+requiretls@domain`: the flag for clients that cannot send
+    // the MAIL FROM parameter. Like the parameter it needs TLS, since a
+    // message received in clear can never have been protected end to end.
+    let tagged = strip_requiretls_tag(&to);
+    if tagged.requiretls && conn.tls.is_none() {
+        return conn
+            .send(&format!("530 5.7.0 {}\r\n", requiretls_refusal(530)))
+            .await;
+    }
+    let to = tagged.address;
     let local = is_local(&to, &shared.local_domains);
     if !local && !s.authorised(conn) {
         tracing::info!(peer = %conn.peer, rcpt = %to, "relay refused");
@@ -435,6 +480,7 @@ async fn rcpt_command(
     if tx.rcpts.len() >= MAX_RECIPIENTS {
         return conn.send("452 4.5.3 Too many recipients\r\n").await;
     }
+    tx.requiretls |= tagged.requiretls;
     tx.rcpts.push(to);
     conn.send("250 2.1.5 Ok\r\n").await
 }
@@ -485,6 +531,8 @@ async fn data_command(s: &mut Session, conn: &mut Conn, shared: &Shared) -> io::
             .await?;
         return Ok(true);
     }
+    let body = crate::requiretls_mark::mark(&body, tx.requiretls);
+    let requiretls = tx.requiretls;
     let envelope = Envelope {
         mail_from: tx.from,
         rcpt_to: tx.rcpts,
@@ -502,7 +550,7 @@ async fn data_command(s: &mut Session, conn: &mut Conn, shared: &Shared) -> io::
     .await;
     match stored {
         Ok((Ok(id), envelope)) => {
-            tracing::info!(peer = %conn.peer, %id, from = %envelope.mail_from, rcpts = ?envelope.rcpt_to, "message accepted");
+            tracing::info!(peer = %conn.peer, %id, from = %envelope.mail_from, rcpts = ?envelope.rcpt_to, requiretls, "message accepted");
             conn.send(&format!("250 2.0.0 Ok: queued as {id}\r\n"))
                 .await?;
         }

@@ -5,6 +5,11 @@
 //! tls-alpn-01 validation hello (RFC 8737) gets the `acme-tls/1`
 //! configuration and everything else the `http/1.1` one; both share the
 //! resolver, which serves the challenge certificate for the former.
+//!
+//! Over HTTPS it also serves this server's own MTA-STS policy (RFC 8461
+//! §3.3) at `/.well-known/mta-sts.txt` for the hosts `mta-sts.DOMAIN` of
+//! the domains in `[mta_sts]`; never over plain HTTP, where senders must
+//! not fetch it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -168,6 +173,9 @@ fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool) -> Response<Body>
         }
         return r;
     }
+    if tls && req.uri().path() == MTA_STS_PATH {
+        return mta_sts_policy(req, shared);
+    }
     match req.uri().path() {
         "/" => response(
             StatusCode::OK,
@@ -190,6 +198,31 @@ fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool) -> Response<Body>
     }
 }
 
+/// Where RFC 8461 §3.3 puts the policy file.
+pub const MTA_STS_PATH: &str = "/.well-known/mta-sts.txt";
+
+/// The policy for the Host the request names, as `text/plain`; 404 for a
+/// host that is no configured `mta-sts.DOMAIN`.
+fn mta_sts_policy(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    // The port, if any, is not part of the name (IPv6 literals never name
+    // a policy host, so a plain split is enough).
+    let name = host.split(':').next().unwrap_or("");
+    match shared.config.mta_sts.for_policy_host(name) {
+        Some(p) => response(StatusCode::OK, "text/plain", p.policy_file().to_owned()),
+        None => response(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "No MTA-STS policy is published for this host\n",
+        ),
+    }
+}
+
 /// The status report served as `/status.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -203,6 +236,27 @@ pub struct Status {
     pub certificates: Vec<CertificateStatus>,
     /// Those expiring within [`EXPIRY_WARNING_DAYS`] (or expired), soonest first.
     pub expiring_soon: Vec<CertificateStatus>,
+    /// The MTA-STS policies this server publishes for its own domains.
+    pub mta_sts: Vec<PublishedPolicyStatus>,
+}
+
+/// One of this server's own MTA-STS policies in the status report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedPolicyStatus {
+    /// The policy domain.
+    pub domain: String,
+    /// Where senders fetch it.
+    pub url: String,
+    /// `enforce`, `testing` or `none`.
+    pub mode: String,
+    /// The `mx` patterns.
+    pub mx: Vec<String>,
+    /// Cache lifetime in seconds.
+    pub max_age: u32,
+    /// The id the `_mta-sts` record must carry.
+    pub id: String,
+    /// The `_smtp._tls` record text, if TLS reports are asked for.
+    pub tlsrpt: Option<String>,
 }
 
 /// One listener in the status report.
@@ -331,6 +385,21 @@ pub(crate) fn status(shared: &Shared) -> Status {
             .iter()
             .map(|c| certificate_status(c, now))
             .collect(),
+        mta_sts: shared
+            .config
+            .mta_sts
+            .publications
+            .iter()
+            .map(|p| PublishedPolicyStatus {
+                domain: p.domain.to_string(),
+                url: p.policy_url(),
+                mode: p.policy.mode().to_string(),
+                mx: p.policy.mx().iter().map(ToString::to_string).collect(),
+                max_age: p.policy.max_age(),
+                id: p.id.as_str().to_owned(),
+                tlsrpt: p.tlsrpt_record(),
+            })
+            .collect(),
     }
 }
 
@@ -381,6 +450,28 @@ fn status_html(s: &Status) -> String {
         })
         .collect();
     let r = &s.resolver;
+    let mta_sts = if s.mta_sts.is_empty() {
+        "<p>No MTA-STS policy is published ([mta_sts] domains is empty).</p>\n".to_owned()
+    } else {
+        let rows: String = s
+            .mta_sts
+            .iter()
+            .map(|p| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+                    esc(&p.url),
+                    esc(&p.mode),
+                    esc(&p.mx.join(", ")),
+                    p.max_age,
+                    esc(&p.id),
+                    esc(p.tlsrpt.as_deref().unwrap_or("none")),
+                )
+            })
+            .collect();
+        format!(
+            "<table>\n<tr><th>policy</th><th>mode</th><th>mx</th><th>max_age</th><th>id</th><th>TLS-RPT record</th></tr>\n{rows}</table>\n"
+        )
+    };
     let expiring = if s.expiring_soon.is_empty() {
         format!("<p>No certificate expires within {EXPIRY_WARNING_DAYS} days.</p>\n")
     } else {
@@ -399,6 +490,7 @@ fn status_html(s: &Status) -> String {
     <tr><th>last reload error</th><td>{err}</td></tr>\n</table>\n\
     <h2>Certificates</h2>\n<table>\n{head}{rows}</table>\n\
     <h2>Expiring within {EXPIRY_WARNING_DAYS} days</h2>\n{expiring}\
+    <h2>MTA-STS policies published</h2>\n{mta_sts}\
     <p><a href=\"/status.json\">status.json</a></p>\n</body></html>\n",
         host = esc(&s.hostname),
         gen = r.generation,

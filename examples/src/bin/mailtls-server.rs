@@ -2,7 +2,8 @@
 //! page over HTTP/HTTPS, all TLS through one SNI resolver.
 //!
 //! `mailtls-server [--config FILE] [--data-dir DIR]`; without `--config` it
-//! runs on the embedded defaults.
+//! runs on the embedded defaults. `mailtls-server dns-records [--config FILE]
+//! [--ttl SECONDS]` prints the MTA-STS and TLS-RPT records to publish.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,17 +13,24 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: mailtls-server [--config FILE] [--data-dir DIR]
+       mailtls-server dns-records [--config FILE] [--ttl SECONDS]
 
   --config FILE     TOML configuration (default: embedded defaults)
   --data-dir DIR    data directory (overrides server.data_dir)
   --print-config    print the embedded default configuration and exit
+  --ttl SECONDS     TTL of the printed records (dns-records; default 3600)
   -h, --help        this help
+
+dns-records prints, as a zone-file fragment, the _mta-sts and _smtp._tls
+TXT records for the domains in [mta_sts] and exits.
 
 Logging follows RUST_LOG (default: info).";
 
 struct Args {
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    /// `Some(ttl)`: the `dns-records` subcommand.
+    dns_records: Option<u32>,
 }
 
 enum Parsed {
@@ -34,7 +42,9 @@ fn parse_args() -> Result<Parsed, String> {
     let mut args = Args {
         config: None,
         data_dir: None,
+        dns_records: None,
     };
+    let mut ttl: Option<u32> = None;
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
@@ -54,6 +64,17 @@ fn parse_args() -> Result<Parsed, String> {
         match flag.as_str() {
             "--config" | "-c" => args.config = Some(value("--config")?),
             "--data-dir" | "-d" => args.data_dir = Some(value("--data-dir")?),
+            "--ttl" => {
+                let v = value("--ttl")?;
+                let t = v
+                    .to_str()
+                    .and_then(|t| t.parse::<u32>().ok())
+                    .ok_or_else(|| format!("--ttl: {v:?} is not a number of seconds"))?;
+                ttl = Some(t);
+            }
+            "dns-records" if args.dns_records.is_none() => {
+                args.dns_records = Some(mailtls_examples::mta_sts_publish::DEFAULT_TTL);
+            }
             "--print-config" => {
                 print!("{}", mailtls_examples::config::DEFAULT_CONFIG_TOML);
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
@@ -64,6 +85,11 @@ fn parse_args() -> Result<Parsed, String> {
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    match (ttl, &mut args.dns_records) {
+        (Some(t), Some(slot)) => *slot = t,
+        (Some(_), None) => return Err("--ttl is only for dns-records".into()),
+        (None, _) => {}
     }
     Ok(Parsed::Run(args))
 }
@@ -122,6 +148,29 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `dns-records`: loads the configuration (so errors name their key) and
+/// prints the records; no server is started.
+fn print_dns_records(args: &Args, ttl: u32) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => Config::load(path),
+        None => Config::embedded(),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailtls-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = mailtls_examples::mta_sts_publish::dns_records(&config, ttl);
+    if text.is_empty() {
+        eprintln!("mailtls-server: no domains in mta_sts.domains: nothing to publish");
+        return ExitCode::FAILURE;
+    }
+    print!("{text}");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Parsed::Run(a)) => a,
@@ -131,6 +180,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(ttl) = args.dns_records {
+        return print_dns_records(&args, ttl);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
