@@ -6,6 +6,8 @@
 //! meaning, then decoded with the `cms` types. Signed attributes are DER by
 //! RFC 5652 section 5.4, so their bytes are unchanged by this pass.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 
 /// Nesting deeper than this is refused (CMS needs about 12; a certificate
@@ -20,12 +22,57 @@ struct Tlv<'a> {
 }
 
 /// Converts a BER encoding to DER. Input that already is DER comes back
-/// unchanged.
-pub(crate) fn to_der(input: &[u8]) -> Result<Vec<u8>> {
+/// unchanged, and borrowed: rewriting a 10 MB message level by level costs
+/// several copies of it, which a read-only check avoids.
+pub(crate) fn to_der(input: &[u8]) -> Result<Cow<'_, [u8]>> {
+    let mut pos = 0;
+    if is_der(input, &mut pos, 0)? && pos == input.len() {
+        return Ok(Cow::Borrowed(input));
+    }
     let mut pos = 0;
     let mut out = Vec::with_capacity(input.len());
     convert_one(input, &mut pos, &mut out, 0)?;
-    Ok(out)
+    Ok(Cow::Owned(out))
+}
+
+/// Whether the TLV at `pos` is already what [`convert_tlv`] would write:
+/// definite, minimal lengths, no constructed OCTET STRING, and no
+/// EncryptedContentInfo-shaped SEQUENCE whose `[0]` is constructed. `false`
+/// sends the input through the full conversion, which also reports errors.
+fn is_der(input: &[u8], pos: &mut usize, depth: usize) -> Result<bool> {
+    if depth > MAX_DEPTH {
+        return Ok(false);
+    }
+    let start = *pos;
+    let Ok((tag, Some(len))) = read_header(input, pos) else {
+        return Ok(false);
+    };
+    let Some(end) = pos.checked_add(len).filter(|&e| e <= input.len()) else {
+        return Ok(false);
+    };
+    let mut minimal = Vec::with_capacity(6);
+    write_len(&mut minimal, len);
+    if *pos - start != 1 + minimal.len() {
+        return Ok(false);
+    }
+    if tag & 0x20 == 0 {
+        *pos = end;
+        return Ok(true);
+    }
+    if tag == 0x24 {
+        return Ok(false);
+    }
+    let mut kid_tags = Vec::new();
+    while *pos < end {
+        kid_tags.push(input.get(*pos).copied().unwrap_or(0));
+        if !is_der(&input[..end], pos, depth + 1)? {
+            return Ok(false);
+        }
+    }
+    if tag == 0x30 && kid_tags == [0x06, 0x30, 0xa0] {
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 fn err(detail: &str, pos: usize) -> Error {
@@ -195,7 +242,8 @@ mod tests {
     #[test]
     fn definite_der_is_unchanged() {
         let der = [0x30, 0x06, 0x02, 0x01, 0x05, 0x04, 0x01, 0xaa];
-        assert_eq!(to_der(&der).unwrap(), der);
+        assert_eq!(*to_der(&der).unwrap(), der);
+        assert!(matches!(to_der(&der).unwrap(), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -205,7 +253,7 @@ mod tests {
             0x30, 0x80, 0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x04, 0x01, b'c', 0, 0, 0, 0,
         ];
         assert_eq!(
-            to_der(&ber).unwrap(),
+            *to_der(&ber).unwrap(),
             [0x30, 0x05, 0x04, 0x03, b'a', b'b', b'c']
         );
     }
@@ -228,7 +276,7 @@ mod proptests {
         #[test]
         fn never_panics_and_der_is_stable(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             if let Ok(der) = to_der(&data) {
-                prop_assert_eq!(to_der(&der).unwrap(), der);
+                prop_assert_eq!(&*to_der(&der).unwrap(), &*der);
             }
         }
     }

@@ -3,7 +3,6 @@
 use aws_lc_rs::rsa::{
     OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, Pkcs1PrivateDecryptingKey,
 };
-use cms::content_info::ContentInfo;
 use cms::enveloped_data::{
     EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
 };
@@ -14,7 +13,7 @@ use crate::ber;
 use crate::cert::Certificate;
 use crate::ecdh;
 pub use crate::envelope::ContentCipher;
-use crate::envelope::{self, AuthEnvelopedData};
+use crate::envelope::{self, AuthEnvelopedData, ContentInfoRef};
 use crate::error::{Error, Result};
 use crate::key::PrivateKey;
 use crate::mime::parse::{self, Layer};
@@ -89,7 +88,7 @@ impl Decryptor {
 
     fn decrypt_cms_inner(&self, cms: &[u8]) -> Result<(Vec<u8>, ContentCipher)> {
         let der = ber::to_der(cms)?;
-        let ci = ContentInfo::from_der(&der).map_err(|e| Error::cms("ContentInfo", e))?;
+        let ci = ContentInfoRef::from_der(&der).map_err(|e| Error::cms("ContentInfo", e))?;
         if ci.content_type == ID_ENVELOPED_DATA {
             let ed: EnvelopedData = ci
                 .content
@@ -103,7 +102,7 @@ impl Decryptor {
                 ));
             }
             let cek = self.content_key(&ed.recip_infos, cipher)?;
-            let content = envelope::open(cipher, &cek, &ed.encrypted_content, None)?;
+            let content = envelope::open(cipher, &cek, ed.encrypted_content, None)?;
             Ok((content, cipher))
         } else if ci.content_type == ID_AUTH_ENVELOPED_DATA {
             let ad: AuthEnvelopedData = ci
@@ -123,7 +122,7 @@ impl Decryptor {
             let content = envelope::open(
                 cipher,
                 &cek,
-                &ad.auth_encrypted_content,
+                ad.auth_encrypted_content,
                 Some((ad.mac.as_bytes(), &aad)),
             )?;
             Ok((content, cipher))

@@ -5,12 +5,12 @@ use aws_lc_rs::rsa::{
     OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, Pkcs1PublicEncryptingKey,
     PublicEncryptingKey,
 };
-use cms::content_info::{CmsVersion, ContentInfo};
+use cms::content_info::CmsVersion;
 use cms::enveloped_data::{
     EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
 };
 use der::Encode;
-use der::asn1::{Any, OctetString};
+use der::asn1::OctetString;
 use x509_cert::ext::pkix::KeyUsages;
 
 use crate::algorithms::{
@@ -117,20 +117,23 @@ impl Encryptor {
         let cek = envelope::random(self.cipher.key_len())?;
         let (recip_infos, version) = self.recipient_infos(&cek)?;
         let sealed = envelope::seal(self.cipher, &cek, content)?;
-        let (content_type, inner) = match sealed.tag {
-            None => (
+        // Encoded straight into the output buffer: going through `Any`
+        // and ContentInfo would copy the ciphertext twice more.
+        match sealed.tag {
+            None => envelope::content_info_der(
                 ID_ENVELOPED_DATA,
-                Any::encode_from(&EnvelopedData {
+                &EnvelopedData {
                     version,
                     originator_info: None,
                     recip_infos,
                     encrypted_content: sealed.info,
                     unprotected_attrs: None,
-                }),
+                },
+                "EnvelopedData",
             ),
-            Some(tag) => (
+            Some(tag) => envelope::content_info_der(
                 ID_AUTH_ENVELOPED_DATA,
-                Any::encode_from(&AuthEnvelopedData {
+                &AuthEnvelopedData {
                     version: CmsVersion::V0,
                     originator_info: None,
                     recip_infos,
@@ -138,14 +141,10 @@ impl Encryptor {
                     auth_attrs: None,
                     mac: OctetString::new(tag).map_err(|e| Error::cms("mac", e))?,
                     unauth_attrs: None,
-                }),
+                },
+                "AuthEnvelopedData",
             ),
-        };
-        let info = ContentInfo {
-            content_type,
-            content: inner.map_err(|e| Error::cms("EnvelopedData", e))?,
-        };
-        info.to_der().map_err(|e| Error::cms("ContentInfo", e))
+        }
     }
 }
 

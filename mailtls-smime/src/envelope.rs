@@ -11,7 +11,7 @@ use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use cms::content_info::CmsVersion;
 use cms::enveloped_data::{EncryptedContentInfo, OriginatorInfo, RecipientInfos};
-use der::asn1::{Any, OctetString};
+use der::asn1::{Any, AnyRef, ObjectIdentifier, OctetString};
 use der::{Encode, Sequence};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attributes;
@@ -75,6 +75,53 @@ fn aes(alg: ContentEncryption) -> &'static cipher::Algorithm {
     }
 }
 
+/// ContentInfo (RFC 5652 section 3) whose content borrows from the input,
+/// so that decoding a large message does not copy its content first.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub(crate) struct ContentInfoRef<'a> {
+    pub(crate) content_type: ObjectIdentifier,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    pub(crate) content: AnyRef<'a>,
+}
+
+/// DER of a ContentInfo holding `content`, encoded straight into one
+/// buffer of the final size (no intermediate `Any` copy of the content).
+pub(crate) fn content_info_der<T: Encode>(
+    content_type: ObjectIdentifier,
+    content: &T,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    let inner_len = content.encoded_len().map_err(|e| Error::cms(what, e))?;
+    // The whole [0] EXPLICIT TLV: tag, length field, then the content TLV.
+    let explicit_len = (inner_len + der::Length::ONE)
+        .and_then(|l| l + header_len(u32::from(inner_len) as usize))
+        .map_err(|e| Error::cms(what, e))?;
+    let oid_len = content_type
+        .encoded_len()
+        .map_err(|e| Error::cms("ContentInfo", e))?;
+    let body_len = (oid_len + explicit_len).map_err(|e| Error::cms("ContentInfo", e))?;
+    let body = u32::from(body_len) as usize;
+    let mut out = Vec::with_capacity(body + 6);
+    out.push(0x30);
+    crate::ber::write_len(&mut out, body);
+    content_type
+        .encode_to_vec(&mut out)
+        .map_err(|e| Error::cms("ContentInfo", e))?;
+    out.push(0xa0);
+    crate::ber::write_len(&mut out, u32::from(inner_len) as usize);
+    content
+        .encode_to_vec(&mut out)
+        .map_err(|e| Error::cms(what, e))?;
+    Ok(out)
+}
+
+/// Bytes of a definite DER length field for `len`.
+fn header_len(len: usize) -> der::Length {
+    let mut v = Vec::with_capacity(6);
+    crate::ber::write_len(&mut v, len);
+    der::Length::new(v.len() as u16)
+}
+
 /// Ciphertext and the content-encryption EncryptedContentInfo, plus the
 /// GCM tag when authenticated.
 pub(crate) struct Sealed {
@@ -114,7 +161,10 @@ pub(crate) fn seal(alg: ContentEncryption, key: &[u8], content: &[u8]) -> Result
             UnboundCipherKey::new(aes(alg), key).map_err(crypto)?,
         )
         .map_err(crypto)?;
-        let mut data = content.to_vec();
+        // Room for the padding up front: growing a 10 MB buffer by one
+        // block would copy all of it.
+        let mut data = Vec::with_capacity(content.len() + 16);
+        data.extend_from_slice(content);
         key.less_safe_encrypt(
             &mut data,
             EncryptionContext::Iv128(FixedLength::from(iv_arr)),
@@ -177,7 +227,7 @@ impl ContentCipher {
 pub(crate) fn open(
     cipher: ContentCipher,
     key: &[u8],
-    info: &EncryptedContentInfo,
+    info: EncryptedContentInfo,
     tag_and_aad: Option<(&[u8], &[u8])>,
 ) -> Result<Vec<u8>> {
     let params = info
@@ -185,12 +235,11 @@ pub(crate) fn open(
         .parameters
         .as_ref()
         .ok_or_else(|| Error::cms("contentEncryptionAlgorithm", "parameters missing"))?;
+    // Decrypted in place in the decoded octets: no copy of the content.
     let mut data = info
         .encrypted_content
-        .as_ref()
         .ok_or_else(|| Error::cms("EncryptedContentInfo", "no encryptedContent (detached)"))?
-        .as_bytes()
-        .to_vec();
+        .into_bytes();
     let fail = |_| Error::DecryptionFailed;
     match cipher {
         ContentCipher::Modern(alg) if alg.is_authenticated() => {
@@ -215,10 +264,12 @@ pub(crate) fn open(
             let nonce = Nonce::try_assume_unique_for_key(p.nonce.as_bytes())
                 .map_err(|_| Error::cms("GCMParameters", "nonce is not 12 bytes"))?;
             data.extend_from_slice(tag);
-            let plain = key
+            let len = key
                 .open_in_place(nonce, Aad::from(aad), &mut data)
-                .map_err(fail)?;
-            Ok(plain.to_vec())
+                .map_err(fail)?
+                .len();
+            data.truncate(len);
+            Ok(data)
         }
         ContentCipher::Modern(alg) => {
             let iv: OctetString = params.decode_as().map_err(|e| Error::cms("IV", e))?;
@@ -230,10 +281,12 @@ pub(crate) fn open(
                 UnboundCipherKey::new(aes(alg), key).map_err(fail)?,
             )
             .map_err(fail)?;
-            let plain = key
+            let len = key
                 .decrypt(&mut data, DecryptionContext::Iv128(FixedLength::from(iv)))
-                .map_err(fail)?;
-            Ok(plain.to_vec())
+                .map_err(fail)?
+                .len();
+            data.truncate(len);
+            Ok(data)
         }
         ContentCipher::TripleDes => {
             let iv: OctetString = params.decode_as().map_err(|e| Error::cms("IV", e))?;
@@ -246,10 +299,12 @@ pub(crate) fn open(
             let key =
                 PaddedBlockDecryptingKey::cbc_pkcs7(UnboundCipherKey::new(alg, key).map_err(fail)?)
                     .map_err(fail)?;
-            let plain = key
+            let len = key
                 .decrypt(&mut data, DecryptionContext::Iv64(FixedLength::from(iv)))
-                .map_err(fail)?;
-            Ok(plain.to_vec())
+                .map_err(fail)?
+                .len();
+            data.truncate(len);
+            Ok(data)
         }
     }
 }
