@@ -10,9 +10,11 @@
 //! atomically; policies are stored as their raw text and parsed again on
 //! load, so the file never holds a policy the parser would not accept.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,18 +65,117 @@ pub struct CacheEntry {
     pub last_failure: Option<FailureNote>,
 }
 
-impl CacheEntry {
+/// An optional instant in 8 bytes instead of 16: nanoseconds since the
+/// epoch, `u64::MAX` for none. Instants before 1970 (never seen: these are
+/// fetch times) count as the epoch; the range ends in 2554.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64);
+
+impl Stamp {
+    const NONE: Stamp = Stamp(u64::MAX);
+
+    fn new(t: Option<SystemTime>) -> Self {
+        match t {
+            None => Stamp::NONE,
+            Some(t) => Stamp(
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1))
+                    .unwrap_or(0)
+                    .min(u64::MAX - 1),
+            ),
+        }
+    }
+
+    fn get(self) -> Option<SystemTime> {
+        (self != Stamp::NONE).then(|| UNIX_EPOCH + Duration::from_nanos(self.0))
+    }
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp::NONE
+    }
+}
+
+/// What the cache holds per domain: a [`CacheEntry`] with the rare failure
+/// note boxed and instants packed. Each slot is boxed and the table holds
+/// only the pointer, so the table, which runs at most 7/8 full and doubles,
+/// costs 8 bytes per bucket instead of a whole entry, and the domain is
+/// stored once: this is what keeps a million domains under the memory
+/// target.
+#[derive(Debug)]
+struct Slot {
+    domain: DnsName,
+    policy: Option<(PolicyId, Arc<MtaStsPolicy>)>,
+    fetched_at: Stamp,
+    expires_at: Stamp,
+    refresh_at: Stamp,
+    last_failure: Option<Box<FailureNote>>,
+}
+
+/// A boxed [`Slot`] that hashes and compares as its domain, so the set can
+/// be searched by `&DnsName`.
+#[derive(Debug)]
+struct Keyed(Box<Slot>);
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.domain == other.0.domain
+    }
+}
+
+impl Eq for Keyed {}
+
+impl Hash for Keyed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.domain.hash(state);
+    }
+}
+
+impl Borrow<DnsName> for Keyed {
+    fn borrow(&self) -> &DnsName {
+        &self.0.domain
+    }
+}
+
+impl Slot {
     fn empty(domain: DnsName) -> Self {
-        CacheEntry {
+        Slot {
             domain,
             policy: None,
-            fetched_at: None,
-            expires_at: None,
-            refresh_at: None,
+            fetched_at: Stamp::NONE,
+            expires_at: Stamp::NONE,
+            refresh_at: Stamp::NONE,
             last_failure: None,
         }
     }
 
+    fn valid_policy(&self, now: SystemTime) -> Option<&(PolicyId, Arc<MtaStsPolicy>)> {
+        match (&self.policy, self.expires_at.get()) {
+            (Some(p), Some(exp)) if now < exp => Some(p),
+            _ => None,
+        }
+    }
+
+    fn in_backoff(&self, now: SystemTime) -> bool {
+        self.last_failure
+            .as_ref()
+            .is_some_and(|f| now < f.at + FAILURE_BACKOFF)
+    }
+
+    fn to_entry(&self) -> CacheEntry {
+        CacheEntry {
+            domain: self.domain.clone(),
+            policy: self.policy.clone(),
+            fetched_at: self.fetched_at.get(),
+            expires_at: self.expires_at.get(),
+            refresh_at: self.refresh_at.get(),
+            last_failure: self.last_failure.as_deref().cloned(),
+        }
+    }
+}
+
+impl CacheEntry {
     /// The policy if it has not expired at `now`.
     pub fn valid_policy(&self, now: SystemTime) -> Option<&(PolicyId, Arc<MtaStsPolicy>)> {
         match (&self.policy, self.expires_at) {
@@ -155,7 +256,7 @@ fn time(s: u64) -> SystemTime {
 /// file in a data directory.
 #[derive(Debug)]
 pub struct PolicyCache {
-    entries: RwLock<HashMap<DnsName, CacheEntry>>,
+    entries: RwLock<HashSet<Keyed>>,
     path: Option<PathBuf>,
     jitter_seed: RandomState,
 }
@@ -205,7 +306,7 @@ impl PolicyCache {
                 detail: format!("unknown version {}", stored.version),
             });
         }
-        let mut map = HashMap::with_capacity(stored.entries.len());
+        let mut map = HashSet::with_capacity(stored.entries.len());
         for s in stored.entries {
             // An entry that no longer parses (hand-edited file, a stricter
             // parser) is dropped rather than failing the whole load.
@@ -219,22 +320,24 @@ impl PolicyCache {
                 _ => None,
             };
             let last_failure = match (s.failure_at, s.failure_type) {
-                (Some(at), Some(t)) => t.parse::<ResultType>().ok().map(|rt| FailureNote {
-                    at: time(at),
-                    result_type: rt,
-                    detail: s.failure_detail.unwrap_or_default(),
+                (Some(at), Some(t)) => t.parse::<ResultType>().ok().map(|rt| {
+                    Box::new(FailureNote {
+                        at: time(at),
+                        result_type: rt,
+                        detail: s.failure_detail.unwrap_or_default(),
+                    })
                 }),
                 _ => None,
             };
-            let entry = CacheEntry {
-                domain: domain.clone(),
-                fetched_at: s.fetched_at.map(time).filter(|_| policy.is_some()),
-                expires_at: s.expires_at.map(time).filter(|_| policy.is_some()),
-                refresh_at: s.refresh_at.map(time).filter(|_| policy.is_some()),
+            let slot = Slot {
+                domain,
+                fetched_at: Stamp::new(s.fetched_at.map(time).filter(|_| policy.is_some())),
+                expires_at: Stamp::new(s.expires_at.map(time).filter(|_| policy.is_some())),
+                refresh_at: Stamp::new(s.refresh_at.map(time).filter(|_| policy.is_some())),
                 policy,
                 last_failure,
             };
-            map.insert(domain, entry);
+            map.replace(Keyed(Box::new(slot)));
         }
         *cache
             .entries
@@ -252,14 +355,14 @@ impl PolicyCache {
         let stored = {
             let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
             let mut entries: Vec<StoredEntry> = map
-                .values()
-                .map(|e| StoredEntry {
+                .iter()
+                .map(|Keyed(e)| StoredEntry {
                     domain: e.domain.to_string(),
                     id: e.policy.as_ref().map(|(id, _)| id.to_string()),
                     policy: e.policy.as_ref().map(|(_, p)| p.raw().to_owned()),
-                    fetched_at: e.fetched_at.map(secs),
-                    expires_at: e.expires_at.map(secs),
-                    refresh_at: e.refresh_at.map(secs),
+                    fetched_at: e.fetched_at.get().map(secs),
+                    expires_at: e.expires_at.get().map(secs),
+                    refresh_at: e.refresh_at.get().map(secs),
                     failure_at: e.last_failure.as_ref().map(|f| secs(f.at)),
                     failure_type: e
                         .last_failure
@@ -292,7 +395,7 @@ impl PolicyCache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(domain)
-            .cloned()
+            .map(|Keyed(slot)| slot.to_entry())
     }
 
     /// The policy for a domain if one is cached and unexpired at `now`.
@@ -305,7 +408,7 @@ impl PolicyCache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(domain)
-            .and_then(|e| e.valid_policy(now).cloned())
+            .and_then(|Keyed(e)| e.valid_policy(now).cloned())
     }
 
     /// Every entry, sorted by domain.
@@ -314,8 +417,8 @@ impl PolicyCache {
             .entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
+            .iter()
+            .map(|Keyed(slot)| slot.to_entry())
             .collect();
         all.sort_by(|a, b| a.domain.cmp(&b.domain));
         all
@@ -340,7 +443,6 @@ impl PolicyCache {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(domain)
-            .is_some()
     }
 
     /// When to refresh a policy fetched at `now` with `max_age`: after half
@@ -367,18 +469,18 @@ impl PolicyCache {
     ) -> Arc<MtaStsPolicy> {
         let max_age = policy.max_age();
         let policy = Arc::new(policy);
-        let entry = CacheEntry {
+        let slot = Slot {
             domain: domain.clone(),
             policy: Some((id, Arc::clone(&policy))),
-            fetched_at: Some(now),
-            expires_at: Some(now + Duration::from_secs(u64::from(max_age))),
-            refresh_at: Some(self.refresh_time(domain, now, max_age)),
+            fetched_at: Stamp::new(Some(now)),
+            expires_at: Stamp::new(Some(now + Duration::from_secs(u64::from(max_age)))),
+            refresh_at: Stamp::new(Some(self.refresh_time(domain, now, max_age))),
             last_failure: None,
         };
         self.entries
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(domain.clone(), entry);
+            .replace(Keyed(Box::new(slot)));
         policy
     }
 
@@ -391,14 +493,17 @@ impl PolicyCache {
         now: SystemTime,
     ) {
         let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = map
-            .entry(domain.clone())
-            .or_insert_with(|| CacheEntry::empty(domain.clone()));
-        entry.last_failure = Some(FailureNote {
+        // A set gives no mutable access to its members: take the slot out
+        // and put it back (two probes, on the rare failure path only).
+        let Keyed(mut slot) = map
+            .take(domain)
+            .unwrap_or_else(|| Keyed(Box::new(Slot::empty(domain.clone()))));
+        slot.last_failure = Some(Box::new(FailureNote {
             at: now,
             result_type,
             detail,
-        });
+        }));
+        map.insert(Keyed(slot));
     }
 
     /// Whether fetches for `domain` are paused after a recent failure.
@@ -407,7 +512,7 @@ impl PolicyCache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(domain)
-            .is_some_and(|e| e.in_backoff(now))
+            .is_some_and(|Keyed(e)| e.in_backoff(now))
     }
 
     /// Domains whose policy should be refreshed at `now`: the refresh time
@@ -417,11 +522,11 @@ impl PolicyCache {
     pub fn due_for_refresh(&self, now: SystemTime) -> Vec<DnsName> {
         let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let mut due: Vec<DnsName> = map
-            .values()
-            .filter(|e| e.policy.is_some())
-            .filter(|e| e.refresh_at.is_some_and(|t| t <= now))
-            .filter(|e| !e.in_backoff(now))
-            .map(|e| e.domain.clone())
+            .iter()
+            .filter(|Keyed(e)| e.policy.is_some())
+            .filter(|Keyed(e)| e.refresh_at.get().is_some_and(|t| t <= now))
+            .filter(|Keyed(e)| !e.in_backoff(now))
+            .map(|Keyed(e)| e.domain.clone())
             .collect();
         due.sort();
         due
@@ -432,7 +537,7 @@ impl PolicyCache {
     pub fn purge_expired(&self, now: SystemTime) -> usize {
         let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         let before = map.len();
-        map.retain(|_, e| e.valid_policy(now).is_some() || e.in_backoff(now));
+        map.retain(|Keyed(e)| e.valid_policy(now).is_some() || e.in_backoff(now));
         before - map.len()
     }
 }

@@ -340,28 +340,45 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
         c.strict_error(0, Severity::Warning, DiagnosticKind::ByteOrderMark);
         text = rest;
     }
-    let crlf = text.matches("\r\n").count();
-    let lf = text.matches('\n').count();
+    // One pass over the bytes for both counts.
+    let (mut crlf, mut lf) = (0usize, 0usize);
+    let mut prev = 0u8;
+    for &b in text.as_bytes() {
+        if b == b'\n' {
+            lf += 1;
+            crlf += usize::from(prev == b'\r');
+        }
+        prev = b;
+    }
     if crlf > 0 && crlf < lf {
         c.push(0, Severity::Info, DiagnosticKind::MixedLineEnds);
     }
 
-    let mut version: Option<String> = None;
+    let mut version: Option<&str> = None;
     let mut mode: Option<PolicyMode> = None;
     let mut max_age: Option<u32> = None;
-    let mut mx: Vec<NamePattern> = Vec::new();
+    let mut mx: Vec<NamePattern> = Vec::with_capacity(4);
     let mut extensions: Vec<(String, String)> = Vec::new();
     let mut seen_mx_line = false;
 
-    let lines: Vec<&str> = text.split('\n').collect();
-    let last_nonempty = lines.iter().rposition(|l| !l.trim().is_empty());
-    for (i, line) in lines.iter().enumerate() {
+    // Where the last non-blank character is: a blank line before it lies
+    // between fields. Found once instead of collecting the lines.
+    let last_content = text
+        .char_indices()
+        .rev()
+        .find(|(_, ch)| !ch.is_whitespace())
+        .map(|(at, _)| at);
+    let mut line_end = 0usize;
+    for (i, full_line) in text.split('\n').enumerate() {
         let n = i + 1;
-        let line = line.strip_suffix('\r').unwrap_or(line);
+        line_end += full_line.len();
+        let line_ends_at = line_end;
+        line_end += 1;
+        let line = full_line.strip_suffix('\r').unwrap_or(full_line);
         if line.trim_matches([' ', '\t']).is_empty() {
             // Trailing line ends are fine; blank lines between fields are not
             // in the grammar but harm nothing.
-            if last_nonempty.is_some_and(|last| i < last) {
+            if last_content.is_some_and(|last| last > line_ends_at) {
                 c.push(n, Severity::Info, DiagnosticKind::EmptyLine);
             }
             continue;
@@ -388,7 +405,12 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             );
         }
         let value = value_part.trim_matches([' ', '\t']);
-        if value.chars().any(|ch| ch.is_control() && ch != '\t') {
+        let forbidden = if value.is_ascii() {
+            value.bytes().any(|b| b.is_ascii_control() && b != b'\t')
+        } else {
+            value.chars().any(|ch| ch.is_control() && ch != '\t')
+        };
+        if forbidden {
             c.push(
                 n,
                 Severity::Error,
@@ -398,9 +420,9 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             );
             continue;
         }
-        let lower = key.to_ascii_lowercase();
-        let known = KNOWN_KEYS.contains(&lower.as_str());
-        if known && lower != key {
+        // Known keys are matched without lowercasing into a new string.
+        let known = KNOWN_KEYS.into_iter().find(|k| k.eq_ignore_ascii_case(key));
+        if known.is_some_and(|k| k != key) {
             c.strict_error(
                 n,
                 Severity::Warning,
@@ -414,12 +436,14 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
                 c.push(
                     n,
                     Severity::Warning,
-                    DiagnosticKind::RepeatedKey { key: lower.clone() },
+                    DiagnosticKind::RepeatedKey {
+                        key: known.unwrap_or_default().to_owned(),
+                    },
                 );
             }
             already
         };
-        match lower.as_str() {
+        match known.unwrap_or_default() {
             "version" => {
                 if repeated(&mut c, version.is_some()) {
                     continue;
@@ -433,18 +457,15 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
                         },
                     );
                 }
-                version = Some(value.to_owned());
+                version = Some(value);
             }
             "mode" => {
                 if repeated(&mut c, mode.is_some()) {
                     continue;
                 }
-                let parsed = match value.to_ascii_lowercase().as_str() {
-                    "enforce" => Some(PolicyMode::Enforce),
-                    "testing" => Some(PolicyMode::Testing),
-                    "none" => Some(PolicyMode::None),
-                    _ => None,
-                };
+                let parsed = [PolicyMode::Enforce, PolicyMode::Testing, PolicyMode::None]
+                    .into_iter()
+                    .find(|m| m.as_str().eq_ignore_ascii_case(value));
                 match parsed {
                     Some(m) => {
                         if m.as_str() != value {
@@ -530,7 +551,7 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
                     Severity::Info,
                     DiagnosticKind::UnknownKey {
                         key: key.to_owned(),
-                        suggestion: suggestion(&lower),
+                        suggestion: suggestion(&key.to_ascii_lowercase()),
                     },
                 );
                 extensions.push((key.to_owned(), value.to_owned()));
@@ -556,6 +577,7 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
     }
 
     c.out.sort_by_key(|d| d.line);
+    mx.shrink_to_fit();
     if c.out.iter().any(|d| d.severity == Severity::Error) {
         return Err(PolicyError { diagnostics: c.out });
     }
@@ -578,7 +600,12 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
 fn parse_mx(c: &mut Collector, n: usize, value: &str) -> Option<NamePattern> {
     let host_part = value.strip_prefix("*.").unwrap_or(value);
     let unbracketed = host_part.trim_start_matches('[').trim_end_matches(']');
-    if unbracketed.parse::<std::net::IpAddr>().is_ok() {
+    // An address holds only hex digits, dots and colons; a host name with
+    // any other letter is not tried as one (the common case, and cheaper).
+    let may_be_ip = unbracketed
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    if may_be_ip && unbracketed.parse::<std::net::IpAddr>().is_ok() {
         // An IP can never match an MX host name: skipped in both profiles,
         // fatal in the strict one.
         c.strict_error(
