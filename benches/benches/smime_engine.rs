@@ -6,7 +6,8 @@
 //! both verify the signer's chain to the same CA.
 //!
 //! Before the groups, a measurement run streams 100 MB through
-//! sign/verify/encrypt/decrypt and prints each step's peak resident memory
+//! sign/verify (detached and opaque) and encrypt/decrypt (AES-CBC and
+//! AES-GCM) and prints each step's peak resident memory
 //! growth (VmHWM, reset between steps through /proc/self/clear_refs). After
 //! them it prints the ours/OpenSSL ratio table read back from criterion's
 //! estimates of this run.
@@ -21,8 +22,8 @@ use std::time::{Duration, SystemTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mailtls_benches::{criterion_home, format_ns, is_measurement_run, read_estimate};
 use mailtls_smime::{
-    Certificate, ContentEncryption, Decryptor, Encryptor, KeyManagement, PrivateKey, Signer,
-    Verifier,
+    Certificate, ContentEncryption, Decryptor, Encryptor, KeyManagement, PrivateKey, SignatureForm,
+    Signer, Verifier,
 };
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::pkey::{PKey, Private};
@@ -317,6 +318,30 @@ fn streaming_memory(fx: &Fixtures) -> Vec<(&'static str, u64)> {
         let mut sink = std::io::sink();
         decryptor.decrypt_stream(r, &mut sink).unwrap();
         sink.flush().unwrap();
+    });
+    // Opaque signed-data and AES-GCM AuthEnvelopedData stream too.
+    let opaque = Signer::new(p.key(), vec![p.cert.clone()])
+        .unwrap()
+        .with_form(SignatureForm::Opaque);
+    step("sign_stream opaque", &mut || {
+        let w = BufWriter::new(std::fs::File::create(&signed).unwrap());
+        opaque.sign_stream(generated(), w).unwrap();
+    });
+    step("verify_stream opaque", &mut || {
+        let r = BufReader::new(std::fs::File::open(&signed).unwrap());
+        let report = verifier.verify_stream_to(r, std::io::sink()).unwrap();
+        assert!(report.is_valid());
+    });
+    let gcm = Encryptor::new(ContentEncryption::Aes256Gcm)
+        .with_recipient(p.cert.clone(), KeyManagement::EcdhP256Sha256Kdf)
+        .unwrap();
+    step("encrypt_stream gcm", &mut || {
+        let w = BufWriter::new(std::fs::File::create(&enveloped).unwrap());
+        gcm.encrypt_stream(generated(), w).unwrap();
+    });
+    step("decrypt_stream gcm", &mut || {
+        let r = BufReader::new(std::fs::File::open(&enveloped).unwrap());
+        decryptor.decrypt_stream(r, std::io::sink()).unwrap();
     });
     out
 }

@@ -561,3 +561,148 @@ fn encrypted_by_openssl_decrypts_with_the_tool() {
         );
     }
 }
+
+#[test]
+fn decrypt_verifies_a_signature_inside() {
+    let pki = Pki::new();
+    let d = pki.path();
+    // Sign-then-encrypt with the tool: Alice signs, encrypts to Bob.
+    ok(&tool(
+        &[
+            "sign",
+            "--cert",
+            "alice.crt",
+            "--key",
+            "alice.key",
+            "--in",
+            "msg.eml",
+            "--out",
+            "signed.eml",
+        ],
+        d,
+    ));
+    ok(&tool(
+        &[
+            "encrypt",
+            "--recip",
+            "bob.crt",
+            "--in",
+            "signed.eml",
+            "--out",
+            "signed-enc.eml",
+        ],
+        d,
+    ));
+    // The same with OpenSSL: opaque signature, then AES-GCM.
+    let signed = openssl(
+        &[
+            "cms",
+            "-sign",
+            "-nodetach",
+            "-in",
+            "msg.eml",
+            "-signer",
+            "alice.crt",
+            "-inkey",
+            "alice.key",
+            "-out",
+            "ossl-signed.eml",
+        ],
+        d,
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    // OpenSSL signs the whole file as content: give the result From again.
+    let inner = format!(
+        "From: alice@example.org\r\n{}",
+        read(&pki.file("ossl-signed.eml"))
+    );
+    std::fs::write(pki.file("ossl-signed.eml"), inner).unwrap();
+    let enc = openssl(
+        &[
+            "cms",
+            "-encrypt",
+            "-aes-256-gcm",
+            "-in",
+            "ossl-signed.eml",
+            "-out",
+            "ossl-signed-enc.eml",
+            "bob.crt",
+        ],
+        d,
+    );
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+
+    for file in ["signed-enc.eml", "ossl-signed-enc.eml"] {
+        let stdout = ok(&tool(
+            &[
+                "decrypt", "--cert", "bob.crt", "--key", "bob.key", "--ca", "ca.crt", "--in", file,
+                "--out", "dec.eml",
+            ],
+            d,
+        ));
+        assert!(stdout.contains("signed layer inside:"), "{file}: {stdout}");
+        assert!(stdout.contains("signer 1: "), "{file}: {stdout}");
+        assert!(stdout.contains("result: valid"), "{file}: {stdout}");
+        let dec = read(&pki.file("dec.eml"));
+        assert!(dec.contains("the numbers are in."), "{file}: {dec}");
+        assert!(!dec.contains("pkcs7"), "{file}: every layer is off: {dec}");
+
+        // Against the wrong CA: decrypted and written, but exit status 1
+        // and the report says why.
+        let _ = std::fs::remove_file(pki.file("dec2.eml"));
+        let out = tool(
+            &[
+                "decrypt",
+                "--cert",
+                "bob.crt",
+                "--key",
+                "bob.key",
+                "--ca",
+                "other-ca.crt",
+                "--in",
+                file,
+                "--out",
+                "dec2.eml",
+            ],
+            d,
+        );
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("result: NOT VALID"), "{file}: {stdout}");
+        // (The other CA has the same name, so the path is found but its
+        // signature fails.)
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with("chain:") && l.contains("FAILED")),
+            "{file}: {stdout}"
+        );
+        assert!(read(&pki.file("dec2.eml")).contains("the numbers are in."));
+    }
+
+    // Without --ca the report says the chain could not be checked.
+    let out = tool(
+        &[
+            "decrypt",
+            "--cert",
+            "bob.crt",
+            "--key",
+            "bob.key",
+            "--in",
+            "signed-enc.eml",
+            "--out",
+            "dec3.eml",
+        ],
+        d,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no --ca given"));
+}

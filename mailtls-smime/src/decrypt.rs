@@ -134,6 +134,44 @@ impl Decryptor {
         }
     }
 
+    /// Whether this decryptor's certificate is among the recipients of an
+    /// encrypted message (application/pkcs7-mime enveloped-data or
+    /// authEnveloped-data), found without decrypting anything. `Err` when
+    /// the message is not encrypted or its CMS cannot be read.
+    pub fn is_recipient_of(&self, message: &[u8]) -> Result<bool> {
+        let received = parse::parse(message)?;
+        let Layer::Opaque { cms } = received.layer else {
+            return Err(Error::NotSmime("the message is not encrypted".into()));
+        };
+        let der = ber::to_der(&cms)?;
+        let ci = ContentInfoRef::from_der(&der).map_err(|e| Error::cms("ContentInfo", e))?;
+        let infos = if ci.content_type == ID_ENVELOPED_DATA {
+            let ed: EnvelopedData = ci
+                .content
+                .decode_as()
+                .map_err(|e| Error::cms("EnvelopedData", e))?;
+            ed.recip_infos
+        } else if ci.content_type == ID_AUTH_ENVELOPED_DATA {
+            let ad: AuthEnvelopedData = ci
+                .content
+                .decode_as()
+                .map_err(|e| Error::cms("AuthEnvelopedData", e))?;
+            ad.recip_infos
+        } else {
+            return Err(Error::NotSmime(format!(
+                "CMS content type {} is not (auth-)enveloped-data",
+                ci.content_type
+            )));
+        };
+        Ok(self.find_recipient(&infos).is_some()
+            || infos.0.iter().any(|ri| match ri {
+                RecipientInfo::Kari(kari) => {
+                    ecdh::encrypted_key_for(kari, &self.certificate).is_some()
+                }
+                _ => false,
+            }))
+    }
+
     fn find_recipient<'a>(&self, infos: &'a RecipientInfos) -> Option<&'a KeyTransRecipientInfo> {
         let ias = self.certificate.issuer_and_serial();
         let ski = self.certificate.subject_key_identifier();

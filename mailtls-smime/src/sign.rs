@@ -11,6 +11,7 @@ use cms::signed_data::{
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, OctetString, SetOfVec, UtcTime};
 use der::{Encode, Sequence};
+use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 
 use crate::algorithms::{
@@ -46,7 +47,9 @@ struct SigningCertificateV2 {
     certs: Vec<EssCertIdV2>,
 }
 
-/// Signs messages with one key and its certificate chain.
+/// Signs messages with one key and its certificate chain, and optionally
+/// with further keys ([`Signer::with_co_signer`]): one SignedData then
+/// carries one SignerInfo per key (RFC 5652 section 5.1).
 #[derive(Debug)]
 pub struct Signer {
     key: PrivateKey,
@@ -55,6 +58,9 @@ pub struct Signer {
     form: SignatureForm,
     capabilities: SmimeCapabilities,
     rsa_pss: bool,
+    /// Further signers of the same SignedData (never nested: adding a
+    /// signer with co-signers flattens them into this list).
+    co_signers: Vec<Signer>,
 }
 
 impl Signer {
@@ -77,7 +83,71 @@ impl Signer {
             form: SignatureForm::Detached,
             capabilities: SmimeCapabilities::ours(),
             rsa_pss: false,
+            co_signers: Vec::new(),
         })
+    }
+
+    /// Adds another signer: every signature this signer makes then holds a
+    /// SignerInfo for `other` too (its key, digest, RSA-PSS choice and
+    /// capabilities; its form is ignored, this signer's applies), and
+    /// `other`'s chain is included. The content is hashed once per distinct
+    /// digest algorithm. A signer whose certificate is already among the
+    /// signers is not added twice.
+    pub fn with_co_signer(mut self, other: Signer) -> Self {
+        self.add_co_signer(other);
+        self
+    }
+
+    /// In-place form of [`Signer::with_co_signer`].
+    pub fn add_co_signer(&mut self, mut other: Signer) {
+        let nested = std::mem::take(&mut other.co_signers);
+        for signer in std::iter::once(other).chain(nested) {
+            let known = self
+                .signers()
+                .any(|s| s.certificate().der() == signer.certificate().der());
+            if !known {
+                self.co_signers.push(signer);
+            }
+        }
+    }
+
+    /// How many SignerInfos each signature holds (1 plus the co-signers).
+    pub fn signer_count(&self) -> usize {
+        1 + self.co_signers.len()
+    }
+
+    /// The certificates of every signer, this one first.
+    pub fn certificates(&self) -> Vec<&Certificate> {
+        self.signers().map(Signer::certificate).collect()
+    }
+
+    /// The distinct digest algorithms of all signers, this signer's first:
+    /// the content is hashed once with each.
+    pub fn digest_algorithms(&self) -> Vec<DigestAlgorithm> {
+        let mut out: Vec<DigestAlgorithm> = Vec::new();
+        for s in self.signers() {
+            if !out.contains(&s.digest) {
+                out.push(s.digest);
+            }
+        }
+        out
+    }
+
+    /// The `micalg` parameter for multipart/signed: one value, or a quoted
+    /// comma-separated list when the signers use several digests (RFC 8551
+    /// section 3.5.3.2).
+    pub fn micalg(&self) -> String {
+        let algs = self.digest_algorithms();
+        if algs.len() == 1 {
+            return algs[0].micalg().to_owned();
+        }
+        let list: Vec<&str> = algs.iter().map(|d| d.micalg()).collect();
+        format!("\"{}\"", list.join(","))
+    }
+
+    /// This signer and its co-signers.
+    fn signers(&self) -> impl Iterator<Item = &Signer> {
+        std::iter::once(self).chain(self.co_signers.iter())
     }
 
     /// Chooses the digest (RSA keys only; ECDSA and Ed25519 keys are bound
@@ -109,6 +179,11 @@ impl Signer {
         self
     }
 
+    /// The form signatures take.
+    pub fn form(&self) -> SignatureForm {
+        self.form
+    }
+
     /// Replaces the SMIMECapabilities announced in each signature.
     pub fn with_capabilities(mut self, capabilities: SmimeCapabilities) -> Self {
         self.capabilities = capabilities;
@@ -128,7 +203,7 @@ impl Signer {
         match self.form {
             SignatureForm::Detached => {
                 let sig = self.sign_content(&split.entity, true)?;
-                build::multipart_signed(&split.outer, &split.entity, &sig, self.digest.micalg())
+                build::multipart_signed(&split.outer, &split.entity, &sig, &self.micalg())
             }
             SignatureForm::Opaque => {
                 let sig = self.sign_content(&split.entity, false)?;
@@ -140,34 +215,28 @@ impl Signer {
     /// Signs `content` (already canonical) and returns a DER ContentInfo
     /// holding SignedData, with the content inside unless `detached`.
     pub fn sign_content(&self, content: &[u8], detached: bool) -> Result<Vec<u8>> {
-        let digest = self.digest.digest(content);
-        self.sign_digest(&digest, if detached { None } else { Some(content) })
+        let digests: Vec<(DigestAlgorithm, Vec<u8>)> = self
+            .digest_algorithms()
+            .into_iter()
+            .map(|d| (d, d.digest(content)))
+            .collect();
+        self.sign_digests(&digests, if detached { None } else { Some(content) })
     }
 
-    /// The digest algorithm this signer uses.
+    /// The digest algorithm this signer uses (the first signer's; see
+    /// [`Signer::digest_algorithms`] for all).
     pub fn digest_algorithm(&self) -> DigestAlgorithm {
         self.digest
     }
 
-    /// Builds the ContentInfo from the content's digest; `econtent` is the
+    /// Builds the ContentInfo from the content's digests (one per
+    /// algorithm of [`Signer::digest_algorithms`]); `econtent` is the
     /// content to encapsulate (opaque form), `None` for detached.
-    pub(crate) fn sign_digest(&self, digest: &[u8], econtent: Option<&[u8]>) -> Result<Vec<u8>> {
-        let attrs = self.signed_attributes(digest)?;
-        let attrs_der = attrs
-            .to_der()
-            .map_err(|e| Error::cms("SignedAttributes", e))?;
-        let (signature_algorithm, signature) =
-            self.key.sign(self.digest, self.rsa_pss, &attrs_der)?;
-        let leaf = self.certificate();
-        let signer_info = SignerInfo {
-            version: CmsVersion::V1,
-            sid: SignerIdentifier::IssuerAndSerialNumber(leaf.issuer_and_serial()),
-            digest_alg: self.digest.identifier(),
-            signed_attrs: Some(attrs),
-            signature_algorithm,
-            signature: OctetString::new(signature).map_err(|e| Error::cms("SignerInfo", e))?,
-            unsigned_attrs: None,
-        };
+    pub(crate) fn sign_digests(
+        &self,
+        digests: &[(DigestAlgorithm, Vec<u8>)],
+        econtent: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
         let econtent = match econtent {
             None => None,
             Some(content) => {
@@ -175,27 +244,85 @@ impl Signer {
                 Some(Any::encode_from(&os).map_err(|e| Error::cms("eContent", e))?)
             }
         };
-        let certs: Vec<CertificateChoices> = self
-            .chain
-            .iter()
-            .map(|c| CertificateChoices::Certificate(c.x509().clone()))
-            .collect();
         let signed = SignedData {
             version: CmsVersion::V1,
-            digest_algorithms: set_of(vec![self.digest.identifier()], "digestAlgorithms")?,
+            digest_algorithms: self.digest_algorithm_set()?,
             encap_content_info: EncapsulatedContentInfo {
                 econtent_type: ID_DATA,
                 econtent,
             },
-            certificates: Some(CertificateSet(set_of(certs, "certificates")?)),
+            certificates: Some(self.certificate_set()?),
             crls: None,
-            signer_infos: SignerInfos(set_of(vec![signer_info], "signerInfos")?),
+            signer_infos: self.signer_infos(digests)?,
         };
         let info = ContentInfo {
             content_type: ID_SIGNED_DATA,
             content: Any::encode_from(&signed).map_err(|e| Error::cms("SignedData", e))?,
         };
         info.to_der().map_err(|e| Error::cms("ContentInfo", e))
+    }
+
+    /// digestAlgorithms: each distinct algorithm once.
+    pub(crate) fn digest_algorithm_set(&self) -> Result<SetOfVec<AlgorithmIdentifierOwned>> {
+        let ids = self
+            .digest_algorithms()
+            .into_iter()
+            .map(DigestAlgorithm::identifier)
+            .collect();
+        set_of(ids, "digestAlgorithms")
+    }
+
+    /// Every signer's chain, each certificate once.
+    pub(crate) fn certificate_set(&self) -> Result<CertificateSet> {
+        let mut seen: Vec<&[u8]> = Vec::new();
+        let mut certs = Vec::new();
+        for c in self.signers().flat_map(|s| s.chain.iter()) {
+            if seen.contains(&c.der()) {
+                continue;
+            }
+            seen.push(c.der());
+            certs.push(CertificateChoices::Certificate(c.x509().clone()));
+        }
+        Ok(CertificateSet(set_of(certs, "certificates")?))
+    }
+
+    /// One SignerInfo per signer, each over the digest of its algorithm.
+    pub(crate) fn signer_infos(
+        &self,
+        digests: &[(DigestAlgorithm, Vec<u8>)],
+    ) -> Result<SignerInfos> {
+        let mut infos = Vec::with_capacity(self.signer_count());
+        for s in self.signers() {
+            let digest = digests
+                .iter()
+                .find(|(d, _)| *d == s.digest)
+                .map(|(_, v)| v.as_slice())
+                .ok_or(Error::UnsupportedAlgorithm {
+                    what: "digest not computed for a signer:",
+                    oid: s.digest.oid().to_string(),
+                })?;
+            infos.push(s.signer_info(digest)?);
+        }
+        Ok(SignerInfos(set_of(infos, "signerInfos")?))
+    }
+
+    /// This signer's own SignerInfo over `digest` (of its algorithm).
+    fn signer_info(&self, digest: &[u8]) -> Result<SignerInfo> {
+        let attrs = self.signed_attributes(digest)?;
+        let attrs_der = attrs
+            .to_der()
+            .map_err(|e| Error::cms("SignedAttributes", e))?;
+        let (signature_algorithm, signature) =
+            self.key.sign(self.digest, self.rsa_pss, &attrs_der)?;
+        Ok(SignerInfo {
+            version: CmsVersion::V1,
+            sid: SignerIdentifier::IssuerAndSerialNumber(self.certificate().issuer_and_serial()),
+            digest_alg: self.digest.identifier(),
+            signed_attrs: Some(attrs),
+            signature_algorithm,
+            signature: OctetString::new(signature).map_err(|e| Error::cms("SignerInfo", e))?,
+            unsigned_attrs: None,
+        })
     }
 
     fn signed_attributes(&self, digest: &[u8]) -> Result<SetOfVec<Attribute>> {

@@ -486,3 +486,230 @@ fn domain_signature_between_gateways() {
     assert_eq!(out.summary.harvest, None);
     assert_eq!(subject(&out.message), "[signed by <*@corp.example>] d");
 }
+
+/// Gateway A with Alice's key and the corp.example domain key, signing
+/// with the domain key for partner.example; gateway B holding Bob's key.
+fn two_key_world() -> (TestCa, Issued, Issued, TempDir, TempDir, Gateway, Gateway) {
+    use mailtls_core::DnsName;
+    use mailtls_smime::gateway::RecipientMatch;
+    let ca = TestCa::new();
+    let alice = ca.issue(&Spec::rsa(&["alice@corp.example"]));
+    let domain = ca.issue(&Spec::email(&["gateway@corp.example"]));
+    let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
+    let (dir_a, dir_b) = (private_dir(), private_dir());
+    let corp = DnsName::parse("corp.example").unwrap();
+    let mut ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic);
+    ga.keys
+        .add_domain_key(
+            &corp,
+            domain.pem.as_bytes(),
+            domain.key_pem.as_bytes(),
+            "corp",
+        )
+        .unwrap();
+    ga.outgoing.domain_signing = vec![RecipientMatch::Domain(
+        DnsName::parse("partner.example").unwrap(),
+    )];
+    let gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic);
+    (ca, alice, domain, dir_a, dir_b, ga, gb)
+}
+
+#[test]
+fn sender_and_domain_key_both_sign_one_message() {
+    let (ca, alice, domain, _da, _db, ga, mut gb) = two_key_world();
+    let now = SystemTime::now();
+    // One recipient listed for domain signing, one not: both keys sign.
+    let env = Envelope {
+        sender: Some(addr("alice@corp.example")),
+        recipients: vec![addr("bob@partner.example"), addr("carol@other.example")],
+    };
+    let (signed, summary) = deliver(
+        ga.process_outgoing(
+            b"From: alice@corp.example\r\nTo: bob@partner.example, carol@other.example\r\n\
+              Subject: both\r\n\r\nsigned by two keys\r\n",
+            &env,
+            auth("alice@corp.example"),
+            now,
+        )
+        .unwrap(),
+    );
+    let alice_fp = ga.keys.keys_for_address(&addr("alice@corp.example"))[0]
+        .certificate
+        .fingerprint();
+    let corp = mailtls_core::DnsName::parse("corp.example").unwrap();
+    let domain_fp = ga.keys.keys_for_domain(&corp)[0].certificate.fingerprint();
+    assert_eq!(summary.signed, Ok(alice_fp));
+    assert_eq!(summary.co_signed, vec![domain_fp]);
+
+    // OpenSSL verifies and names both signers.
+    let files = private_dir();
+    write(files.path(), "ca.pem", ca.pem.as_bytes());
+    write(files.path(), "signed.eml", &signed);
+    let content = openssl(
+        files.path(),
+        &[
+            "-verify",
+            "-in",
+            "signed.eml",
+            "-CAfile",
+            "ca.pem",
+            "-signer",
+            "signers.pem",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&content).contains("signed by two keys"));
+    let signers =
+        Certificate::from_pem(&std::fs::read(files.path().join("signers.pem")).unwrap()).unwrap();
+    let mut got: Vec<Vec<u8>> = signers.iter().map(|c| c.der().to_vec()).collect();
+    got.sort();
+    let mut want = vec![
+        Certificate::from_pem(alice.pem.as_bytes()).unwrap()[0]
+            .der()
+            .to_vec(),
+        Certificate::from_pem(domain.pem.as_bytes()).unwrap()[0]
+            .der()
+            .to_vec(),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+
+    // B: two signers, both signatures good; Alice's names the From address,
+    // so the message is marked signed by her.
+    let out = gb
+        .process_incoming(
+            &signed,
+            &envelope("alice@corp.example", "bob@partner.example"),
+            now,
+        )
+        .unwrap();
+    let report = out.report.unwrap();
+    assert_eq!(report.signers.len(), 2);
+    assert!(report.signers.iter().all(|s| s.signature.passed()));
+    assert!(report.signers.iter().all(|s| s.chain.passed()));
+    assert_eq!(
+        out.summary.result.signature,
+        Some(SignatureStatus::Valid {
+            signer: addr("alice@corp.example")
+        })
+    );
+}
+
+#[test]
+fn split_delivery_decrypts_only_for_recipients_whose_key_opens_it() {
+    use mailtls_smime::gateway::{Binding, DecryptDecision};
+    let (ca, _alice, _domain, _da, _db, ga, mut gb) = two_key_world();
+    let now = SystemTime::now();
+    // B also holds a key for Carol, but A encrypts to Bob only.
+    let carol = ca.issue(&Spec::email(&["carol@partner.example"]));
+    gb.keys
+        .add_user_key(carol.pem.as_bytes(), carol.key_pem.as_bytes(), "carol")
+        .unwrap();
+    let mut ga = ga;
+    let bob_pem = gb.keys.keys_for_address(&addr("bob@partner.example"))[0]
+        .certificate
+        .der()
+        .to_vec();
+    ga.partners
+        .upload(&bob_pem, "bob", Binding::Addresses, now)
+        .unwrap();
+    let (encrypted, summary) = deliver(
+        ga.process_outgoing(
+            b"From: alice@corp.example\r\nTo: bob@partner.example\r\n\
+              Subject: secret\r\n\r\nfor Bob only\r\n",
+            &envelope("alice@corp.example", "bob@partner.example"),
+            auth("alice@corp.example"),
+            now,
+        )
+        .unwrap(),
+    );
+    assert!(summary.encrypted.is_ok(), "{summary:?}");
+
+    // The envelope at B: Bob (key, a recipient), Carol (key, not a
+    // recipient of the CMS), Dave (no key).
+    let env = Envelope {
+        sender: Some(addr("alice@corp.example")),
+        recipients: vec![
+            addr("dave@partner.example"),
+            addr("bob@partner.example"),
+            addr("carol@partner.example"),
+        ],
+    };
+    let copies = gb.process_incoming_split(&encrypted, &env, now).unwrap();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    let open = &copies[0];
+    assert_eq!(open.recipients, vec![addr("bob@partner.example")]);
+    assert!(open.outcome.summary.result.decrypted);
+    assert!(matches!(
+        &open.outcome.summary.decrypt,
+        DecryptDecision::Decrypt(k) if k.len() == 1 && k[0].0 == addr("bob@partner.example")
+    ));
+    let text = String::from_utf8_lossy(&open.outcome.message);
+    assert!(text.contains("for Bob only"), "{text}");
+    assert!(
+        subject(&open.outcome.message).starts_with("[encrypted] "),
+        "{}",
+        subject(&open.outcome.message)
+    );
+
+    let rest = &copies[1];
+    assert_eq!(
+        rest.recipients,
+        vec![addr("dave@partner.example"), addr("carol@partner.example")]
+    );
+    assert!(!rest.outcome.summary.result.decrypted);
+    assert!(rest.outcome.summary.not_for_our_keys);
+    let text = String::from_utf8_lossy(&rest.outcome.message);
+    assert!(!text.contains("for Bob only"));
+    assert!(text.contains("application/pkcs7-mime"), "{text}");
+    assert_eq!(subject(&rest.outcome.message), "secret");
+
+    // The one-copy form leaves a split alone.
+    let single = gb.process_incoming(&encrypted, &env, now).unwrap();
+    assert!(matches!(
+        single.summary.decrypt,
+        DecryptDecision::Split { .. }
+    ));
+    assert!(!single.summary.result.decrypted);
+
+    // Everyone with a key that opens it: one decrypted copy for all.
+    let copies = gb
+        .process_incoming_split(
+            &encrypted,
+            &envelope("alice@corp.example", "bob@partner.example"),
+            now,
+        )
+        .unwrap();
+    assert_eq!(copies.len(), 1);
+    assert!(copies[0].outcome.summary.result.decrypted);
+    // Nobody with a key: one untouched copy.
+    let copies = gb
+        .process_incoming_split(
+            &encrypted,
+            &envelope("alice@corp.example", "dave@partner.example"),
+            now,
+        )
+        .unwrap();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].recipients, vec![addr("dave@partner.example")]);
+    assert!(!copies[0].outcome.summary.result.decrypted);
+}
+
+#[test]
+fn split_delivery_of_a_plain_message_is_one_copy() {
+    let (_ca, _alice, _domain, _da, _db, _ga, mut gb) = two_key_world();
+    let env = Envelope {
+        sender: Some(addr("x@else.example")),
+        recipients: vec![addr("bob@partner.example"), addr("dave@partner.example")],
+    };
+    let copies = gb
+        .process_incoming_split(
+            b"From: x@else.example\r\nSubject: [signed] hi\r\n\r\nplain\r\n",
+            &env,
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].recipients, env.recipients);
+    // The forged mark is gone.
+    assert_eq!(subject(&copies[0].outcome.message), "hi");
+}

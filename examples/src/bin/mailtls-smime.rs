@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use mailtls_core::{CertInfo, KeyAlgorithm};
 use mailtls_smime::{
     Certificate, Check, ContentEncryption, Decryptor, DigestAlgorithm, Encryptor, Failure,
-    KeyManagement, PrivateKey, SignatureForm, Signer, Verifier, VerifyReport,
+    KeyManagement, OpenedLayer, PrivateKey, SignatureForm, Signer, Verifier, VerifyReport,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,7 +20,8 @@ usage:
   mailtls-smime verify  --ca CA [--ca CA]... --in FILE [--out FILE] [--at TIME]
   mailtls-smime encrypt --recip CERT [--recip CERT]... [--cipher CIPHER] [--oaep]
                         --in FILE --out FILE
-  mailtls-smime decrypt --cert CERT --key KEY --in FILE --out FILE
+  mailtls-smime decrypt --cert CERT --key KEY [--ca CA]... [--at TIME]
+                        --in FILE --out FILE
 
   FILE        a whole RFC 5322 message (header fields other than Content-*
               stay outside the S/MIME layer)
@@ -30,14 +31,19 @@ usage:
   --chain     PEM file of intermediate certificates to include
   --opaque    application/pkcs7-mime signed-data instead of multipart/signed
   --digest    RSA keys only; ECDSA and Ed25519 keys use their own
-  --ca        trust anchor PEM file (repeatable; each may hold several)
-  --out       for verify: where to write the verified message
+  --ca        trust anchor PEM file (repeatable; each may hold several); for
+              decrypt, what a signature inside the encryption is checked
+              against
+  --out       for verify: where to write the verified message; for decrypt:
+              the message with every layer removed (a signature inside is
+              verified and its report printed)
   --at        verify as of this RFC 3339 time, e.g. 2030-01-01T00:00:00Z
   --recip     recipient certificate (repeatable): RSA or ECDSA P-256
   --cipher    aes128-cbc | aes256-cbc (default) | aes128-gcm | aes256-gcm
   --oaep      RSA-OAEP with SHA-256 instead of PKCS #1 v1.5 for RSA recipients
 
-exit status: 0 success (verify: every signer valid), 1 failure, 2 usage error";
+exit status: 0 success (verify, and decrypt of signed content: every signer
+valid), 1 failure, 2 usage error";
 
 /// A command-line error: printed with the usage hint, exit code 2.
 #[derive(Debug)]
@@ -266,7 +272,7 @@ fn cmd_encrypt(o: &Opts) -> Result<(), AnyError> {
 }
 
 fn cmd_decrypt(o: &Opts) -> Result<(), AnyError> {
-    only(o, "decrypt", &["--cert", "--key"])?;
+    only(o, "decrypt", &["--cert", "--key", "--ca", "--at"])?;
     let cert_path = required(&o.cert, "decrypt", "--cert")?;
     let key = private_key(required(&o.key, "decrypt", "--key")?)?;
     let input = read(required(&o.input, "decrypt", "--in")?)?;
@@ -277,7 +283,43 @@ fn cmd_decrypt(o: &Opts) -> Result<(), AnyError> {
         .ok_or("no certificate")?;
     let decryptor =
         Decryptor::new(key, cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    write(out, &decryptor.decrypt_message(&input)?.message())
+    let mut anchors = Vec::new();
+    for p in &o.cas {
+        anchors.extend(certificates(p)?);
+    }
+    let mut verifier = Verifier::new(anchors);
+    if let Some(t) = o.at {
+        verifier = verifier.at_time(t);
+    }
+    // Every layer comes off: the encryption, a signature inside it
+    // (sign-then-encrypt), and further layers (triple wrap).
+    let opened = mailtls_smime::open(&input, &verifier, std::slice::from_ref(&decryptor))?;
+    if !opened.was_encrypted() {
+        return Err("the message is not encrypted".into());
+    }
+    let mut all_valid = true;
+    for layer in &opened.layers {
+        match layer {
+            OpenedLayer::Encrypted(cipher) => println!("decrypted: {cipher:?}"),
+            OpenedLayer::Signed(report) => {
+                println!("signed layer inside:");
+                if o.cas.is_empty() {
+                    println!("  (no --ca given: the chain cannot be checked)");
+                }
+                print_report(report);
+                all_valid &= report.is_valid();
+            }
+            other => println!("layer: {other:?}"),
+        }
+    }
+    // The decrypted content is written even when a signature inside does
+    // not verify: decryption worked; the exit status tells about the
+    // signature.
+    write(out, &opened.message)?;
+    if !all_valid {
+        return Err(Box::new(NotValid));
+    }
+    Ok(())
 }
 
 fn when(t: SystemTime) -> String {

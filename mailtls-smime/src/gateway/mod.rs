@@ -38,8 +38,8 @@ pub use partner_store::{
     PartnerEntry, PartnerStore, PendingHarvest, RecipientCertificate, StoreError,
 };
 pub use process::{
-    Envelope, Gateway, IncomingOutcome, IncomingSummary, OutgoingOutcome, OutgoingSummary,
-    ProcessError,
+    Envelope, Gateway, IncomingCopy, IncomingOutcome, IncomingSummary, OutgoingOutcome,
+    OutgoingSummary, ProcessError,
 };
 pub use status::{EnhancedStatus, StatusClass};
 pub use storage::{FileStorage, MemoryStorage, SnapshotStorage, StorageError};

@@ -1,12 +1,12 @@
-//! Streaming decryption of EnvelopedData (AES-CBC, 3DES): base64 and BER
-//! are read incrementally and the plaintext is written as it is decrypted.
+//! Streaming decryption of EnvelopedData (AES-CBC, 3DES) and
+//! AuthEnvelopedData (AES-GCM): base64 and BER are read incrementally; CBC
+//! plaintext is written as it is decrypted, GCM plaintext only after the
+//! tag is verified.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use aws_lc_rs::cipher::{self, DecryptionContext, StreamingDecryptingKey, UnboundCipherKey};
 use aws_lc_rs::iv::FixedLength;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use cms::enveloped_data::RecipientInfos;
 use const_oid::ObjectIdentifier;
 use der::Decode;
@@ -17,171 +17,69 @@ use spki::AlgorithmIdentifierOwned;
 use crate::algorithms::{ID_AUTH_ENVELOPED_DATA, ID_ENVELOPED_DATA};
 use crate::ber;
 use crate::decrypt::Decryptor;
-use crate::envelope::ContentCipher;
+use crate::envelope::{ContentCipher, GcmParameters};
 use crate::error::{Error, Result};
 use crate::mime::canon::{field_name, header_fields};
 use crate::mime::parse::{file_name_ends, is_octet_stream, is_type};
+use crate::stream::gcm::{Direction, GcmStream, TAG_LEN};
+use crate::stream::source::{MAX_ELEMENT, Source};
 use crate::stream::{CHUNK, read_header};
-
-/// Largest single structure read whole (recipient infos, originator info).
-const MAX_ELEMENT: usize = 1024 * 1024;
-const MAX_DEPTH: usize = 32;
-
-/// Decoded bytes of a base64 (or binary) body, pulled on demand.
-struct Source<R> {
-    input: R,
-    base64: bool,
-    /// Base64 characters not yet decoded (fewer than four, or a read's tail).
-    text: Vec<u8>,
-    /// Decoded bytes not yet consumed, from `pos`.
-    bytes: Vec<u8>,
-    pos: usize,
-    eof: bool,
-}
-
-impl<R: Read> Source<R> {
-    fn refill(&mut self) -> Result<bool> {
-        if self.eof {
-            return Ok(false);
-        }
-        self.bytes.drain(..self.pos);
-        self.pos = 0;
-        let mut chunk = vec![0u8; CHUNK];
-        let n = self.input.read(&mut chunk)?;
-        if n == 0 {
-            self.eof = true;
-        }
-        if !self.base64 {
-            self.bytes.extend_from_slice(&chunk[..n]);
-            return Ok(n > 0);
-        }
-        self.text
-            .extend(chunk[..n].iter().filter(|b| !b.is_ascii_whitespace()));
-        let usable = if self.eof {
-            self.text.len()
-        } else {
-            self.text.len() / 4 * 4
-        };
-        if usable > 0 {
-            let decoded = STANDARD
-                .decode(&self.text[..usable])
-                .map_err(|e| Error::Mime(format!("base64 body: {e}")))?;
-            self.bytes.extend_from_slice(&decoded);
-            self.text.drain(..usable);
-        }
-        Ok(true)
-    }
-
-    fn available(&self) -> &[u8] {
-        &self.bytes[self.pos..]
-    }
-
-    fn take(&mut self, n: usize) -> Result<Vec<u8>> {
-        while self.available().len() < n {
-            if !self.refill()? {
-                return Err(Error::cms("EnvelopedData", "truncated"));
-            }
-        }
-        let out = self.bytes[self.pos..self.pos + n].to_vec();
-        self.pos += n;
-        Ok(out)
-    }
-
-    fn byte(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    /// Tag and length (None: indefinite), with the raw header bytes.
-    fn header(&mut self) -> Result<(u8, Option<usize>, Vec<u8>)> {
-        let tag = self.byte()?;
-        let first = self.byte()?;
-        let mut raw = vec![tag, first];
-        if first < 0x80 {
-            return Ok((tag, Some(first as usize), raw));
-        }
-        if first == 0x80 {
-            return Ok((tag, None, raw));
-        }
-        let n = (first & 0x7f) as usize;
-        if n > 4 {
-            return Err(Error::cms("EnvelopedData", "length too large"));
-        }
-        let mut len = 0usize;
-        for _ in 0..n {
-            let b = self.byte()?;
-            raw.push(b);
-            len = (len << 8) | b as usize;
-        }
-        Ok((tag, Some(len), raw))
-    }
-
-    /// A whole element (BER) given its header.
-    fn element_after(
-        &mut self,
-        mut raw: Vec<u8>,
-        len: Option<usize>,
-        depth: usize,
-    ) -> Result<Vec<u8>> {
-        if depth > MAX_DEPTH {
-            return Err(Error::cms("EnvelopedData", "nesting too deep"));
-        }
-        match len {
-            Some(len) => {
-                if len > MAX_ELEMENT {
-                    return Err(Error::cms("EnvelopedData", "structure too large"));
-                }
-                raw.extend_from_slice(&self.take(len)?);
-            }
-            None => loop {
-                let (tag, len, child) = self.header()?;
-                if tag == 0 && len == Some(0) {
-                    raw.extend_from_slice(&[0, 0]);
-                    break;
-                }
-                let child = self.element_after(child, len, depth + 1)?;
-                raw.extend_from_slice(&child);
-                if raw.len() > MAX_ELEMENT {
-                    return Err(Error::cms("EnvelopedData", "structure too large"));
-                }
-            },
-        }
-        Ok(raw)
-    }
-
-    fn element(&mut self) -> Result<(u8, Vec<u8>)> {
-        let (tag, len, raw) = self.header()?;
-        Ok((tag, self.element_after(raw, len, 0)?))
-    }
-
-    fn expect_constructed(&mut self, tag: u8, what: &str) -> Result<()> {
-        let (t, _, _) = self.header()?;
-        if t != tag {
-            return Err(Error::Cms {
-                structure: "EnvelopedData",
-                detail: format!("expected {what}"),
-            });
-        }
-        Ok(())
-    }
-}
 
 fn decode<T: for<'a> Decode<'a>>(raw: &[u8], what: &'static str) -> Result<T> {
     T::from_der(&ber::to_der(raw)?).map_err(|e| Error::cms(what, e))
 }
 
+/// The content decryption, fed ciphertext in pieces.
+enum Opening {
+    Cbc(StreamingDecryptingKey),
+    Gcm(GcmStream),
+}
+
 impl Decryptor {
-    /// Decrypts an application/pkcs7-mime enveloped-data message read from
-    /// `input`, writing the decrypted message (outer headers, then the
-    /// content) to `output`, with memory bounded by a few 64 KiB chunks.
-    /// AES-CBC and 3DES only (AuthEnvelopedData must be checked whole
-    /// before anything is released: use [`Decryptor::decrypt_message`]).
+    /// Decrypts an application/pkcs7-mime enveloped-data or
+    /// authEnveloped-data message read from `input`, writing the decrypted
+    /// message (outer headers, then the content) to `output`, with memory
+    /// bounded by a few 64 KiB chunks.
     ///
-    /// Plaintext is written before the final padding check: on `Err`,
-    /// discard everything written.
-    pub fn decrypt_stream<R: Read, W: Write>(
+    /// AES-CBC and 3DES (EnvelopedData): plaintext is written as it is
+    /// decrypted, before the final padding check; on `Err`, discard
+    /// everything written (CBC carries no integrity anyway).
+    ///
+    /// AES-GCM (AuthEnvelopedData): no byte reaches `output` before the
+    /// tag is verified. The plaintext is spooled to an unnamed temporary
+    /// file (created in the system temporary directory with mode 0600 and
+    /// already unlinked, so nothing is left behind), and copied to `output`
+    /// only after the tag matched; a wrong tag is
+    /// [`Error::DecryptionFailed`] with `output` untouched. Use
+    /// [`Decryptor::decrypt_stream_with_spool`] to choose the spool.
+    /// AuthEnvelopedData with authenticated attributes (the additional data
+    /// comes after the content, too late for one pass) is refused with
+    /// [`Error::UnsupportedAlgorithm`]; [`Decryptor::decrypt_message`]
+    /// reads it.
+    pub fn decrypt_stream<R: Read, W: Write>(&self, input: R, output: W) -> Result<ContentCipher> {
+        self.decrypt_stream_inner(input, output, &mut || Ok(tempfile::tempfile()?))
+    }
+
+    /// [`Decryptor::decrypt_stream`] with the GCM plaintext spooled to
+    /// `spool` (written from its current position, then read back from
+    /// there) instead of a temporary file; CBC content does not use it.
+    pub fn decrypt_stream_with_spool<R: Read, W: Write, S: Read + Write + Seek>(
+        &self,
+        input: R,
+        output: W,
+        spool: S,
+    ) -> Result<ContentCipher> {
+        let mut spool = Some(spool);
+        self.decrypt_stream_inner(input, output, &mut || {
+            spool.take().ok_or(Error::Crypto("spool used twice"))
+        })
+    }
+
+    fn decrypt_stream_inner<R: Read, W: Write, S: Read + Write + Seek>(
         &self,
         mut input: R,
         mut output: W,
+        spool: &mut dyn FnMut() -> Result<S>,
     ) -> Result<ContentCipher> {
         let (head, rest) = read_header(&mut input)?;
         let message = MessageParser::default()
@@ -196,30 +94,26 @@ impl Decryptor {
         let base64 = root
             .content_transfer_encoding()
             .is_some_and(|e| e.eq_ignore_ascii_case("base64"));
-        let mut src = Source {
-            input: rest.as_slice().chain(input),
+        let mut src = Source::new(
+            rest.as_slice().chain(input),
             base64,
-            text: Vec::new(),
-            bytes: Vec::new(),
-            pos: 0,
-            eof: false,
-        };
+            "EnvelopedData",
+            MAX_ELEMENT,
+        );
 
         // ContentInfo.
         src.expect_constructed(0x30, "ContentInfo")?;
         let (_, oid) = src.element()?;
         let oid: ObjectIdentifier = decode(&oid, "contentType")?;
-        if oid == ID_AUTH_ENVELOPED_DATA {
-            return Err(Error::UnsupportedAlgorithm {
-                what: "streaming decryption of AuthEnvelopedData",
-                oid: oid.to_string(),
-            });
-        }
-        if oid != ID_ENVELOPED_DATA {
+        let authenticated = if oid == ID_AUTH_ENVELOPED_DATA {
+            true
+        } else if oid == ID_ENVELOPED_DATA {
+            false
+        } else {
             return Err(Error::NotSmime(format!(
-                "CMS content type {oid} is not enveloped-data"
+                "CMS content type {oid} is not (auth-)enveloped-data"
             )));
-        }
+        };
         src.expect_constructed(0xa0, "[0] content")?;
         src.expect_constructed(0x30, "EnvelopedData")?;
         let _version = src.element()?;
@@ -232,56 +126,71 @@ impl Decryptor {
             return Err(Error::cms("EnvelopedData", "expected recipientInfos"));
         }
         let infos: RecipientInfos = decode(&raw, "RecipientInfos")?;
-        src.expect_constructed(0x30, "EncryptedContentInfo")?;
+        let eci_len = src.expect_constructed(0x30, "EncryptedContentInfo")?;
         let _content_type = src.element()?;
         let (_, alg) = src.element()?;
         let alg: AlgorithmIdentifierOwned = decode(&alg, "contentEncryptionAlgorithm")?;
         let cipher = ContentCipher::from_identifier(&alg)?;
-        if matches!(cipher, ContentCipher::Modern(c) if c.is_authenticated()) {
+        let is_gcm = matches!(cipher, ContentCipher::Modern(c) if c.is_authenticated());
+        if is_gcm != authenticated {
             return Err(Error::cms(
                 "EnvelopedData",
-                "GCM content needs AuthEnvelopedData",
+                "GCM content needs AuthEnvelopedData, and AuthEnvelopedData GCM content",
             ));
         }
-        let iv: OctetString = alg
+        let params = alg
             .parameters
             .as_ref()
-            .ok_or_else(|| Error::cms("contentEncryptionAlgorithm", "IV missing"))?
-            .decode_as()
-            .map_err(|e| Error::cms("IV", e))?;
+            .ok_or_else(|| Error::cms("contentEncryptionAlgorithm", "parameters missing"))?;
         let cek = self.content_key(&infos, cipher)?;
         let fail = |_| Error::DecryptionFailed;
-        let (alg, context) = match cipher {
-            ContentCipher::Modern(c) => {
-                let iv: [u8; 16] = iv
-                    .as_bytes()
-                    .try_into()
-                    .map_err(|_| Error::cms("IV", "AES-CBC IV is not 16 bytes"))?;
-                let a = if c.key_len() == 16 {
-                    &cipher::AES_128
-                } else {
-                    &cipher::AES_256
-                };
-                (a, DecryptionContext::Iv128(FixedLength::from(iv)))
+        let opening = if is_gcm {
+            let p: GcmParameters = params
+                .decode_as()
+                .map_err(|e| Error::cms("GCMParameters", e))?;
+            if p.icv_len.unwrap_or(12) as usize != TAG_LEN {
+                return Err(Error::UnsupportedAlgorithm {
+                    what: "GCM tag length other than 16 for",
+                    oid: alg.oid.to_string(),
+                });
             }
-            ContentCipher::TripleDes => {
-                let iv: [u8; 8] = iv
-                    .as_bytes()
-                    .try_into()
-                    .map_err(|_| Error::cms("IV", "3DES-CBC IV is not 8 bytes"))?;
-                #[allow(deprecated)]
-                let a = &cipher::DES_EDE3_FOR_LEGACY_USE_ONLY;
-                (a, DecryptionContext::Iv64(FixedLength::from(iv)))
-            }
+            Opening::Gcm(GcmStream::new(&cek, p.nonce.as_bytes(), Direction::Open)?)
+        } else {
+            let iv: OctetString = params.decode_as().map_err(|e| Error::cms("IV", e))?;
+            let (alg, context) = match cipher {
+                ContentCipher::Modern(c) => {
+                    let iv: [u8; 16] = iv
+                        .as_bytes()
+                        .try_into()
+                        .map_err(|_| Error::cms("IV", "AES-CBC IV is not 16 bytes"))?;
+                    let a = if c.key_len() == 16 {
+                        &cipher::AES_128
+                    } else {
+                        &cipher::AES_256
+                    };
+                    (a, DecryptionContext::Iv128(FixedLength::from(iv)))
+                }
+                ContentCipher::TripleDes => {
+                    let iv: [u8; 8] = iv
+                        .as_bytes()
+                        .try_into()
+                        .map_err(|_| Error::cms("IV", "3DES-CBC IV is not 8 bytes"))?;
+                    #[allow(deprecated)]
+                    let a = &cipher::DES_EDE3_FOR_LEGACY_USE_ONLY;
+                    (a, DecryptionContext::Iv64(FixedLength::from(iv)))
+                }
+            };
+            Opening::Cbc(
+                StreamingDecryptingKey::cbc_pkcs7(
+                    UnboundCipherKey::new(alg, &cek).map_err(fail)?,
+                    context,
+                )
+                .map_err(fail)?,
+            )
         };
-        let mut key = StreamingDecryptingKey::cbc_pkcs7(
-            UnboundCipherKey::new(alg, &cek).map_err(fail)?,
-            context,
-        )
-        .map_err(fail)?;
 
         // The outer headers go first, as in `Decrypted::message`.
-        let outer: Vec<u8> = header_fields(&head)
+        let mut outer: Vec<u8> = header_fields(&head)
             .into_iter()
             .filter(|f| {
                 let n = field_name(f);
@@ -289,69 +198,65 @@ impl Decryptor {
             })
             .collect::<Vec<_>>()
             .concat();
-        output.write_all(&outer)?;
-        output.write_all(b"MIME-Version: 1.0\r\n")?;
+        outer.extend_from_slice(b"MIME-Version: 1.0\r\n");
 
-        let mut plain = vec![0u8; CHUNK + 32];
-        let mut decrypt = |data: &[u8], output: &mut W| -> Result<()> {
-            if plain.len() < data.len() + 16 {
-                plain.resize(data.len() + 16, 0);
-            }
-            let out = key.update(data, &mut plain).map_err(fail)?;
-            output.write_all(out.written())?;
-            Ok(())
-        };
         // encryptedContent [0] IMPLICIT OCTET STRING: primitive (0x80) or
         // constructed (0xa0) from OCTET STRING chunks, streamed in pieces.
         let (tag, len, _) = src.header()?;
-        let mut stream_octets =
-            |src: &mut Source<_>, mut left: usize, output: &mut W| -> Result<()> {
-                while left > 0 {
-                    if src.available().is_empty() && !src.refill()? {
-                        return Err(Error::cms("EnvelopedData", "truncated content"));
+        if tag != 0x80 && tag != 0xa0 {
+            return Err(Error::cms(
+                "EncryptedContentInfo",
+                "encryptedContent missing",
+            ));
+        }
+        let mut plain = Vec::with_capacity(CHUNK + 32);
+        match opening {
+            Opening::Cbc(mut key) => {
+                output.write_all(&outer)?;
+                src.octets(tag, len, &mut |data| {
+                    if plain.len() < data.len() + 16 {
+                        plain.resize(data.len() + 16, 0);
                     }
-                    let n = src.available().len().min(left);
-                    let data = src.take(n)?;
-                    decrypt(&data, output)?;
-                    left -= n;
-                }
-                Ok(())
-            };
-        match (tag, len) {
-            (0x80, Some(len)) => stream_octets(&mut src, len, &mut output)?,
-            (0xa0, len) => {
-                let mut consumed = 0usize;
-                loop {
-                    if len.is_some_and(|l| consumed >= l) {
-                        break;
-                    }
-                    let (t, l, raw) = src.header()?;
-                    consumed += raw.len();
-                    match (t, l) {
-                        (0, Some(0)) if len.is_none() => break,
-                        (0x04, Some(l)) => {
-                            stream_octets(&mut src, l, &mut output)?;
-                            consumed += l;
-                        }
-                        _ => {
-                            return Err(Error::cms(
-                                "EncryptedContentInfo",
-                                "unexpected element in encryptedContent",
-                            ));
-                        }
-                    }
-                }
+                    let out = key.update(data, &mut plain).map_err(fail)?;
+                    output.write_all(out.written())?;
+                    Ok(())
+                })?;
+                let mut last = vec![0u8; 32];
+                let out = key.finish(&mut last).map_err(fail)?;
+                output.write_all(out.written())?;
             }
-            _ => {
-                return Err(Error::cms(
-                    "EncryptedContentInfo",
-                    "encryptedContent missing",
-                ));
+            Opening::Gcm(mut gcm) => {
+                let mut spool = spool()?;
+                let begin = spool.stream_position()?;
+                src.octets(tag, len, &mut |data| {
+                    gcm.update(data, &mut plain)?;
+                    spool.write_all(&plain)?;
+                    plain.clear();
+                    Ok(())
+                })?;
+                let expected = gcm.finish(&mut plain)?;
+                spool.write_all(&plain)?;
+                src.end_of(eci_len)?;
+                // authAttrs [1] would be the additional data, which was
+                // needed before the content; then the mac.
+                let (tag, mac) = src.element()?;
+                if tag == 0xa1 {
+                    return Err(Error::UnsupportedAlgorithm {
+                        what: "streaming AuthEnvelopedData with authenticated attributes for",
+                        oid: alg.oid.to_string(),
+                    });
+                }
+                let mac: OctetString = decode(&mac, "mac")?;
+                aws_lc_rs::constant_time::verify_slices_are_equal(mac.as_bytes(), &expected)
+                    .map_err(|_| Error::DecryptionFailed)?;
+                // Authentic: only now is anything released.
+                output.write_all(&outer)?;
+                spool.flush()?;
+                let end = spool.stream_position()?;
+                spool.seek(SeekFrom::Start(begin))?;
+                std::io::copy(&mut spool.take(end - begin), &mut output)?;
             }
         }
-        let mut last = vec![0u8; 32];
-        let out = key.finish(&mut last).map_err(fail)?;
-        output.write_all(out.written())?;
         output.flush()?;
         Ok(cipher)
     }

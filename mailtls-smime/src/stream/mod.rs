@@ -4,7 +4,9 @@
 
 mod decrypt;
 mod encrypt;
+mod gcm;
 mod sign;
+mod source;
 mod transform;
 mod verify;
 

@@ -67,11 +67,16 @@ fn engine(stage: &'static str) -> impl FnOnce(crate::Error) -> ProcessError {
 /// What was done to an outgoing message.
 #[derive(Debug, Clone)]
 pub struct OutgoingSummary {
-    /// Signed with the key of this certificate, or why not.
+    /// Signed with the key of this certificate (the first key the rules
+    /// chose), or why not.
     pub signed: Result<Fingerprint, NotSigned>,
     /// Encrypted with this algorithm to these certificates (recipients,
     /// then the sender's copy), or why not.
     pub encrypted: Result<(ContentEncryption, Vec<Fingerprint>), NotEncrypted>,
+    /// The further keys that signed the same message beside `signed` (the
+    /// domain key when the rules chose the sender's and the domain key):
+    /// one SignerInfo each in the one SignedData.
+    pub co_signed: Vec<Fingerprint>,
 }
 
 /// The result of [`Gateway::process_outgoing`].
@@ -93,8 +98,10 @@ pub enum OutgoingOutcome {
 pub struct IncomingSummary {
     /// Decrypted, and signature status, as marked.
     pub result: SecurityResult,
-    /// The decryption decision (a [`DecryptDecision::Split`] is not
-    /// decrypted: the caller must deliver per recipient group).
+    /// The decryption decision. [`Gateway::process_incoming`] does not
+    /// decrypt a [`DecryptDecision::Split`] (its copy is the message as it
+    /// came); [`Gateway::process_incoming_split`] carries the split out and
+    /// gives each copy the decision for its own recipients.
     pub decrypt: DecryptDecision,
     /// The encrypted message named none of the keys tried.
     pub not_for_our_keys: bool,
@@ -113,6 +120,16 @@ pub struct IncomingOutcome {
     pub summary: IncomingSummary,
     /// The signature layer's report, if the message was signed.
     pub report: Option<VerifyReport>,
+}
+
+/// One copy of an incoming message from [`Gateway::process_incoming_split`]:
+/// the message for a group of envelope recipients.
+#[derive(Debug, Clone)]
+pub struct IncomingCopy {
+    /// The envelope recipients this copy goes to, in envelope order.
+    pub recipients: Vec<Address>,
+    /// The copy and what was done to it.
+    pub outcome: IncomingOutcome,
 }
 
 /// One gateway: its own keys, its partners, its rules and the trust anchors
@@ -137,8 +154,8 @@ impl Gateway {
     /// signed and/or encrypted as [`OutgoingRules::decide`] says, or refused.
     ///
     /// When the rules pick two keys (sender's and domain key for mixed
-    /// recipients), the first is used: the engine writes one signer per
-    /// message.
+    /// recipients), both sign: the SignedData carries one SignerInfo per
+    /// key ([`OutgoingSummary::co_signed`] lists the further ones).
     pub fn process_outgoing(
         &self,
         message: &[u8],
@@ -169,12 +186,24 @@ impl Gateway {
             OutgoingDecision::Deliver(plan) => plan,
         };
         let mut out = cleaned;
+        let mut co_signed = Vec::new();
         let signed = match plan.sign {
-            SignDecision::Sign(keys) => match keys.first() {
-                Some(key) => {
-                    let own = self.own_key(key)?;
-                    out = signer(own)?.sign_message(&out).map_err(engine("signing"))?;
-                    Ok(key.fingerprint())
+            SignDecision::Sign(keys) => match keys.split_first() {
+                Some((first, rest)) => {
+                    // Every chosen key signs the one SignedData: the
+                    // sender's key for the recipients that get it, the
+                    // domain key for the domain-signing ones.
+                    let mut all = signer(self.own_key(first)?)?;
+                    for key in rest {
+                        all.add_co_signer(signer(self.own_key(key)?)?);
+                        if key.fingerprint() != first.fingerprint()
+                            && !co_signed.contains(&key.fingerprint())
+                        {
+                            co_signed.push(key.fingerprint());
+                        }
+                    }
+                    out = all.sign_message(&out).map_err(engine("signing"))?;
+                    Ok(first.fingerprint())
                 }
                 None => Err(NotSigned::NotAuthenticated),
             },
@@ -211,7 +240,11 @@ impl Gateway {
         };
         Ok(OutgoingOutcome::Deliver {
             message: out,
-            summary: OutgoingSummary { signed, encrypted },
+            summary: OutgoingSummary {
+                signed,
+                encrypted,
+                co_signed,
+            },
         })
     }
 
@@ -221,19 +254,19 @@ impl Gateway {
     /// domain certificate held for its domain), harvests the certificate and
     /// capabilities of a signature valid for the sender's own address, and
     /// marks the Subject and status headers after removing look-alikes.
+    ///
+    /// One copy for all recipients: when only some recipients have a key
+    /// ([`DecryptDecision::Split`]) nothing is decrypted. Use
+    /// [`Gateway::process_incoming_split`] to deliver the decrypted copy to
+    /// those whose key opens the message and the message as it came to
+    /// the rest.
     pub fn process_incoming(
         &mut self,
         message: &[u8],
         envelope: &Envelope,
         now: SystemTime,
     ) -> Result<IncomingOutcome, ProcessError> {
-        let decision = self.incoming.decrypt_decision(
-            &IncomingMessage {
-                envelope_recipients: envelope.recipients.clone(),
-                encrypted: true,
-            },
-            &self.keys,
-        );
+        let decision = self.incoming_decision(&envelope.recipients);
         let decryptors = match &decision {
             DecryptDecision::Decrypt(keys) => self.decryptors(keys)?,
             _ => Vec::new(),
@@ -244,6 +277,165 @@ impl Gateway {
             Err(crate::Error::NoMatchingRecipient) => (None, !decryptors.is_empty()),
             Err(e) => return Err(engine("opening")(e)),
         };
+        self.finish_incoming(message, opened, not_for_our_keys, decision, now)
+    }
+
+    /// Processes a message arriving for `envelope.recipients` and carries
+    /// out a split delivery: the recipients whose own key (or whose
+    /// domain's key) opens the message get the decrypted copy, every other
+    /// recipient (no key held, or the message was not encrypted to the key
+    /// held for them) gets the copy as it came, only with forged marks and
+    /// status headers removed. Each key is tried only for its own
+    /// recipients, so a recipient never gets plaintext through another
+    /// recipient's key.
+    ///
+    /// Returns one copy per group, decrypted copy first; together the
+    /// groups hold every envelope recipient exactly once. The decrypted
+    /// copy's decision is [`DecryptDecision::Decrypt`] with the keys that
+    /// opened it; the untouched copy's is [`DecryptDecision::NoKey`], with
+    /// [`IncomingSummary::not_for_our_keys`] set when a key held for one of
+    /// its recipients was tried and the message was not encrypted to it. A message that
+    /// every recipient gets alike (not encrypted, or opened for all, or for
+    /// none) is one copy, the same as [`Gateway::process_incoming`] gives.
+    pub fn process_incoming_split(
+        &mut self,
+        message: &[u8],
+        envelope: &Envelope,
+        now: SystemTime,
+    ) -> Result<Vec<IncomingCopy>, ProcessError> {
+        let decision = self.incoming_decision(&envelope.recipients);
+        let (with_key, mut untouched) = match &decision {
+            DecryptDecision::Decrypt(k) => (k.clone(), Vec::new()),
+            DecryptDecision::Split {
+                with_key,
+                without_key,
+            } => (with_key.clone(), without_key.clone()),
+            DecryptDecision::NotEncrypted | DecryptDecision::NoKey => {
+                let outcome = self.process_incoming(message, envelope, now)?;
+                return Ok(vec![IncomingCopy {
+                    recipients: envelope.recipients.clone(),
+                    outcome,
+                }]);
+            }
+        };
+        // Recipients grouped by the key the rules chose for them (a domain
+        // key serves a whole domain), in envelope order.
+        let mut groups: Vec<Vec<(Address, KeyRef)>> = Vec::new();
+        for (rcpt, key) in with_key {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].1.fingerprint() == key.fingerprint())
+            {
+                Some(g) => g.push((rcpt, key)),
+                None => groups.push(vec![(rcpt, key)]),
+            }
+        }
+        let verifier = Verifier::new(self.trust_anchors.clone()).at_time(now);
+        let mut opened = None;
+        let mut opened_for: Vec<(Address, KeyRef)> = Vec::new();
+        let mut refused = false;
+        for group in groups {
+            let decryptors = self.decryptors(&group)?;
+            if opened.is_some() {
+                // The content is the same for every key that opens it:
+                // only whether this group's keys are recipients matters.
+                if self.is_recipient(message, &decryptors)? {
+                    opened_for.extend(group);
+                } else {
+                    refused = true;
+                    untouched.extend(group.into_iter().map(|(a, _)| a));
+                }
+                continue;
+            }
+            match crate::open(message, &verifier, &decryptors) {
+                Ok(o) if o.was_encrypted() => {
+                    opened = Some(o);
+                    opened_for.extend(group);
+                }
+                Ok(o) => {
+                    // Not encrypted: every recipient gets the same copy.
+                    let outcome =
+                        self.finish_incoming(message, Some(o), false, decision.clone(), now)?;
+                    return Ok(vec![IncomingCopy {
+                        recipients: envelope.recipients.clone(),
+                        outcome,
+                    }]);
+                }
+                Err(crate::Error::NoMatchingRecipient) => {
+                    refused = true;
+                    untouched.extend(group.into_iter().map(|(a, _)| a));
+                }
+                Err(e) => return Err(engine("opening")(e)),
+            }
+        }
+        // Back in envelope order within each copy.
+        let in_order = |set: &[Address]| -> Vec<Address> {
+            envelope
+                .recipients
+                .iter()
+                .filter(|r| set.contains(r))
+                .cloned()
+                .collect()
+        };
+        let mut copies = Vec::new();
+        if let Some(o) = opened {
+            let recipients: Vec<Address> = opened_for.iter().map(|(a, _)| a.clone()).collect();
+            let outcome = self.finish_incoming(
+                message,
+                Some(o),
+                false,
+                DecryptDecision::Decrypt(opened_for),
+                now,
+            )?;
+            copies.push(IncomingCopy {
+                recipients: in_order(&recipients),
+                outcome,
+            });
+        }
+        if !untouched.is_empty() {
+            let outcome =
+                self.finish_incoming(message, None, refused, DecryptDecision::NoKey, now)?;
+            copies.push(IncomingCopy {
+                recipients: in_order(&untouched),
+                outcome,
+            });
+        }
+        Ok(copies)
+    }
+
+    fn incoming_decision(&self, recipients: &[Address]) -> DecryptDecision {
+        self.incoming.decrypt_decision(
+            &IncomingMessage {
+                envelope_recipients: recipients.to_vec(),
+                encrypted: true,
+            },
+            &self.keys,
+        )
+    }
+
+    /// Whether one of `decryptors` is a recipient of the (encrypted)
+    /// message, without decrypting the content.
+    fn is_recipient(&self, message: &[u8], decryptors: &[Decryptor]) -> Result<bool, ProcessError> {
+        for d in decryptors {
+            match d.is_recipient_of(message) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) => return Err(engine("opening")(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Verification status, harvesting, marks and status headers for a
+    /// message opened (or not) as `opened` says.
+    fn finish_incoming(
+        &mut self,
+        message: &[u8],
+        opened: Option<crate::Opened>,
+        not_for_our_keys: bool,
+        decision: DecryptDecision,
+        now: SystemTime,
+    ) -> Result<IncomingOutcome, ProcessError> {
         let decrypted = opened.as_ref().is_some_and(|o| o.was_encrypted());
         let report = opened.as_ref().and_then(|o| {
             o.layers.iter().find_map(|l| match l {
@@ -325,11 +517,18 @@ impl Gateway {
         Ok(out)
     }
 
-    /// The status of the first signer: valid for the From address, valid
-    /// with a domain certificate held for From's domain, or invalid.
+    /// The signature status: valid for the From address, valid with a
+    /// domain certificate held for From's domain, or invalid. With several
+    /// signers (a sender's and a gateway's domain signature), one signer
+    /// valid for the sender's address is enough as long as every signature
+    /// value holds (a signer whose certificate names another address, such
+    /// as the domain key's, does not make the message invalid).
     fn signature_status(&self, report: &VerifyReport, from: Option<&Address>) -> SignatureStatus {
         if let Some(from) = from {
-            if report.is_valid() {
+            let every_signature_holds = report.signers.iter().all(|s| s.signature.passed());
+            if report.is_valid()
+                || (every_signature_holds && report.signers.iter().any(|s| s.is_valid()))
+            {
                 return SignatureStatus::Valid {
                     signer: from.clone(),
                 };
