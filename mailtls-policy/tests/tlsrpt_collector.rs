@@ -195,3 +195,155 @@ fn buffered_mode_writes_on_flush_and_drop() {
         "full buffers were written without flush: {ok}"
     );
 }
+
+mod model {
+    //! The collector against the simplest possible model: a map from the
+    //! owned tuple key to its count, through reopening, buffering,
+    //! forgetting and many policies sharing failures.
+    use std::collections::BTreeMap;
+
+    use mailtls_policy::result_type::{PolicyType, ResultType};
+    use mailtls_policy::tlsrpt::collector::{Durability, FailureKey, PolicyKey, TupleKey};
+    use mailtls_policy::tlsrpt::{Collector, FailureOutcome, PolicyRef, SessionOutcome};
+    use proptest::prelude::*;
+    use time::{Date, Duration};
+
+    const DOMAINS: [&str; 3] = ["a.example", "b.example", "c.example"];
+    const STRINGS: [&[&str]; 3] = [
+        &[],
+        &["version: STSv1", "mode: enforce"],
+        &["version: STSv1mode: enforce"],
+    ];
+    const MX: [&str; 2] = ["mx1.example", "mx2.example"];
+    const RESULTS: [ResultType; 2] = [
+        ResultType::CertificateExpired,
+        ResultType::StarttlsNotSupported,
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Record {
+            day: u8,
+            domain: usize,
+            strings: usize,
+            mx: usize,
+            failure: Option<(usize, bool)>,
+        },
+        Reopen {
+            buffered: bool,
+        },
+        Flush,
+        Forget {
+            day: u8,
+            domain: usize,
+        },
+        ForgetThrough {
+            day: u8,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u8..3, 0usize..3, 0usize..3, 0usize..2, proptest::option::of((0usize..2, any::<bool>())))
+                .prop_map(|(day, domain, strings, mx, failure)| Op::Record { day, domain, strings, mx, failure }),
+            1 => any::<bool>().prop_map(|buffered| Op::Reopen { buffered }),
+            1 => Just(Op::Flush),
+            1 => (0u8..3, 0usize..3).prop_map(|(day, domain)| Op::Forget { day, domain }),
+            1 => (0u8..3).prop_map(|day| Op::ForgetThrough { day }),
+        ]
+    }
+
+    fn day(d: u8) -> Date {
+        time::macros::date!(2026 - 11 - 24) + Duration::days(i64::from(d))
+    }
+
+    fn open(dir: &std::path::Path, buffered: bool) -> Collector {
+        let durability = if buffered {
+            Durability::Buffered { max_bytes: 48 }
+        } else {
+            Durability::EveryRecord
+        };
+        Collector::open_with(dir, durability).unwrap()
+    }
+
+    fn model_snapshot(m: &BTreeMap<TupleKey, u64>) -> Vec<(TupleKey, u64)> {
+        m.iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn counts_match_a_plain_map(ops in proptest::collection::vec(op(), 1..60)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = open(dir.path(), true);
+            let mut m: BTreeMap<TupleKey, u64> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Record { day: d, domain, strings, mx, failure } => {
+                        let failure = failure.map(|(r, with_ip)| FailureOutcome {
+                            result_type: RESULTS[r],
+                            sending_mta_ip: None,
+                            receiving_ip: with_ip.then(|| "192.0.2.7".parse().unwrap()),
+                            receiving_mx_helo: None,
+                            failure_reason_code: None,
+                            additional_information: None,
+                        });
+                        let o = SessionOutcome {
+                            policy: PolicyRef {
+                                policy_type: PolicyType::Sts,
+                                domain: DOMAINS[domain],
+                                strings: STRINGS[strings],
+                                mx_hosts: &MX[..1],
+                            },
+                            mx_host: MX[mx],
+                            failure,
+                        };
+                        c.record_on(day(d), &o).unwrap();
+                        let key = TupleKey {
+                            day: day(d),
+                            policy: PolicyKey {
+                                policy_type: PolicyType::Sts,
+                                domain: DOMAINS[domain].to_owned(),
+                                strings: STRINGS[strings].iter().map(|s| (*s).to_owned()).collect(),
+                                mx_hosts: vec![MX[0].to_owned()],
+                            },
+                            failure: failure.map(|f| FailureKey {
+                                result_type: f.result_type,
+                                sending_mta_ip: None,
+                                receiving_ip: f.receiving_ip,
+                                receiving_mx_hostname: MX[mx].to_owned(),
+                                receiving_mx_helo: None,
+                                failure_reason_code: None,
+                                additional_information: None,
+                            }),
+                        };
+                        *m.entry(key).or_default() += 1;
+                    }
+                    Op::Reopen { buffered } => {
+                        drop(c);
+                        c = open(dir.path(), buffered);
+                    }
+                    Op::Flush => c.flush().unwrap(),
+                    Op::Forget { day: d, domain } => {
+                        c.forget(day(d), DOMAINS[domain]).unwrap();
+                        m.retain(|k, _| !(k.day == day(d) && k.policy.domain == DOMAINS[domain]));
+                    }
+                    Op::ForgetThrough { day: d } => {
+                        c.forget_through(day(d)).unwrap();
+                        m.retain(|k, _| k.day > day(d));
+                    }
+                }
+                let got: Vec<(TupleKey, u64)> = c.snapshot().iter().map(|(k, n)| (k.clone(), n)).collect();
+                prop_assert_eq!(&got, &model_snapshot(&m));
+                prop_assert_eq!(c.tuple_count(), m.len());
+            }
+            drop(c);
+            let got: Vec<(TupleKey, u64)> =
+                open(dir.path(), false).snapshot().iter().map(|(k, n)| (k.clone(), n)).collect();
+            prop_assert_eq!(got, model_snapshot(&m));
+        }
+    }
+}

@@ -2,11 +2,12 @@
 //!
 //! One [`Collector`] per MTA instance. Each session outcome is folded into a
 //! counter keyed by UTC day x policy x failure tuple, so memory grows with the
-//! number of distinct tuples, never with the number of sessions. A repeated
-//! tuple costs one hash and one comparison of a compact byte encoding of the
-//! tuple (built in a reused scratch buffer), and no allocation; with
-//! [`Durability::EveryRecord`] also one small `write(2)` to the append-only
-//! log in the data directory.
+//! number of distinct tuples, never with the number of sessions. Policies and
+//! failures are interned once to small integer ids; a repeated tuple costs one
+//! hash of the policy's bytes (encoded into a reused scratch buffer), one
+//! probe of a compact open-addressing table and one comparison, and no
+//! allocation. With [`Durability::EveryRecord`] it also costs one small
+//! `write(2)` to the append-only log in the data directory.
 //!
 //! Durability is chosen with [`Durability`]: by default every record is
 //! written to the operating system before [`Collector::record`] returns, so a
@@ -18,15 +19,24 @@
 //! Several instances each keep their own directory; their [`Aggregate`]s
 //! merge by adding counts.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+mod encode;
+mod intern;
+mod log;
+mod table;
+
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use time::Date;
+
+use log::{LOG_NAME, decimal_len, put_count_line, put_definition, write_compacted};
+use table::Table;
 
 use super::TlsRptError;
 use crate::result_type::{PolicyType, ResultType};
@@ -225,7 +235,6 @@ pub(crate) fn sum_counts<'a>(tuples: impl Iterator<Item = (&'a TupleKey, u64)>) 
     (ok, failed)
 }
 
-const LOG_NAME: &str = "tlsrpt-counts.log";
 /// Below this size the log is never rewritten during recording.
 const COMPACT_FLOOR: u64 = 16 * 1024 * 1024;
 
@@ -244,23 +253,15 @@ pub enum Durability {
     },
 }
 
-#[derive(Clone)]
-struct Entry {
-    key: TupleKey,
-    count: u64,
-}
+/// Seconds in a UTC day of Unix time (which has no leap seconds).
+const SECS_PER_DAY: u64 = 86_400;
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 
 struct State {
-    /// The tuple's identity encoded as bytes (see [`encode_outcome`]) ->
-    /// index into `entries`. One contiguous key per tuple: a lookup hashes
-    /// and compares one byte string instead of chasing every policy string.
-    index: HashMap<Box<[u8]>, usize, foldhash::fast::FixedState>,
-    /// Reused for encoding the caller's outcome, so lookups do not allocate.
-    scratch: Vec<u8>,
-    entries: Vec<Entry>,
-    /// Buffered mode: sessions counted in memory but not yet in the log,
-    /// per entry (parallel to `entries`), and which entries have any.
-    pending: Vec<u64>,
+    table: Table,
+    /// Buffered mode: the tuples with sessions counted in memory but not yet
+    /// in the log (their `pending` is not 0).
     dirty: Vec<usize>,
     /// Buffered mode: the bytes the pending sessions would take as one
     /// `"{id} 1"` line each, so the buffer fills at the same pace as before
@@ -271,10 +272,16 @@ struct State {
     log_len: u64,
     /// Bytes of the log right after the last compaction.
     compacted_len: u64,
+    /// Bytes of tuple definitions appended since the last compaction: they
+    /// are live data a compaction would write again, not garbage.
+    defined_len: u64,
     /// The log is not compacted below this size.
     compact_floor: u64,
     buf: Vec<u8>,
     durability: Durability,
+    /// The Unix day number and UTC date [`Collector::record`] last used:
+    /// the clock is read on every record, the calendar computed once a day.
+    today: Option<(u64, Date)>,
 }
 
 /// Records session outcomes and keeps their counts in a data directory.
@@ -303,88 +310,117 @@ impl Collector {
     pub fn open_with(dir: impl AsRef<Path>, durability: Durability) -> Result<Self, TlsRptError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| TlsRptError::io(&dir, e))?;
-        let path = dir.join(LOG_NAME);
-        let entries = replay(&path)?;
-        let (log, log_len) = write_compacted(&dir, &entries)?;
-        let mut state = State {
-            compacted_len: log_len,
-            compact_floor: COMPACT_FLOOR,
-            index: HashMap::with_hasher(foldhash::fast::FixedState::default()),
-            scratch: Vec::with_capacity(256),
-            pending: vec![0; entries.len()],
+        let table = log::replay(&dir.join(LOG_NAME))?;
+        let (log, log_len) = write_compacted(&dir, &table)?;
+        let state = State {
+            table,
             dirty: Vec::new(),
             pending_bytes: 0,
-            entries,
             log,
             log_len,
+            compacted_len: log_len,
+            defined_len: 0,
+            compact_floor: COMPACT_FLOOR,
             buf: Vec::with_capacity(match durability {
                 Durability::EveryRecord => 256,
                 Durability::Buffered { max_bytes } => max_bytes.saturating_add(256),
             }),
             durability,
+            today: None,
         };
-        state.rebuild_index();
         Ok(Self {
             dir,
             state: Mutex::new(state),
         })
     }
 
-    /// Records one session on today's UTC day.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records one session on today's UTC day (from the system clock).
+    ///
+    /// On Linux and FreeBSD the day comes from `CLOCK_REALTIME_COARSE` (a
+    /// few nanoseconds instead of some thirty for the precise clock, which
+    /// would be a third of the time the rest of this call takes); it lags
+    /// the precise time by at most a clock tick (a few milliseconds), so a
+    /// session in the first milliseconds after midnight UTC may count for
+    /// the day before.
     pub fn record(&self, outcome: &SessionOutcome<'_>) -> Result<(), TlsRptError> {
-        self.record_on(time::OffsetDateTime::now_utc().date(), outcome)
+        let unix_day = unix_seconds_now().map(|s| s / SECS_PER_DAY);
+        let mut state = self.lock();
+        let day = match (unix_day, state.today) {
+            (Some(u), Some((cached, day))) if u == cached => day,
+            (Some(u), _) => match date_of_unix_day(u) {
+                Some(day) => {
+                    state.today = Some((u, day));
+                    day
+                }
+                None => time::OffsetDateTime::now_utc().date(),
+            },
+            // A clock before 1970: let `time` make sense of it.
+            (None, _) => time::OffsetDateTime::now_utc().date(),
+        };
+        self.record_locked(&mut state, day, outcome)
     }
 
     /// Records one session on the given UTC day.
     pub fn record_on(&self, day: Date, outcome: &SessionOutcome<'_>) -> Result<(), TlsRptError> {
-        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = &mut *guard;
-        state.scratch.clear();
-        encode_outcome(&mut state.scratch, day, outcome);
-        let id = match state.index.get(state.scratch.as_slice()) {
-            Some(&i) => i,
-            None => {
-                let key = owned_key(day, outcome);
-                let i = state.entries.len();
-                serde_json::to_writer(&mut state.buf, &Definition { id: i, key: &key })?;
-                state.buf.push(b'\n');
-                state.entries.push(Entry { key, count: 0 });
-                state.pending.push(0);
-                state.index.insert(state.scratch.as_slice().into(), i);
-                i
-            }
+        let mut state = self.lock();
+        self.record_locked(&mut state, day, outcome)
+    }
+
+    fn record_locked(
+        &self,
+        state: &mut State,
+        day: Date,
+        outcome: &SessionOutcome<'_>,
+    ) -> Result<(), TlsRptError> {
+        let (id, new) = state
+            .table
+            .tuple_of(day, outcome)
+            .map_err(|_| full(&self.dir.join(LOG_NAME)))?;
+        if new {
+            let before = state.buf.len();
+            put_definition(&mut state.buf, &state.table, id)?;
+            state.defined_len = state
+                .defined_len
+                .saturating_add((state.buf.len() - before) as u64);
+        }
+        let Some(tuple) = state.table.tuple_mut(id) else {
+            return Ok(());
         };
-        let entry = &mut state.entries[id];
-        entry.count = entry.count.saturating_add(1);
+        tuple.count = tuple.count.saturating_add(1);
         let write_now = match state.durability {
             Durability::EveryRecord => {
-                let _ = writeln!(state.buf, "{id} 1");
+                put_count_line(&mut state.buf, id as u64, 1);
                 true
             }
             Durability::Buffered { max_bytes } => {
                 // Coalesce: repeated sessions of a tuple become one
                 // "{id} {n}" line when the buffer is written.
-                let p = &mut state.pending[id];
-                if *p == 0 {
+                if tuple.pending == 0 {
                     state.dirty.push(id);
                 }
-                *p += 1;
+                tuple.pending += 1;
                 state.pending_bytes += decimal_len(id) + 3;
                 state.buf.len() + state.pending_bytes >= max_bytes
             }
         };
         if write_now {
             state.write_buffer(&self.dir)?;
-            // The log grows per session; rewrite it from the counts once it
-            // is several times what the counts need, so disk use stays
-            // proportional to distinct tuples too.
-            if state.log_len
-                > state
-                    .compact_floor
-                    .max(state.compacted_len.saturating_mul(4))
-            {
-                (state.log, state.log_len) = write_compacted(&self.dir, &state.entries)?;
+            // The log grows per session; rewrite it from the counts once
+            // the count lines since the last rewrite are several times what
+            // the rewrite would write, so disk use stays proportional to
+            // distinct tuples too. (Definitions do not shrink by rewriting:
+            // compacting because many new tuples came in would only write
+            // them all again.)
+            let live = state.compacted_len.saturating_add(state.defined_len);
+            let garbage = state.log_len.saturating_sub(live);
+            if state.log_len > state.compact_floor && garbage > live.saturating_mul(3) {
+                (state.log, state.log_len) = write_compacted(&self.dir, &state.table)?;
                 state.compacted_len = state.log_len;
+                state.defined_len = 0;
             }
         }
         Ok(())
@@ -393,13 +429,12 @@ impl Collector {
     /// Writes buffered records to the log (a no-op with
     /// [`Durability::EveryRecord`]).
     pub fn flush(&self) -> Result<(), TlsRptError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.write_buffer(&self.dir)
+        self.lock().write_buffer(&self.dir)
     }
 
     /// Writes buffered records and flushes the log to stable storage (fsync).
     pub fn sync(&self) -> Result<(), TlsRptError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         state.write_buffer(&self.dir)?;
         state
             .log
@@ -409,52 +444,58 @@ impl Collector {
 
     /// A copy of all counts.
     pub fn snapshot(&self) -> Aggregate {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.lock();
         let mut out = Aggregate::default();
-        for e in &state.entries {
-            out.add(e.key.clone(), e.count);
+        for t in state.table.tuples() {
+            if let Some(key) = state.table.tuple_key(t) {
+                out.add(key, t.count);
+            }
         }
         out
+    }
+
+    /// The number of distinct tuples counted (what memory grows with).
+    pub fn tuple_count(&self) -> usize {
+        self.lock().table.tuples().len()
     }
 
     /// Forgets one policy domain's counts for one day (after its report was
     /// queued, or skipped by the schedule) and rewrites the log compactly.
     pub fn forget(&self, day: Date, domain: &str) -> Result<(), TlsRptError> {
-        self.retain(|k| !(k.day == day && k.policy.domain == domain))
+        self.retain(|d, s| !(d == day && s == domain))
     }
 
     /// [`Collector::forget`] for many (day, domain) pairs with one rewrite.
     pub fn forget_all(&self, done: &[(Date, String)]) -> Result<(), TlsRptError> {
         let done: std::collections::HashSet<(Date, &str)> =
             done.iter().map(|(d, s)| (*d, s.as_str())).collect();
-        self.retain(|k| !done.contains(&(k.day, k.policy.domain.as_str())))
+        self.retain(|d, s| !done.contains(&(d, s)))
     }
 
     /// Forgets every day up to and including `last_reported` (after those
     /// reports went out) and rewrites the log compactly.
     pub fn forget_through(&self, last_reported: Date) -> Result<(), TlsRptError> {
-        self.retain(|k| k.day > last_reported)
+        self.retain(|d, _| d > last_reported)
     }
 
-    fn retain(&self, keep: impl Fn(&TupleKey) -> bool) -> Result<(), TlsRptError> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        // Copy, not take: if the rewrite fails, nothing is lost in memory.
-        let kept: Vec<Entry> = state
-            .entries
-            .iter()
-            .filter(|e| keep(&e.key))
-            .cloned()
-            .collect();
+    /// Keeps the tuples `keep` says yes to, by day and policy domain.
+    fn retain(&self, keep: impl Fn(Date, &str) -> bool) -> Result<(), TlsRptError> {
+        let mut state = self.lock();
+        // Build the new table beside the old: if the rewrite fails, nothing
+        // is lost in memory.
+        let kept = state
+            .table
+            .retained(keep)
+            .map_err(|_| full(&self.dir.join(LOG_NAME)))?;
         (state.log, state.log_len) = write_compacted(&self.dir, &kept)?;
         state.compacted_len = state.log_len;
+        state.defined_len = 0;
         // Buffered lines use the old tuple ids; the compacted log already
         // holds their counts.
         state.buf.clear();
         state.dirty.clear();
         state.pending_bytes = 0;
-        state.pending = vec![0; kept.len()];
-        state.entries = kept;
-        state.rebuild_index();
+        state.table = kept;
         Ok(())
     }
 }
@@ -474,16 +515,16 @@ impl State {
         // Pending counts go after the definitions already in the buffer, so
         // every count line follows the definition of its tuple.
         for id in self.dirty.drain(..) {
-            if let Some(p) = self.pending.get_mut(id) {
-                put_count_line(&mut self.buf, id as u64, *p);
-                *p = 0;
+            if let Some(t) = self.table.tuple_mut(id) {
+                put_count_line(&mut self.buf, id as u64, t.pending);
+                t.pending = 0;
             }
         }
         self.pending_bytes = 0;
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.log.write_all(&self.buf) {
+        if let Err(e) = std::io::Write::write_all(&mut self.log, &self.buf) {
             // A partial write (disk full) would leave half a line that later
             // appends glue onto: cut the log back to where it was.
             let _ = self.log.set_len(self.log_len);
@@ -493,288 +534,73 @@ impl State {
         self.buf.clear();
         Ok(())
     }
+}
 
-    fn rebuild_index(&mut self) {
-        self.index.clear();
-        self.index.reserve(self.entries.len());
-        for (i, e) in self.entries.iter().enumerate() {
-            let mut bytes = Vec::new();
-            encode_key(&mut bytes, &e.key);
-            self.index.insert(bytes.into_boxed_slice(), i);
-        }
+/// Seconds since the Unix epoch from the coarse real-time clock, or `None`
+/// before 1970.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn unix_seconds_now() -> Option<u64> {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    u64::try_from(t.tv_sec).ok()
+}
+
+/// Seconds since the Unix epoch, or `None` before 1970.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn unix_seconds_now() -> Option<u64> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// The UTC date of Unix day `unix_day` (days since 1970-01-01).
+fn date_of_unix_day(unix_day: u64) -> Option<Date> {
+    let jd = i64::try_from(unix_day).ok()? + UNIX_EPOCH_JULIAN_DAY;
+    Date::from_julian_day(i32::try_from(jd).ok()?).ok()
+}
+
+/// More distinct tuples, policies or failures than ids: memory would have
+/// run out long before, but say so rather than wrap.
+fn full(log: &Path) -> TlsRptError {
+    TlsRptError::io(
+        log,
+        std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            "more than 4294967294 distinct TLS-RPT tuples, policies or failures",
+        ),
+    )
+}
+
+fn owned_policy(p: &PolicyRef<'_>) -> PolicyKey {
+    PolicyKey {
+        policy_type: p.policy_type,
+        domain: p.domain.to_owned(),
+        strings: p.strings.iter().map(|s| (*s).to_owned()).collect(),
+        mx_hosts: p.mx_hosts.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
 
-#[derive(Serialize)]
-struct Definition<'a> {
-    id: usize,
-    key: &'a TupleKey,
-}
-
-#[derive(Deserialize)]
-struct OwnedDefinition {
-    id: usize,
-    key: TupleKey,
-}
-
-fn replay(path: &Path) -> Result<Vec<Entry>, TlsRptError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(TlsRptError::io(path, e)),
-    };
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut reader = BufReader::new(file);
-    let mut line = String::new();
-    let mut n = 0usize;
-    loop {
-        line.clear();
-        let read = reader
-            .read_line(&mut line)
-            .map_err(|e| TlsRptError::io(path, e))?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        // A line without its newline is the one being written when the
-        // process died: it was never acknowledged, so it is dropped.
-        let Some(text) = line.strip_suffix('\n') else {
-            break;
-        };
-        let corrupt = |reason: String| TlsRptError::Corrupt {
-            path: path.to_path_buf(),
-            line: n,
-            reason,
-        };
-        if text.starts_with('{') {
-            let def: OwnedDefinition = serde_json::from_str(text)
-                .map_err(|e| corrupt(format!("bad tuple definition: {e}")))?;
-            if def.id != entries.len() {
-                return Err(corrupt(format!("tuple id {} out of sequence", def.id)));
-            }
-            entries.push(Entry {
-                key: def.key,
-                count: 0,
-            });
-        } else {
-            let (id, count) = text
-                .split_once(' ')
-                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<u64>().ok()?)))
-                .ok_or_else(|| corrupt(format!("bad count line {text:?}")))?;
-            let entry = entries
-                .get_mut(id)
-                .ok_or_else(|| corrupt(format!("count for undefined tuple {id}")))?;
-            entry.count = entry.count.saturating_add(count);
-        }
+fn owned_failure(f: &FailureOutcome<'_>, mx_host: &str) -> FailureKey {
+    FailureKey {
+        result_type: f.result_type,
+        sending_mta_ip: f.sending_mta_ip,
+        receiving_ip: f.receiving_ip,
+        receiving_mx_hostname: mx_host.to_owned(),
+        receiving_mx_helo: f.receiving_mx_helo.map(str::to_owned),
+        failure_reason_code: f.failure_reason_code.map(str::to_owned),
+        additional_information: f.additional_information.map(str::to_owned),
     }
-    Ok(entries)
 }
 
-/// Writes `entries` to a temporary file, fsyncs it and renames it over the
-/// log, so a crash leaves either the old or the new log, never half of one.
-fn write_compacted(dir: &Path, entries: &[Entry]) -> Result<(File, u64), TlsRptError> {
-    let tmp = dir.join(format!("{LOG_NAME}.tmp"));
-    let path = dir.join(LOG_NAME);
-    let mut buf = Vec::new();
-    for (id, e) in entries.iter().enumerate() {
-        serde_json::to_writer(&mut buf, &Definition { id, key: &e.key })?;
-        buf.push(b'\n');
-        let _ = writeln!(buf, "{id} {}", e.count);
-    }
-    let mut f = File::create(&tmp).map_err(|e| TlsRptError::io(&tmp, e))?;
-    f.write_all(&buf).map_err(|e| TlsRptError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| TlsRptError::io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(|e| TlsRptError::io(&path, e))?;
-    if let Ok(d) = File::open(dir) {
-        // Make the rename itself durable; not all platforms allow this.
-        let _ = d.sync_all();
-    }
-    let log = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|e| TlsRptError::io(&path, e))?;
-    Ok((log, buf.len() as u64))
-}
-
+/// The owned key of one session.
+#[cfg(test)]
 fn owned_key(day: Date, o: &SessionOutcome<'_>) -> TupleKey {
     TupleKey {
         day,
-        policy: PolicyKey {
-            policy_type: o.policy.policy_type,
-            domain: o.policy.domain.to_owned(),
-            strings: o.policy.strings.iter().map(|s| (*s).to_owned()).collect(),
-            mx_hosts: o.policy.mx_hosts.iter().map(|s| (*s).to_owned()).collect(),
-        },
-        failure: o.failure.map(|f| FailureKey {
-            result_type: f.result_type,
-            sending_mta_ip: f.sending_mta_ip,
-            receiving_ip: f.receiving_ip,
-            receiving_mx_hostname: o.mx_host.to_owned(),
-            receiving_mx_helo: f.receiving_mx_helo.map(str::to_owned),
-            failure_reason_code: f.failure_reason_code.map(str::to_owned),
-            additional_information: f.additional_information.map(str::to_owned),
-        }),
+        policy: owned_policy(&o.policy),
+        failure: o.failure.as_ref().map(|f| owned_failure(f, o.mx_host)),
     }
 }
-
-/// Appends `"{id} {count}\n"` without the `fmt` machinery: with many
-/// tuples the buffer holds one such line per tuple touched since the last
-/// write, and `write!` was a visible share of the aggregation time.
-fn put_count_line(out: &mut Vec<u8>, id: u64, count: u64) {
-    put_decimal(out, id);
-    out.push(b' ');
-    put_decimal(out, count);
-    out.push(b'\n');
-}
-
-fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-fn decimal_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 10 {
-        n /= 10;
-        len += 1;
-    }
-    len
-}
-
-/// result type, sending IP, receiving IP, MX host, HELO, reason code, info.
-type FailureParts<'a> = (
-    ResultType,
-    Option<IpAddr>,
-    Option<IpAddr>,
-    &'a str,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-);
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Length-prefixed, so the encoding of a sequence of parts is injective:
-    // equal bytes mean equal tuples, and the lookup needs no other check.
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        None => out.push(0),
-        Some(s) => {
-            out.push(1);
-            put_str(out, s);
-        }
-    }
-}
-
-fn put_ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
-    match ip {
-        None => out.push(0),
-        Some(IpAddr::V4(a)) => {
-            out.push(4);
-            out.extend_from_slice(&a.octets());
-        }
-        Some(IpAddr::V6(a)) => {
-            out.push(6);
-            out.extend_from_slice(&a.octets());
-        }
-    }
-}
-
-/// The identity of a tuple as one byte string (in memory only, never
-/// persisted), built the same way from the caller's borrowed outcome and
-/// from an owned key.
-fn encode_parts<'a>(
-    out: &mut Vec<u8>,
-    day: Date,
-    policy_type: PolicyType,
-    domain: &str,
-    strings: impl ExactSizeIterator<Item = &'a str>,
-    mx_hosts: impl ExactSizeIterator<Item = &'a str>,
-    failure: Option<FailureParts<'_>>,
-) {
-    out.extend_from_slice(&day.to_julian_day().to_le_bytes());
-    put_str(out, policy_type.as_str());
-    put_str(out, domain);
-    out.extend_from_slice(&(strings.len() as u64).to_le_bytes());
-    for s in strings {
-        put_str(out, s);
-    }
-    out.extend_from_slice(&(mx_hosts.len() as u64).to_le_bytes());
-    for s in mx_hosts {
-        put_str(out, s);
-    }
-    match failure {
-        None => out.push(0),
-        Some((result_type, sending, receiving, mx_host, helo, code, info)) => {
-            out.push(1);
-            put_str(out, result_type.as_str());
-            put_ip(out, sending);
-            put_ip(out, receiving);
-            put_str(out, mx_host);
-            put_opt_str(out, helo);
-            put_opt_str(out, code);
-            put_opt_str(out, info);
-        }
-    }
-}
-
-fn encode_outcome(out: &mut Vec<u8>, day: Date, o: &SessionOutcome<'_>) {
-    encode_parts(
-        out,
-        day,
-        o.policy.policy_type,
-        o.policy.domain,
-        o.policy.strings.iter().copied(),
-        o.policy.mx_hosts.iter().copied(),
-        o.failure.map(|f| {
-            (
-                f.result_type,
-                f.sending_mta_ip,
-                f.receiving_ip,
-                o.mx_host,
-                f.receiving_mx_helo,
-                f.failure_reason_code,
-                f.additional_information,
-            )
-        }),
-    );
-}
-
-fn encode_key(out: &mut Vec<u8>, k: &TupleKey) {
-    encode_parts(
-        out,
-        k.day,
-        k.policy.policy_type,
-        &k.policy.domain,
-        k.policy.strings.iter().map(String::as_str),
-        k.policy.mx_hosts.iter().map(String::as_str),
-        k.failure.as_ref().map(|f| {
-            (
-                f.result_type,
-                f.sending_mta_ip,
-                f.receiving_ip,
-                f.receiving_mx_hostname.as_str(),
-                f.receiving_mx_helo.as_deref(),
-                f.failure_reason_code.as_deref(),
-                f.additional_information.as_deref(),
-            )
-        }),
-    );
-}
-
 mod policy_type_serde {
     use crate::result_type::PolicyType;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -929,5 +755,202 @@ mod tests {
                 .totals(d, "example.com"),
             (1000, 0)
         );
+    }
+
+    #[test]
+    fn unix_days_map_to_utc_dates() {
+        assert_eq!(date_of_unix_day(0), Some(date!(1970 - 01 - 01)));
+        // 2026-11-24T00:00:00Z is 1795478400 seconds after the epoch.
+        assert_eq!(
+            date_of_unix_day(1_795_478_400 / SECS_PER_DAY),
+            Some(date!(2026 - 11 - 24))
+        );
+        assert_eq!(date_of_unix_day(u64::MAX), None);
+    }
+
+    #[test]
+    fn record_counts_on_today() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collector::open(dir.path()).unwrap();
+        let strings = ["version: STSv1"];
+        let ok = SessionOutcome {
+            policy: sts(&strings, &[]),
+            mx_host: "mx.example.com",
+            failure: None,
+        };
+        let before = time::OffsetDateTime::now_utc().date();
+        c.record(&ok).unwrap();
+        c.record(&ok).unwrap();
+        let after = time::OffsetDateTime::now_utc().date();
+        let snap = c.snapshot();
+        // Two calls, one day (or, across midnight, the two days around it).
+        let days: Vec<Date> = snap.iter().map(|(k, _)| k.day).collect();
+        assert!(days.iter().all(|d| *d == before || *d == after), "{days:?}");
+        let total: u64 = snap.iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 2);
+    }
+
+    #[test]
+    fn days_interleaved_around_midnight_keep_apart() {
+        // The success and failure caches remember one day per policy and
+        // failure; late sessions of the day before must not land on today.
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collector::open_with(dir.path(), Durability::Buffered { max_bytes: 4096 }).unwrap();
+        let strings = ["version: STSv1"];
+        let ok = SessionOutcome {
+            policy: sts(&strings, &[]),
+            mx_host: "mx.example.com",
+            failure: None,
+        };
+        let bad = SessionOutcome {
+            failure: Some(FailureOutcome {
+                result_type: ResultType::ValidationFailure,
+                sending_mta_ip: None,
+                receiving_ip: None,
+                receiving_mx_helo: None,
+                failure_reason_code: None,
+                additional_information: None,
+            }),
+            ..ok
+        };
+        let (d1, d2) = (date!(2026 - 11 - 24), date!(2026 - 11 - 25));
+        for (day, n) in [(d1, 3), (d2, 5), (d1, 2), (d2, 1), (d1, 1)] {
+            for _ in 0..n {
+                c.record_on(day, &ok).unwrap();
+                c.record_on(day, &bad).unwrap();
+            }
+        }
+        let snap = c.snapshot();
+        assert_eq!(snap.len(), 4);
+        assert_eq!(snap.totals(d1, "example.com"), (6, 6));
+        assert_eq!(snap.totals(d2, "example.com"), (6, 6));
+        drop(c);
+        assert_eq!(Collector::open(dir.path()).unwrap().snapshot(), snap);
+    }
+
+    #[test]
+    fn one_failure_under_two_policies_is_two_tuples() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collector::open(dir.path()).unwrap();
+        let (s1, s2) = (["mode: enforce"], ["mode: testing"]);
+        let failure = Some(FailureOutcome {
+            result_type: ResultType::CertificateExpired,
+            sending_mta_ip: None,
+            receiving_ip: Some("192.0.2.1".parse().unwrap()),
+            receiving_mx_helo: None,
+            failure_reason_code: None,
+            additional_information: None,
+        });
+        let a = SessionOutcome {
+            policy: sts(&s1, &[]),
+            mx_host: "mx.example.com",
+            failure,
+        };
+        let b = SessionOutcome {
+            policy: sts(&s2, &[]),
+            ..a
+        };
+        let d = date!(2026 - 11 - 24);
+        for o in [&a, &b, &a, &b, &b] {
+            c.record_on(d, o).unwrap();
+        }
+        let counts: Vec<(String, u64)> = c
+            .snapshot()
+            .iter()
+            .map(|(k, n)| (k.policy.strings.join("|"), n))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("mode: enforce".to_owned(), 2),
+                ("mode: testing".to_owned(), 3)
+            ]
+        );
+        let state = c.state.lock().unwrap();
+        assert_eq!(state.table.interned(), (2, 1));
+    }
+
+    #[test]
+    fn forgetting_drops_policies_no_tuple_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collector::open(dir.path()).unwrap();
+        let strings = ["version: STSv1"];
+        let domains: Vec<String> = (0..50).map(|i| format!("d{i}.example")).collect();
+        let d = date!(2026 - 11 - 24);
+        for domain in &domains {
+            let o = SessionOutcome {
+                policy: PolicyRef {
+                    domain,
+                    ..sts(&strings, &[])
+                },
+                mx_host: "mx.example.com",
+                failure: None,
+            };
+            c.record_on(d, &o).unwrap();
+            c.record_on(date!(2026 - 11 - 25), &o).unwrap();
+        }
+        assert_eq!(c.tuple_count(), 100);
+        let done: Vec<(Date, String)> = domains[..40].iter().map(|s| (d, s.clone())).collect();
+        c.forget_all(&done).unwrap();
+        assert_eq!(c.tuple_count(), 60);
+        assert_eq!(c.state.lock().unwrap().table.interned(), (50, 0));
+        c.forget_through(d).unwrap();
+        assert_eq!(c.tuple_count(), 50);
+        c.forget(date!(2026 - 11 - 25), "d7.example").unwrap();
+        assert_eq!(c.state.lock().unwrap().table.interned(), (49, 0));
+        assert_eq!(
+            c.snapshot().totals(date!(2026 - 11 - 25), "d7.example"),
+            (0, 0)
+        );
+        assert_eq!(
+            c.snapshot().totals(date!(2026 - 11 - 25), "d8.example"),
+            (1, 0)
+        );
+    }
+
+    #[test]
+    fn many_new_tuples_do_not_trigger_a_rewrite() {
+        // The log is mostly definitions: rewriting it would shrink nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collector::open(dir.path()).unwrap();
+        c.state.lock().unwrap().compact_floor = 200;
+        let d = date!(2026 - 11 - 24);
+        let domains: Vec<String> = (0..40).map(|i| format!("d{i}.example")).collect();
+        for domain in &domains {
+            let o = SessionOutcome {
+                policy: PolicyRef {
+                    domain,
+                    ..sts(&[], &[])
+                },
+                mx_host: "mx.example.com",
+                failure: None,
+            };
+            c.record_on(d, &o).unwrap();
+        }
+        assert_eq!(c.state.lock().unwrap().compacted_len, 0);
+    }
+
+    #[test]
+    fn logs_written_before_interning_replay() {
+        // The exact lines the collector wrote before policies were interned
+        // (and still writes): the on-disk format did not change.
+        let dir = tempfile::tempdir().unwrap();
+        let log = concat!(
+            r#"{"id":0,"key":{"day":"2026-11-24","policy":{"policy_type":"sts","domain":"example.com","strings":["version: STSv1","mode: enforce"],"mx_hosts":["*.mail.example.com"]},"failure":null}}"#,
+            "\n0 5\n",
+            r#"{"id":1,"key":{"day":"2026-11-24","policy":{"policy_type":"sts","domain":"example.com","strings":["version: STSv1","mode: enforce"],"mx_hosts":["*.mail.example.com"]},"failure":{"result_type":"certificate-expired","sending_mta_ip":null,"receiving_ip":"192.0.2.1","receiving_mx_hostname":"a.mail.example.com","receiving_mx_helo":null,"failure_reason_code":null,"additional_information":null}}}"#,
+            "\n1 2\n0 1\n",
+        );
+        std::fs::write(dir.path().join(LOG_NAME), log).unwrap();
+        let c = Collector::open(dir.path()).unwrap();
+        assert_eq!(
+            c.snapshot().totals(date!(2026 - 11 - 24), "example.com"),
+            (6, 2)
+        );
+        // Rewritten on open in the same format.
+        let text = std::fs::read_to_string(dir.path().join(LOG_NAME)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let first = log.lines().next().unwrap();
+        assert_eq!(lines, [first, "0 6", log.lines().nth(2).unwrap(), "1 2"]);
     }
 }
