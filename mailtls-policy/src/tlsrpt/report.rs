@@ -187,7 +187,11 @@ impl TlsReport {
                     entry.failure_details.push(FailureDetail {
                         result_type: f.result_type.as_str().to_owned(),
                         sending_mta_ip: f.sending_mta_ip.map(|ip| ip.to_string()),
-                        receiving_mx_hostname: Some(f.receiving_mx_hostname.clone()),
+                        // Empty for failures before any MX was chosen (the
+                        // policy fetch): RFC 8460 §4.3 makes the field
+                        // optional, and an empty name is no host.
+                        receiving_mx_hostname: (!f.receiving_mx_hostname.is_empty())
+                            .then(|| f.receiving_mx_hostname.clone()),
                         receiving_mx_helo: f.receiving_mx_helo.clone(),
                         receiving_ip: f.receiving_ip.map(|ip| ip.to_string()),
                         failed_session_count: count,
@@ -374,5 +378,36 @@ mod tests {
         );
         assert!(parts[4].ends_with(".json.gz") && parts[4].len() == 16 + 8);
         assert!(TlsReport::build(&agg, day, "other.example", &meta()).is_none());
+    }
+
+    #[test]
+    fn a_failure_without_an_mx_has_no_receiving_mx_hostname() {
+        let mut agg = Aggregate::default();
+        let day = date!(2026 - 11 - 24);
+        agg.add(
+            TupleKey {
+                day,
+                policy: PolicyKey {
+                    policy_type: PolicyType::Sts,
+                    domain: "example.net".into(),
+                    strings: vec![],
+                    mx_hosts: vec![],
+                },
+                failure: Some(FailureKey {
+                    result_type: ResultType::StsPolicyFetchError,
+                    sending_mta_ip: None,
+                    receiving_ip: None,
+                    receiving_mx_hostname: String::new(),
+                    receiving_mx_helo: None,
+                    failure_reason_code: None,
+                    additional_information: None,
+                }),
+            },
+            1,
+        );
+        let r = TlsReport::build(&agg, day, "example.net", &meta()).unwrap();
+        let json = String::from_utf8(r.to_json().unwrap()).unwrap();
+        assert!(!json.contains("receiving-mx-hostname"), "{json}");
+        assert!(json.contains(r#""result-type":"sts-policy-fetch-error""#), "{json}");
     }
 }
