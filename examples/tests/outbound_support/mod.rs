@@ -1,0 +1,618 @@
+//! Real peers for the outbound tests, on loopback:
+//!
+//! - [`SignedRoot`]: NSD serving a DNSSEC-signed root of our own and a
+//!   signed `test.` zone below it that holds every record a test needs (MX, A, TLSA, `_mta-sts` TXT), signed
+//!   at test time with `ldns-signzone`; its key is the trust anchor the
+//!   server validates from. One zone and no delegations: the records differ
+//!   per test (addresses of the local Postfix instances, TLSA digests of
+//!   certificates made at test time), which the fixed worlds in
+//!   mailtls-policy/tests do not allow.
+//! - [`PostfixMx`]: a Postfix instance of its own (Debian `postfix`, run by
+//!   `master -d` from a temporary configuration directory; needs root) that
+//!   accepts mail for given domains over STARTTLS and delivers it into a
+//!   Maildir through virtual(8), so a test reads what really arrived.
+//! - [`SlowPeer`]: a small SMTP server in tokio that takes its time to
+//!   answer the end of data, or refuses recipients (shutdown, DSN tests).
+//! - [`submit`]: sends a message through the server's submission port
+//!   (STARTTLS, AUTH PLAIN, optionally `MAIL FROM ... REQUIRETLS`).
+//!
+//! Processes are killed on drop (also when a test panics) and their
+//! directories removed after them. Needs the Debian packages `postfix`,
+//! `nsd` and `ldnsutils`.
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use mailtls_core::{CaSpec, CertificateAuthority, DnsName, ServerCertSpec};
+
+use crate::common::*;
+
+fn which(tool: &str) -> PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/lib/postfix/sbin",
+    ] {
+        let p = Path::new(dir).join(tool);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{tool} is not installed (apt-get install -y postfix nsd ldnsutils)");
+}
+
+fn run(dir: &Path, cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(which(cmd))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A port free for TCP on every address given (and for UDP on the first,
+/// for a DNS server).
+pub fn free_port(ips: &[Ipv4Addr]) -> u16 {
+    loop {
+        let udp = UdpSocket::bind((ips[0], 0)).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` until it gives a value or `limit` passes.
+pub async fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A directory root-owned but traversable, for daemons that drop privileges.
+fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// NSD serving a signed root and a signed `test.` zone with the given records.
+pub struct SignedRoot {
+    /// Where NSD answers (UDP and TCP).
+    pub addr: SocketAddr,
+    /// The root key as a zone-format DNSKEY file (the trust anchor).
+    pub anchor: PathBuf,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for SignedRoot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SignedRoot {
+    /// Signs `records` (zone-file lines with absolute names under `test.`)
+    /// into a `test.` zone delegated from a signed root, and serves both.
+    /// (A delegation rather than one root zone: hickory judges NSEC denials
+    /// for names inside the root zone bogus.)
+    pub fn start(records: &str) -> SignedRoot {
+        let dir = open_tempdir();
+        let d = dir.path();
+        let keygen = |zone: &str| {
+            let key = run(d, "ldns-keygen", &["-a", "ECDSAP256SHA256", "-k", zone])
+                .trim()
+                .to_owned();
+            std::fs::set_permissions(
+                d.join(format!("{key}.private")),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+            key
+        };
+        let soa = "@ SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n@ NS ns.test.\n";
+        let test_key = keygen("test.");
+        std::fs::write(
+            d.join("test.zone"),
+            format!("$ORIGIN test.\n$TTL 300\n{soa}ns.test. A 127.0.0.1\n{records}"),
+        )
+        .unwrap();
+        run(d, "ldns-signzone", &["test.zone", &test_key]);
+        let ds = run(d, "ldns-key2ds", &["-n", "-2", &format!("{test_key}.key")]);
+        let root_key = keygen(".");
+        std::fs::write(
+            d.join("root.zone"),
+            format!("$ORIGIN .\n$TTL 300\n{soa}test. NS ns.test.\nns.test. A 127.0.0.1\n{ds}"),
+        )
+        .unwrap();
+        run(d, "ldns-signzone", &["root.zone", &root_key]);
+        let anchor = d.join("anchor.key");
+        std::fs::copy(d.join(format!("{root_key}.key")), &anchor).unwrap();
+        let port = free_port(&[Ipv4Addr::LOCALHOST]);
+        let conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  zonesdir: \"{dir}\"\n  \
+             username: \"\"\n  chroot: \"\"\n  pidfile: \"{dir}/nsd.pid\"\n  \
+             xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  \
+             logfile: \"{dir}/nsd.log\"\n  server-count: 1\n  verbosity: 1\n  database: \"\"\n\
+             remote-control:\n  control-enable: no\n\
+             zone:\n  name: .\n  zonefile: root.zone.signed\n\
+             zone:\n  name: test.\n  zonefile: test.zone.signed\n",
+            dir = d.display()
+        );
+        std::fs::write(d.join("nsd.conf"), conf).unwrap();
+        let child = Command::new(which("nsd"))
+            .args(["-d", "-c"])
+            .arg(d.join("nsd.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let world = SignedRoot {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            anchor,
+            child,
+            dir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect_timeout(&world.addr, Duration::from_millis(200)).is_err()
+        {
+            if start.elapsed() > Duration::from_secs(10) {
+                let log =
+                    std::fs::read_to_string(world.dir.path().join("nsd.log")).unwrap_or_default();
+                panic!("nsd did not start: {log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        world
+    }
+}
+
+/// A Postfix that receives mail for `domains` and keeps it in a Maildir.
+pub struct PostfixMx {
+    /// Where smtpd listens.
+    pub addr: SocketAddr,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for PostfixMx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chown_postfix(path: &Path) {
+    let ok = Command::new("chown")
+        .arg("-R")
+        .arg("postfix:postfix")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown postfix {}", path.display());
+}
+
+fn postfix_ids() -> (String, String) {
+    let id = |flag: &str| {
+        String::from_utf8(
+            Command::new("id")
+                .args([flag, "postfix"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned()
+    };
+    (id("-u"), id("-g"))
+}
+
+impl PostfixMx {
+    /// Starts smtpd on `addr` with STARTTLS offered (`may`), the given
+    /// certificate chain and key, answering as `hostname`.
+    pub fn start(
+        addr: SocketAddr,
+        hostname: &str,
+        chain_pem: &str,
+        key_pem: &str,
+        domains: &[&str],
+    ) -> PostfixMx {
+        Self::start_with(addr, hostname, Some((chain_pem, key_pem)), domains)
+    }
+
+    /// Starts smtpd on `addr` without STARTTLS.
+    pub fn start_without_tls(addr: SocketAddr, hostname: &str, domains: &[&str]) -> PostfixMx {
+        Self::start_with(addr, hostname, None, domains)
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        hostname: &str,
+        credentials: Option<(&str, &str)>,
+        domains: &[&str],
+    ) -> PostfixMx {
+        assert!(
+            Path::new("/usr/lib/postfix/sbin/master").exists(),
+            "Postfix is needed: apt-get install -y postfix"
+        );
+        let dir = open_tempdir();
+        let root = dir.path();
+        let cert = root.join("chain.pem");
+        let key = root.join("key.pem");
+        let tls = match credentials {
+            Some((chain_pem, key_pem)) => {
+                std::fs::write(&cert, chain_pem).unwrap();
+                std::fs::write(&key, key_pem).unwrap();
+                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+                format!(
+                    "smtpd_tls_cert_file = {}\n\
+                     smtpd_tls_key_file = {}\n\
+                     smtpd_tls_security_level = may\n\
+                     smtpd_tls_received_header = yes\n\
+                     smtpd_tls_loglevel = 1\n",
+                    cert.display(),
+                    key.display()
+                )
+            }
+            None => "smtpd_tls_security_level = none\n".to_owned(),
+        };
+        for sub in ["queue", "data", "mail"] {
+            std::fs::create_dir(root.join(sub)).unwrap();
+        }
+        chown_postfix(&root.join("data"));
+        chown_postfix(&root.join("mail"));
+        let (uid, gid) = postfix_ids();
+        let d = root.display();
+        let main_cf = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {d}/queue\n\
+             data_directory = {d}/data\n\
+             meta_directory = /etc/postfix\n\
+             shlib_directory = /usr/lib/postfix\n\
+             command_directory = /usr/sbin\n\
+             daemon_directory = /usr/lib/postfix/sbin\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             inet_interfaces = loopback-only\n\
+             inet_protocols = ipv4\n\
+             myhostname = {hostname}\n\
+             mydestination =\n\
+             local_recipient_maps =\n\
+             mynetworks = 127.0.0.0/8\n\
+             smtpd_relay_restrictions = reject_unauth_destination\n\
+             maillog_file = {d}/maillog\n\
+             maillog_file_prefixes = {d}\n\
+             {tls}\
+             virtual_mailbox_domains = {}\n\
+             virtual_mailbox_base = {d}/mail\n\
+             virtual_mailbox_maps = static:box/\n\
+             virtual_uid_maps = static:{uid}\n\
+             virtual_gid_maps = static:{gid}\n\
+             virtual_minimum_uid = 1\n",
+            domains.join(" "),
+        );
+        std::fs::write(root.join("main.cf"), main_cf).unwrap();
+        let master_cf = format!(
+            "{addr} inet n - n - - smtpd\n\
+             cleanup unix n - n - 0 cleanup\n\
+             qmgr unix n - n 300 1 qmgr\n\
+             tlsmgr unix - - n 1000? 1 tlsmgr\n\
+             rewrite unix - - n - - trivial-rewrite\n\
+             bounce unix - - n - 0 bounce\n\
+             defer unix - - n - 0 bounce\n\
+             trace unix - - n - 0 bounce\n\
+             verify unix - - n - 1 verify\n\
+             flush unix n - n 1000? 0 flush\n\
+             proxymap unix - - n - - proxymap\n\
+             showq unix n - n - - showq\n\
+             error unix - - n - - error\n\
+             retry unix - - n - - error\n\
+             discard unix - - n - - discard\n\
+             virtual unix - n n - - virtual\n\
+             anvil unix - - n - 1 anvil\n\
+             scache unix - - n - 1 scache\n\
+             postlog unix-dgram n - n - 1 postlogd\n"
+        );
+        std::fs::write(root.join("master.cf"), master_cf).unwrap();
+        let check = Command::new("/usr/sbin/postfix")
+            .arg("-c")
+            .arg(root)
+            .arg("check")
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "postfix check: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = Command::new("/usr/lib/postfix/sbin/master")
+            .arg("-c")
+            .arg(root)
+            .arg("-d")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mx = PostfixMx { addr, child, dir };
+        let start = Instant::now();
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "Postfix did not listen on {addr}: {}",
+                mx.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        mx
+    }
+
+    /// Postfix's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Every message delivered so far.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail/box").join(sub)) else {
+                continue;
+            };
+            for e in entries {
+                out.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
+            }
+        }
+        out
+    }
+
+    /// Waits until a delivered message contains `needle`.
+    pub async fn wait_for(&self, needle: &str) -> String {
+        let limit = Duration::from_secs(40);
+        let start = Instant::now();
+        loop {
+            if let Some(m) = self.messages().into_iter().find(|m| m.contains(needle)) {
+                return m;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no message with {needle:?} reached Postfix; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A test CA and a certificate from it for `host`.
+pub fn issue(ca: &CertificateAuthority, host: &str) -> mailtls_core::MadeCertificate {
+    ca.issue(&ServerCertSpec::new(DnsName::parse(host).unwrap()))
+        .unwrap()
+}
+
+/// A new test CA.
+pub fn test_ca() -> CertificateAuthority {
+    CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap()
+}
+
+/// The hex SHA-256 of a certificate (TLSA 3 0 1 data).
+pub fn cert_sha256_hex(cert: &mailtls_core::MadeCertificate) -> String {
+    mailtls_core::CertInfo::from_der(&cert.cert_der)
+        .unwrap()
+        .fingerprint_hex()
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// Sends a message through the submission port as the test user:
+/// STARTTLS, AUTH PLAIN, MAIL FROM (with REQUIRETLS when asked), RCPT,
+/// DATA. Returns the id the server gave.
+pub async fn submit(
+    ts: &TestServer,
+    from: &str,
+    rcpt: &str,
+    requiretls: bool,
+    lines: &[&str],
+) -> String {
+    use base64::Engine;
+    let mut c = connect(ts.addr(mailtls_examples::MailListener::Submission)).await;
+    assert_eq!(c.reply().await.0, 220);
+    assert_eq!(c.cmd("EHLO client.example").await.0, 250);
+    assert_eq!(c.cmd("STARTTLS").await.0, 220);
+    let mut c = upgrade(c, client_config(&ts.ca_file()), "mail.example.test").await;
+    assert_eq!(c.cmd("EHLO client.example").await.0, 250);
+    let plain = base64::engine::general_purpose::STANDARD.encode(b"\0test\0test");
+    let (code, text) = c.cmd(&format!("AUTH PLAIN {plain}")).await;
+    assert_eq!(code, 235, "{text}");
+    let param = if requiretls { " REQUIRETLS" } else { "" };
+    let (code, text) = c.cmd(&format!("MAIL FROM:<{from}>{param}")).await;
+    assert_eq!(code, 250, "{text}");
+    let (code, text) = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(c.cmd("DATA").await.0, 354);
+    for l in lines {
+        c.send(l).await;
+    }
+    let (code, text) = c.cmd(".").await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(c.cmd("QUIT").await.0, 221);
+    text.rsplit(' ').next().unwrap().to_owned()
+}
+
+/// The recipients' states in the server's queue, as JSON values.
+pub fn queue_states(data_dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(data_dir.join("queue")) else {
+        return out;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json")
+            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        {
+            out.push(serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
+        }
+    }
+    out
+}
+
+/// The server's local spool messages.
+pub fn spooled(data_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("spool")) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// Writes PEM certificates into one CA file.
+pub fn write_ca_file(dir: &Path, name: &str, pems: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, pems.concat()).unwrap();
+    path
+}
+
+/// A small SMTP server (tokio, no TLS) that answers the end of data only
+/// after `delay`, and RCPT with `rcpt_reply`.
+pub struct SlowPeer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Every message whose data arrived completely.
+    received: Arc<Mutex<Vec<String>>>,
+    /// How many final `250` replies to DATA were written.
+    acknowledged: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SlowPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SlowPeer {
+    /// Accepts every recipient.
+    pub async fn start(delay: Duration) -> SlowPeer {
+        Self::start_with(delay, "250 2.1.5 ok").await
+    }
+
+    /// Answers every RCPT with `rcpt_reply` (`550 5.1.1 no such user`).
+    pub async fn start_with(delay: Duration, rcpt_reply: &'static str) -> SlowPeer {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let (r, a) = (Arc::clone(&received), Arc::clone(&acknowledged));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (r, a) = (Arc::clone(&r), Arc::clone(&a));
+                tokio::spawn(async move {
+                    // A broken connection just ends the session.
+                    let _ = session(tcp, delay, rcpt_reply, r, a).await;
+                });
+            }
+        });
+        SlowPeer {
+            addr,
+            received,
+            acknowledged,
+            task,
+        }
+    }
+
+    /// Every message whose data arrived.
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many `250` replies to the end of data were written.
+    pub fn acknowledged(&self) -> usize {
+        self.acknowledged.load(Ordering::SeqCst)
+    }
+}
+
+async fn session(
+    tcp: tokio::net::TcpStream,
+    delay: Duration,
+    rcpt_reply: &str,
+    received: Arc<Mutex<Vec<String>>>,
+    acknowledged: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    let (rd, mut wr) = tcp.into_split();
+    let mut rd = BufReader::new(rd);
+    wr.write_all(b"220 slow.test ESMTP\r\n").await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if rd.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => wr.write_all(b"250-slow.test\r\n250 8BITMIME\r\n").await?,
+            "MAIL" | "RSET" | "NOOP" => wr.write_all(b"250 2.0.0 ok\r\n").await?,
+            "RCPT" => wr.write_all(format!("{rcpt_reply}\r\n").as_bytes()).await?,
+            "DATA" => {
+                wr.write_all(b"354 go ahead\r\n").await?;
+                let mut message = String::new();
+                loop {
+                    line.clear();
+                    if rd.read_line(&mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" {
+                        break;
+                    }
+                    message.push_str(line.strip_prefix('.').unwrap_or(&line));
+                }
+                received.lock().unwrap().push(message);
+                tokio::time::sleep(delay).await;
+                wr.write_all(b"250 2.0.0 queued as SLOW1\r\n").await?;
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+            }
+            "QUIT" => {
+                wr.write_all(b"221 2.0.0 bye\r\n").await?;
+                return Ok(());
+            }
+            _ => wr.write_all(b"502 5.5.2 not here\r\n").await?,
+        }
+    }
+}
