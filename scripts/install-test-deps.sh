@@ -13,6 +13,8 @@
 #   tlsrpt-reporter    sys4's independent TLS-RPT report generator
 #   dkimpy             an independent DKIM verifier for the report mail
 #   aiosmtpd           a real SMTP server receiving the report mail
+#   swaks (+ perl TLS) a real SMTP client for submission with AUTH
+#   chromium           renders the reference server's status page headless
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: not root; assuming the packages are present" >&2
@@ -23,6 +25,6 @@ apt-get update -qq
 # Postfix asks how to configure itself; the tests write their own main.cf.
 echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
 apt-get install -y -qq --no-install-recommends \
-    openssl ca-certificates libssl-dev pkg-config pebble knot nsd postfix unbound ldnsutils gpgsm gpg-agent curl >/dev/null
+    openssl ca-certificates libssl-dev pkg-config pebble knot nsd postfix unbound ldnsutils gpgsm gpg-agent curl swaks libnet-ssleay-perl libio-socket-ssl-perl chromium >/dev/null
 python3 -m pip install --quiet --disable-pip-version-check \
     parsedmarc dkimpy tlsrpt-reporter aiosmtpd postfix-mta-sts-resolver

@@ -68,6 +68,8 @@ pub fn stem_for(name: &NamePattern) -> String {
 struct Present {
     patterns: Vec<NamePattern>,
     family: KeyFamily,
+    /// Made by this maker (marked), as opposed to a real one (ACME, operator).
+    test: bool,
 }
 
 fn present_certificates(dir: &Path) -> Vec<Present> {
@@ -83,6 +85,7 @@ fn present_certificates(dir: &Path) -> Vec<Present> {
             .map(|(c, _)| Present {
                 patterns: c.info.server_name_patterns().0,
                 family: c.info.key.family(),
+                test: c.info.subject.contains(TEST_MARKER_OU),
             })
             .collect(),
         Err(_) => Vec::new(),
@@ -126,7 +129,18 @@ pub fn ensure_certificates(config: &Config) -> Result<CertsReport, CertsError> {
         wanted.push((stem_for(&name), spec));
     }
     let host = NamePattern::Exact(config.server.hostname.clone());
-    if config.tls.rsa_certificate && !covered(&present, &host, Some(KeyFamily::Rsa)) {
+    // A real certificate for the host name (ACME, operator) wins: an RSA test
+    // certificate beside it would be served to RSA-preferring clients.
+    let real_covers_host = present.iter().any(|p| {
+        !p.test
+            && p.patterns
+                .iter()
+                .any(|h| h.matches(&config.server.hostname))
+    });
+    if config.tls.rsa_certificate
+        && !real_covers_host
+        && !covered(&present, &host, Some(KeyFamily::Rsa))
+    {
         let mut spec = ServerCertSpec::new(config.server.hostname.clone());
         spec.key_type = KeyType::Rsa2048;
         spec.validity_days = 825;
@@ -191,4 +205,45 @@ fn load_or_make_ca(
         })?;
     tracing::info!(dir = %dir.display(), marker = TEST_MARKER_OU, "made a new test CA");
     Ok((ca, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailtls_core::maker::Purpose;
+
+    fn config_in(dir: &Path) -> Config {
+        let mut c = Config::embedded().unwrap();
+        c.server.data_dir = dir.to_owned();
+        c
+    }
+
+    #[test]
+    fn first_start_makes_an_rsa_certificate_for_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        let report = ensure_certificates(&config).unwrap();
+        let rsa = format!("{}-rsa.crt", config.server.hostname);
+        assert!(
+            report.written.iter().any(|p| p.ends_with(&rsa)),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn a_real_certificate_for_the_host_suppresses_the_rsa_test_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        // An operator's (unmarked) ECDSA certificate for every configured name.
+        let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
+        let mut spec = ServerCertSpec::new(config.server.hostname.clone());
+        spec.extra_names = config.all_names();
+        spec.purpose = Purpose::Production;
+        ca.issue(&spec)
+            .unwrap()
+            .write_files(&config.cert_dir(), "operator")
+            .unwrap();
+        let report = ensure_certificates(&config).unwrap();
+        assert!(report.written.is_empty(), "made {:?}", report.written);
+    }
 }

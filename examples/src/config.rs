@@ -80,6 +80,15 @@ pub struct Config {
     /// `[mta_sts]` and `[tls_rpt]`: what this server publishes for its own
     /// domains (RFC 8461 policy over HTTPS, RFC 8460 report address).
     pub mta_sts: MtaStsSection,
+    /// `[outbound]`: delivery of mail for other domains (queue, MX or
+    /// relay host, MTA-STS, DANE, REQUIRETLS, TLS-RPT counting).
+    pub outbound: crate::outbound::OutboundSection,
+    /// `[tlsrpt_reports]`: the daily TLS reports this server sends.
+    pub tlsrpt_reports: crate::tlsrpt_run::TlsRptReportsSection,
+    /// `[smime]`: the S/MIME gateway on the message path.
+    pub smime: crate::smime_path::SmimeSection,
+    /// `[acme]`: certificates from an ACME CA; `None` unless `acme.enabled`.
+    pub acme: Option<crate::acme_run::AcmeSection>,
 }
 
 /// `[mta_sts]` with `[tls_rpt]`, validated into one [`Publication`] per
@@ -471,6 +480,10 @@ struct RawConfig {
     users: Vec<User>,
     mta_sts: RawMtaSts,
     tls_rpt: RawTlsRpt,
+    outbound: crate::outbound::config::RawOutbound,
+    tlsrpt_reports: crate::tlsrpt_run::config::RawTlsRptReports,
+    smime: crate::smime_path::config::RawSmime,
+    acme: crate::acme_run::config::RawAcme,
 }
 
 #[derive(Deserialize)]
@@ -632,6 +645,8 @@ impl RawConfig {
             .transpose()?;
         let mode = parse_web_mode(&self.web.mode)?;
         let mta_sts = mta_sts_section(&self.mta_sts, &self.tls_rpt, &hostname)?;
+        let tlsrpt_reports = self.tlsrpt_reports.into_section(&hostname)?;
+        let acme = self.acme.into_section(&hostname)?;
         use MailSecurity::{ImplicitTls, StartTlsOffered, StartTlsRequired};
         Ok(Config {
             server: ServerSection {
@@ -675,6 +690,10 @@ impl RawConfig {
             },
             users: self.users,
             mta_sts,
+            outbound: crate::outbound::config::from_raw(self.outbound)?,
+            tlsrpt_reports,
+            smime: self.smime.into_section()?,
+            acme,
         })
     }
 }
@@ -852,6 +871,58 @@ mod tests {
         assert_eq!(c.smtp.port, 25);
         assert_eq!(c.imap.port, 2143);
         assert!(c.users.is_empty());
+    }
+
+    #[test]
+    fn limits_users_and_web_errors_name_the_key() {
+        let cases = [
+            (
+                "[server]\nmax_message_size = 0\n",
+                "server.max_message_size",
+            ),
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            (
+                "[server]\nlocal_domains = [\"ok.example\", \"not a domain\"]\n",
+                "server.local_domains[1]",
+            ),
+            (
+                "[submission]\nsecurity = \"maybe\"\n",
+                "submission.security",
+            ),
+            ("[pop3s]\nport = 2525\n", "pop3s.port"),
+            ("[web]\nmode = \"redirect-to-https:0\"\n", "web.mode"),
+            ("[web]\nhttps_port = 2525\n", "web.https_port"),
+            (
+                "[web]\nmode = \"http-only\"\nhttp_port = 2993\n",
+                "web.http_port",
+            ),
+            (
+                "[[users]]\nname = \"a b\"\npassword = \"x\"\n",
+                "users[0].name",
+            ),
+            (
+                "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users]]\nname = \"b\"\npassword = \"\"\n",
+                "users[1].password",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::from_toml_str(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
+        // A disabled listener's port is nobody's: no clash.
+        Config::from_toml_str("[imap]\nenabled = false\nport = 2525\n").unwrap();
+        // Wrong types and unknown keys or sections: the parser's message
+        // shows the offending line, key included.
+        for (text, key) in [
+            ("[smtp]\nport = \"x\"\n", "port"),
+            ("[server]\nmax_connections = -1\n", "max_connections"),
+            ("[tls]\nwatch = \"yes\"\n", "watch"),
+            ("[bogus]\nx = 1\n", "bogus"),
+            ("[web]\nenabled = true\nhttps = 1\n", "https"),
+        ] {
+            let e = Config::from_toml_str(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
     }
 
     #[test]

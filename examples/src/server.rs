@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::auth::Users;
 use crate::certs::{self, CertsError, CertsReport};
 use crate::config::{Config, ConfigError, MailListener};
+use crate::reload::{Live, ReloadReport};
 use crate::smtp::SmtpRole;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::{TlsError, TlsSetup};
@@ -23,7 +24,7 @@ use crate::web::ListenerStatus;
 use crate::{imap, pop3, smtp, web};
 
 /// How long connections get to finish after shutdown is requested.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,20 @@ pub enum ServerError {
     /// The spool could not be opened.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// Outbound delivery (queue, resolver, TLS-RPT collector) could not be set up.
+    #[error(transparent)]
+    Outbound(#[from] crate::outbound::OutboundError),
+    /// TLS-RPT (DKIM key, report outbox, received-report store) could not
+    /// be set up.
+    #[error(transparent)]
+    TlsRpt(#[from] crate::tlsrpt_run::TlsRptRunError),
+    /// The S/MIME gateway (`[smime]`: key store, partner store, trust
+    /// anchors) could not be loaded.
+    #[error(transparent)]
+    Smime(#[from] crate::smime_path::SmimePathError),
+    /// ACME (`[acme]`: CA file, TSIG key, storage) could not be set up.
+    #[error(transparent)]
+    Acme(#[from] crate::acme_run::AcmeRunError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} (config key {key}): {source}")]
     Bind {
@@ -168,6 +183,16 @@ pub(crate) struct Shared {
     pub(crate) local_domains: Vec<DnsName>,
     pub(crate) listeners: Vec<ListenerInfo>,
     pub(crate) web_mode: WebSecurity,
+    /// What a reload (SIGHUP) may change: the policies in effect.
+    pub(crate) live: Arc<Live>,
+    /// The outbound queue and delivery.
+    pub(crate) outbound: Arc<crate::outbound::Outbound>,
+    /// TLS-RPT: daily reports from the outbound collector, received reports.
+    pub(crate) tlsrpt: Option<Arc<crate::tlsrpt_run::TlsRptRun>>,
+    /// The S/MIME gateway on the message path; `None` unless `smime.enabled`.
+    pub(crate) smime: Option<Arc<crate::smime_path::SmimePath>>,
+    /// ACME certificates and the http-01 tokens; `None` unless `acme.enabled`.
+    pub(crate) acme: Option<Arc<crate::acme_run::AcmeRun>>,
 }
 
 /// The reference server.
@@ -186,6 +211,9 @@ pub struct RunningServer {
     watcher: Option<DirWatcher>,
     certs: CertsReport,
     config: Config,
+    live: Arc<Live>,
+    tlsrpt: Option<Arc<crate::tlsrpt_run::TlsRptRun>>,
+    acme: Option<Arc<crate::acme_run::AcmeRun>>,
 }
 
 /// Asks a running server to stop; cheap to clone.
@@ -214,6 +242,31 @@ impl Server {
             }
         })?;
         let spool = Spool::open(&config.spool_dir(), config.server.hostname.as_str())?;
+        let outbound = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || crate::outbound::Outbound::open(&config))
+                .await
+                .map_err(|e| ServerError::Task(e.to_string()))??
+        };
+        let outbound = Arc::new(outbound);
+        let tlsrpt = {
+            let config = config.clone();
+            let collector = Arc::clone(outbound.collector());
+            let dns = outbound.resolver();
+            tokio::task::spawn_blocking(move || {
+                crate::tlsrpt_run::TlsRptRun::new(&config, collector, dns)
+            })
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))??
+        };
+        let tlsrpt = Some(Arc::new(tlsrpt));
+        let smime = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || crate::smime_path::SmimePath::from_config(&config))
+                .await
+                .map_err(|e| ServerError::Task(e.to_string()))??
+                .map(Arc::new)
+        };
 
         let (certs_report, tls) = {
             let config = config.clone();
@@ -290,6 +343,14 @@ impl Server {
         }
 
         let resolver = Arc::clone(&tls.resolver);
+        let acme = match &config.acme {
+            Some(section) => Some(Arc::new(crate::acme_run::AcmeRun::new(
+                section.clone(),
+                &config,
+                Arc::clone(&resolver),
+            )?)),
+            None => None,
+        };
         let watcher = if config.tls.watch {
             let w = mailtls_sni::watch_dir(
                 Arc::clone(&resolver),
@@ -302,7 +363,13 @@ impl Server {
             None
         };
 
+        let live = Arc::new(Live::new(config.clone(), smime.clone()));
         let shared = Arc::new(Shared {
+            live: Arc::clone(&live),
+            outbound: Arc::clone(&outbound),
+            tlsrpt,
+            smime,
+            acme,
             users: Users::new(&config.users),
             local_domains: config.local_domains(),
             config: config.clone(),
@@ -326,6 +393,13 @@ impl Server {
         let (shutdown, _) = watch::channel(false);
         let max = config.server.max_connections;
         let mut tasks = Vec::new();
+        if let Some(t) = &shared.tlsrpt {
+            let mailer = crate::tlsrpt_run::InternalMailer(Arc::downgrade(&shared));
+            t.attach_mailer(Arc::new(mailer));
+            tasks.push(tokio::spawn(
+                Arc::clone(t).run_schedule(shutdown.subscribe()),
+            ));
+        }
         for (listener, info, security) in bound {
             let shared = Arc::clone(&shared);
             let rx = shutdown.subscribe();
@@ -371,6 +445,13 @@ impl Server {
             };
             tasks.push(task);
         }
+        if let Some(worker) = crate::outbound::start_worker(&shared, shutdown.subscribe()) {
+            tasks.push(worker);
+        }
+        // After the listeners: validation requests may come at once.
+        if let Some(a) = &shared.acme {
+            tasks.push(a.spawn(&shared, shutdown.subscribe()));
+        }
         Ok(RunningServer {
             addrs,
             listeners,
@@ -380,6 +461,9 @@ impl Server {
             watcher,
             certs: certs_report,
             config,
+            live,
+            tlsrpt: shared.tlsrpt.clone(),
+            acme: shared.acme.clone(),
         })
     }
 }
@@ -469,9 +553,44 @@ impl RunningServer {
         &self.certs
     }
 
-    /// The configuration it runs with.
+    /// The configuration it started with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// TLS-RPT: today's counts, reports sent and received, a run on demand.
+    pub fn tlsrpt(&self) -> Option<&Arc<crate::tlsrpt_run::TlsRptRun>> {
+        self.tlsrpt.as_ref()
+    }
+
+    /// ACME: status, the run log, a renewal on demand; `None` unless
+    /// `acme.enabled`.
+    pub fn acme(&self) -> Option<&Arc<crate::acme_run::AcmeRun>> {
+        self.acme.as_ref()
+    }
+
+    /// The configuration in effect now: the start configuration with what
+    /// reloads have changed (see [`reload`](Self::reload)).
+    pub fn current_config(&self) -> Arc<Config> {
+        self.live.current()
+    }
+
+    /// Reloads certificates (the certificate directory, after making test
+    /// certificates for new names if `tls.make_test_certificates` is on)
+    /// and the policy settings (`[mta_sts]`, `[tls_rpt]`) from `new`.
+    /// Keys that only take effect at start are named in
+    /// [`ReloadReport::restart_required`] and logged. All or nothing: on an
+    /// invalid configuration (the error names the key) or certificates that
+    /// do not load, nothing changes.
+    pub async fn reload(&self, new: Config) -> Result<ReloadReport, ServerError> {
+        crate::reload::reload(&self.live, &self.resolver, new).await
+    }
+
+    /// Records a reload whose configuration did not even load (a SIGHUP
+    /// after a bad edit): logged and shown on the status page like a
+    /// refused [`reload`](Self::reload); nothing changes.
+    pub fn reload_refused(&self, error: &ConfigError) {
+        self.live.refused(error);
     }
 
     /// A handle that stops the server from elsewhere (a signal handler).

@@ -431,7 +431,7 @@ fn requiretls_refusal(code: u16) -> &'static str {
     }
 }
 
-fn is_local(addr: &str, local: &[DnsName]) -> bool {
+pub(crate) fn is_local(addr: &str, local: &[DnsName]) -> bool {
     match addr.rsplit_once('@') {
         // RFC 5321 §4.5.1: "postmaster" without a domain is always local.
         None => addr.eq_ignore_ascii_case("postmaster"),
@@ -470,7 +470,12 @@ async fn rcpt_command(
     }
     let to = tagged.address;
     let local = is_local(&to, &shared.local_domains);
-    if !local && !s.authorised(conn) {
+    // An internal server listed in smime.trusted_relays relays without login.
+    let trusted_relay = shared
+        .smime
+        .as_ref()
+        .is_some_and(|g| g.is_trusted_relay(conn.peer.ip()));
+    if !local && !s.authorised(conn) && !trusted_relay {
         tracing::info!(peer = %conn.peer, rcpt = %to, "relay refused");
         return conn.send("554 5.7.1 Relay access denied\r\n").await;
     }
@@ -541,28 +546,18 @@ async fn data_command(s: &mut Session, conn: &mut Conn, shared: &Shared) -> io::
         peer: conn.peer,
         tls: conn.tls.as_ref().map(|t| t.summary.clone()),
         authenticated: s.authorised(conn),
+        login: s.user.clone(),
     };
-    let spool = shared.spool.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        let id = spool.store(&envelope, &body);
-        (id, envelope)
-    })
-    .await;
-    match stored {
-        Ok((Ok(id), envelope)) => {
-            tracing::info!(peer = %conn.peer, %id, from = %envelope.mail_from, rcpts = ?envelope.rcpt_to, requiretls, "message accepted");
+    let (from, rcpts) = (envelope.mail_from.clone(), envelope.rcpt_to.clone());
+    match crate::accept::accept(shared, envelope, body).await {
+        Ok(id) => {
+            tracing::info!(peer = %conn.peer, %id, %from, ?rcpts, requiretls, "message accepted");
             conn.send(&format!("250 2.0.0 Ok: queued as {id}\r\n"))
                 .await?;
         }
-        Ok((Err(e), _)) => {
-            tracing::error!(error = %e, "cannot store message");
-            conn.send("451 4.3.0 Cannot store the message, try again later\r\n")
-                .await?;
-        }
         Err(e) => {
-            tracing::error!(error = %e, "spool task failed");
-            conn.send("451 4.3.0 Cannot store the message, try again later\r\n")
-                .await?;
+            tracing::error!(error = %e, "cannot store message");
+            conn.send(&format!("{}\r\n", e.smtp_reply())).await?;
         }
     }
     Ok(true)

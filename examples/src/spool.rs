@@ -41,6 +41,10 @@ pub struct Envelope {
     pub tls: Option<String>,
     /// Whether the client authenticated (AUTH or a client certificate).
     pub authenticated: bool,
+    /// The SMTP AUTH login name, if the client logged in (a session
+    /// authenticated only by a client certificate has none): the S/MIME
+    /// gateway signs only as the addresses this login may send as.
+    pub login: Option<String>,
 }
 
 /// One stored message.
@@ -216,6 +220,7 @@ mod tests {
             peer: "127.0.0.1:1234".parse().unwrap(),
             tls: Some("TLSv1_3 TLS13_AES_128_GCM_SHA256".into()),
             authenticated: false,
+            login: None,
         };
         let a = spool.store(&env, b"Subject: one\r\n\r\nhi\r\n").unwrap();
         let b = spool.store(&env, b"Subject: two\r\n\r\nho").unwrap();

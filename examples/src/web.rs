@@ -1,5 +1,5 @@
-//! HTTP and HTTPS in the four modes of [`WebSecurity`], serving a status
-//! page (`/` and `/status.json`) about the certificates and the resolver.
+//! HTTP and HTTPS in the four modes of [`WebSecurity`], serving the status
+//! page (`/` and `/status.json`, built by [`crate::status`]).
 //!
 //! The HTTPS listener reads the ClientHello first (`LazyConfigAcceptor`) so a
 //! tls-alpn-01 validation hello (RFC 8737) gets the `acme-tls/1`
@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -23,20 +23,18 @@ use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mailtls_core::WebSecurity;
-use mailtls_sni::CertSummary;
-use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::server::{ListenerInfo, Shared};
+use crate::server::Shared;
 use crate::stream::{HANDSHAKE_TIMEOUT, shutdown_signalled};
 
-/// Certificates expiring within this many days are listed separately.
-pub const EXPIRY_WARNING_DAYS: u64 = 30;
+pub use crate::status::{
+    CertificateStatus, EXPIRY_WARNING_DAYS, ListenerStatus, PublishedPolicyStatus, ResolverStatus,
+    Status,
+};
 
 type Body = Full<Bytes>;
 
@@ -136,6 +134,11 @@ fn usable_host(host: &str) -> bool {
 }
 
 fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool) -> Response<Body> {
+    // ACME http-01 (RFC 8555 §8.3) before any redirect: the CA validates
+    // over plain HTTP and follows no redirect to a port it does not know.
+    if let Some(r) = crate::acme_run::http01::route(req, shared) {
+        return r;
+    }
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
     if !tls {
         let host = req
@@ -180,9 +183,9 @@ fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool) -> Response<Body>
         "/" => response(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            status_html(&status(shared)),
+            crate::status::html::render(&crate::status::status(shared)),
         ),
-        "/status.json" => match serde_json::to_vec_pretty(&status(shared)) {
+        "/status.json" => match serde_json::to_vec_pretty(&crate::status::status(shared)) {
             Ok(json) => response(StatusCode::OK, "application/json", json),
             Err(e) => response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -213,7 +216,9 @@ fn mta_sts_policy(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
     // The port, if any, is not part of the name (IPv6 literals never name
     // a policy host, so a plain split is enough).
     let name = host.split(':').next().unwrap_or("");
-    match shared.config.mta_sts.for_policy_host(name) {
+    // The policies in effect now: a reload (SIGHUP) may have changed them.
+    let current = shared.live.current();
+    match current.mta_sts.for_policy_host(name) {
         Some(p) => response(StatusCode::OK, "text/plain", p.policy_file().to_owned()),
         None => response(
             StatusCode::NOT_FOUND,
@@ -221,292 +226,6 @@ fn mta_sts_policy(req: &Request<Incoming>, shared: &Shared) -> Response<Body> {
             "No MTA-STS policy is published for this host\n",
         ),
     }
-}
-
-/// The status report served as `/status.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    /// The main host name.
-    pub hostname: String,
-    /// Every listener.
-    pub listeners: Vec<ListenerStatus>,
-    /// The resolver's counters.
-    pub resolver: ResolverStatus,
-    /// Every certificate served, in load order.
-    pub certificates: Vec<CertificateStatus>,
-    /// Those expiring within [`EXPIRY_WARNING_DAYS`] (or expired), soonest first.
-    pub expiring_soon: Vec<CertificateStatus>,
-    /// The MTA-STS policies this server publishes for its own domains.
-    pub mta_sts: Vec<PublishedPolicyStatus>,
-}
-
-/// One of this server's own MTA-STS policies in the status report.
-#[derive(Debug, Clone, Serialize)]
-pub struct PublishedPolicyStatus {
-    /// The policy domain.
-    pub domain: String,
-    /// Where senders fetch it.
-    pub url: String,
-    /// `enforce`, `testing` or `none`.
-    pub mode: String,
-    /// The `mx` patterns.
-    pub mx: Vec<String>,
-    /// Cache lifetime in seconds.
-    pub max_age: u32,
-    /// The id the `_mta-sts` record must carry.
-    pub id: String,
-    /// The `_smtp._tls` record text, if TLS reports are asked for.
-    pub tlsrpt: Option<String>,
-}
-
-/// One listener in the status report.
-#[derive(Debug, Clone, Serialize)]
-pub struct ListenerStatus {
-    /// Config name (`smtp`, `imaps`, `https`...).
-    pub name: String,
-    /// Bound address.
-    pub address: String,
-    /// Security mode word.
-    pub mode: String,
-}
-
-/// The resolver's counters in the status report.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResolverStatus {
-    /// Reload generation.
-    pub generation: u64,
-    /// Certificates served.
-    pub certificates: usize,
-    /// Handshakes that matched a name (exact or wildcard).
-    pub hits: u64,
-    /// Of those, exact matches.
-    pub exact_hits: u64,
-    /// Of those, wildcard matches.
-    pub wildcard_hits: u64,
-    /// Handshakes that got the default certificate or were refused.
-    pub misses: u64,
-    /// Of those, no SNI.
-    pub default_no_sni: u64,
-    /// Of those, an SNI that matched nothing.
-    pub default_no_match: u64,
-    /// Of those, refused.
-    pub refused: u64,
-    /// tls-alpn-01 challenge certificates served.
-    pub challenges_served: u64,
-    /// Successful reloads.
-    pub reloads: u64,
-    /// Refused reloads.
-    pub failed_reloads: u64,
-    /// Why the last reload failed, if it did.
-    pub last_reload_error: Option<String>,
-}
-
-/// One certificate in the status report.
-#[derive(Debug, Clone, Serialize)]
-pub struct CertificateStatus {
-    /// Names it is served for.
-    pub names: Vec<String>,
-    /// Subject DN.
-    pub subject: String,
-    /// Issuer DN.
-    pub issuer: String,
-    /// Key algorithm, e.g. `ECDSA P-256`.
-    pub key_type: String,
-    /// notBefore, RFC 3339.
-    pub not_before: String,
-    /// notAfter, RFC 3339.
-    pub not_after: String,
-    /// Whole days until notAfter (negative once expired).
-    pub days_left: i64,
-    /// Where it was loaded from.
-    pub source: String,
-    /// SHA-256 fingerprint, colon hex.
-    pub fingerprint_sha256: String,
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    OffsetDateTime::from(t)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn days_left(not_after: SystemTime, now: SystemTime) -> i64 {
-    let days = |d: Duration| i64::try_from(d.as_secs() / 86_400).unwrap_or(i64::MAX);
-    match not_after.duration_since(now) {
-        Ok(left) => days(left),
-        Err(e) => -days(e.duration()) - 1,
-    }
-}
-
-fn certificate_status(c: &CertSummary, now: SystemTime) -> CertificateStatus {
-    CertificateStatus {
-        names: c.names.clone(),
-        subject: c.subject.clone(),
-        issuer: c.issuer.clone(),
-        key_type: c.key.to_string(),
-        not_before: rfc3339(c.not_before),
-        not_after: rfc3339(c.not_after),
-        days_left: days_left(c.not_after, now),
-        source: c.source.clone(),
-        fingerprint_sha256: c.fingerprint.clone(),
-    }
-}
-
-/// Builds the status report from the running server's state.
-pub(crate) fn status(shared: &Shared) -> Status {
-    let now = SystemTime::now();
-    let r = &shared.tls.resolver;
-    let s = r.stats();
-    Status {
-        hostname: shared.config.server.hostname.to_string(),
-        listeners: shared.listeners.iter().map(ListenerInfo::status).collect(),
-        resolver: ResolverStatus {
-            generation: s.generation,
-            certificates: s.certificates,
-            hits: s.exact_hits + s.wildcard_hits,
-            exact_hits: s.exact_hits,
-            wildcard_hits: s.wildcard_hits,
-            misses: s.misses(),
-            default_no_sni: s.default_no_sni,
-            default_no_match: s.default_no_match,
-            refused: s.refused,
-            challenges_served: s.challenges_served,
-            reloads: s.reloads,
-            failed_reloads: s.failed_reloads,
-            last_reload_error: s.last_reload_error.clone(),
-        },
-        certificates: r
-            .certificates()
-            .iter()
-            .map(|c| certificate_status(c, now))
-            .collect(),
-        expiring_soon: r
-            .expiring_within(Duration::from_secs(EXPIRY_WARNING_DAYS * 86_400))
-            .iter()
-            .map(|c| certificate_status(c, now))
-            .collect(),
-        mta_sts: shared
-            .config
-            .mta_sts
-            .publications
-            .iter()
-            .map(|p| PublishedPolicyStatus {
-                domain: p.domain.to_string(),
-                url: p.policy_url(),
-                mode: p.policy.mode().to_string(),
-                mx: p.policy.mx().iter().map(ToString::to_string).collect(),
-                max_age: p.policy.max_age(),
-                id: p.id.as_str().to_owned(),
-                tlsrpt: p.tlsrpt_record(),
-            })
-            .collect(),
-    }
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn cert_rows(certs: &[CertificateStatus]) -> String {
-    let mut out = String::new();
-    for c in certs {
-        out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
-            esc(&c.names.join(", ")),
-            esc(&c.key_type),
-            esc(&c.not_after),
-            c.days_left,
-            esc(&c.subject),
-            esc(&c.source),
-            esc(&c.fingerprint_sha256),
-        ));
-    }
-    out
-}
-
-fn status_html(s: &Status) -> String {
-    let head = "<tr><th>names</th><th>key</th><th>expires</th><th>days left</th><th>subject</th><th>source</th><th>SHA-256 fingerprint</th></tr>\n";
-    let listeners: String = s
-        .listeners
-        .iter()
-        .map(|l| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&l.name),
-                esc(&l.address),
-                esc(&l.mode)
-            )
-        })
-        .collect();
-    let r = &s.resolver;
-    let mta_sts = if s.mta_sts.is_empty() {
-        "<p>No MTA-STS policy is published ([mta_sts] domains is empty).</p>\n".to_owned()
-    } else {
-        let rows: String = s
-            .mta_sts
-            .iter()
-            .map(|p| {
-                format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
-                    esc(&p.url),
-                    esc(&p.mode),
-                    esc(&p.mx.join(", ")),
-                    p.max_age,
-                    esc(&p.id),
-                    esc(p.tlsrpt.as_deref().unwrap_or("none")),
-                )
-            })
-            .collect();
-        format!(
-            "<table>\n<tr><th>policy</th><th>mode</th><th>mx</th><th>max_age</th><th>id</th><th>TLS-RPT record</th></tr>\n{rows}</table>\n"
-        )
-    };
-    let expiring = if s.expiring_soon.is_empty() {
-        format!("<p>No certificate expires within {EXPIRY_WARNING_DAYS} days.</p>\n")
-    } else {
-        format!("<table>\n{head}{}</table>\n", cert_rows(&s.expiring_soon))
-    };
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailtls status: {host}</title>\n\
-    <style>body{{font-family:sans-serif}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}table{{border-collapse:collapse}}</style></head>\n\
-    <body><h1>mailtls reference server: {host}</h1>\n\
-    <h2>Listeners</h2>\n<table>\n<tr><th>name</th><th>address</th><th>mode</th></tr>\n{listeners}</table>\n\
-    <h2>Certificate resolver</h2>\n<table>\n\
-    <tr><th>generation</th><td>{gen}</td></tr>\n<tr><th>certificates</th><td>{count}</td></tr>\n\
-    <tr><th>hits</th><td>{hits} ({exact} exact, {wild} wildcard)</td></tr>\n\
-    <tr><th>misses</th><td>{misses} ({nosni} without SNI, {nomatch} unknown name, {refused} refused)</td></tr>\n\
-    <tr><th>reloads</th><td>{reloads} ({failed} refused)</td></tr>\n\
-    <tr><th>last reload error</th><td>{err}</td></tr>\n</table>\n\
-    <h2>Certificates</h2>\n<table>\n{head}{rows}</table>\n\
-    <h2>Expiring within {EXPIRY_WARNING_DAYS} days</h2>\n{expiring}\
-    <h2>MTA-STS policies published</h2>\n{mta_sts}\
-    <p><a href=\"/status.json\">status.json</a></p>\n</body></html>\n",
-        host = esc(&s.hostname),
-        gen = r.generation,
-        count = r.certificates,
-        hits = r.hits,
-        exact = r.exact_hits,
-        wild = r.wildcard_hits,
-        misses = r.misses,
-        nosni = r.default_no_sni,
-        nomatch = r.default_no_match,
-        refused = r.refused,
-        reloads = r.reloads,
-        failed = r.failed_reloads,
-        err = esc(r.last_reload_error.as_deref().unwrap_or("none")),
-        rows = cert_rows(&s.certificates),
-    )
 }
 
 /// The mode in effect once the HTTPS port is known: `redirect-to-https`
@@ -525,14 +244,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_and_days() {
+    fn hosts() {
         assert!(usable_host("mail.example.test:8080"));
         assert!(usable_host("[::1]:8080"));
         assert!(!usable_host("evil.example/path"));
         assert!(!usable_host("a@b"));
-        let now = SystemTime::now();
-        assert_eq!(days_left(now + Duration::from_secs(86_400 * 3 + 5), now), 3);
-        assert_eq!(days_left(now - Duration::from_secs(10), now), -1);
-        assert_eq!(esc("<a&\"b\">"), "&lt;a&amp;&quot;b&quot;&gt;");
     }
 }

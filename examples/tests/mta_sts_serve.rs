@@ -261,3 +261,55 @@ async fn printed_records_and_served_policy_pass_a_senders_check() {
     assert!(report.ready_for_enforce(), "{report}");
     server.shutdown().await;
 }
+
+/// With `[tlsrpt_reports]` on, `dns-records` also prints the DKIM key record
+/// of the report mails, making the key (0600) if the server has not yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printed_records_include_the_report_dkim_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = private_tempdir();
+    let config_file = dir.path().join("server.toml");
+    let data_dir = dir.path().join("data");
+    let toml = format!(
+        "[server]\ndata_dir = {data:?}\n[tlsrpt_reports]\nenabled = true\n",
+        data = data_dir.display().to_string()
+    );
+    std::fs::write(&config_file, toml).unwrap();
+    let run = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailtls-server"))
+            .arg("dns-records")
+            .arg("--config")
+            .arg(&config_file)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run().await;
+    let line = first
+        .lines()
+        .find(|l| l.contains("._domainkey.") && l.contains(" TXT "))
+        .unwrap_or_else(|| panic!("no DKIM record in:\n{first}"));
+    assert!(line.contains("v=DKIM1") && line.contains("p="), "{line}");
+    let key_file = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .flatten()
+        .flat_map(|e| {
+            if e.path().is_dir() {
+                std::fs::read_dir(e.path())
+                    .unwrap()
+                    .flatten()
+                    .map(|f| f.path())
+                    .collect()
+            } else {
+                vec![e.path()]
+            }
+        })
+        .find(|p| first.contains(&p.display().to_string()))
+        .unwrap_or_else(|| panic!("key file named in the output not found:\n{first}"));
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", key_file.display());
+    // The key is made once: a second run prints the same record.
+    assert_eq!(run().await, first);
+}

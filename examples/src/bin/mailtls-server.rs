@@ -3,17 +3,24 @@
 //!
 //! `mailtls-server [--config FILE] [--data-dir DIR]`; without `--config` it
 //! runs on the embedded defaults. `mailtls-server dns-records [--config FILE]
-//! [--ttl SECONDS]` prints the MTA-STS and TLS-RPT records to publish.
+//! [--ttl SECONDS]` prints the MTA-STS and TLS-RPT records (and the report
+//! mails' DKIM key record) to publish;
+//! `mailtls-server smime [--config FILE] [--data-dir DIR]` lists the S/MIME
+//! gateway's own keys, partner certificates and pending approvals.
+//!
+//! SIGHUP reloads certificates and policy settings from the same
+//! configuration file (see [`mailtls_examples::RunningServer::reload`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mailtls_examples::{Config, Server};
+use mailtls_examples::{Config, RunningServer, Server};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: mailtls-server [--config FILE] [--data-dir DIR]
        mailtls-server dns-records [--config FILE] [--ttl SECONDS]
+       mailtls-server smime [--config FILE] [--data-dir DIR]
 
   --config FILE     TOML configuration (default: embedded defaults)
   --data-dir DIR    data directory (overrides server.data_dir)
@@ -22,7 +29,20 @@ usage: mailtls-server [--config FILE] [--data-dir DIR]
   -h, --help        this help
 
 dns-records prints, as a zone-file fragment, the _mta-sts and _smtp._tls
-TXT records for the domains in [mta_sts] and exits.
+TXT records for the domains in [mta_sts] and, with [tlsrpt_reports] on,
+the DKIM key record of the report mails (making the key if needed), and
+exits.
+
+smime lists the S/MIME gateway's own keys, partner certificates (with
+expiry and source) and harvested certificates waiting for approval, read
+from the gateway directory (smime.data_dir, default DATA_DIR/smime), and
+exits; no server is started.
+
+SIGHUP re-reads the configuration: the certificate directory and the
+[mta_sts], [tls_rpt] and [smime] settings take effect at once (the
+S/MIME key and partner stores are re-read from disk); keys that need a
+restart (ports, bind, data_dir...) are named in the log. A configuration
+that does not validate changes nothing.
 
 Logging follows RUST_LOG (default: info).";
 
@@ -31,6 +51,8 @@ struct Args {
     data_dir: Option<PathBuf>,
     /// `Some(ttl)`: the `dns-records` subcommand.
     dns_records: Option<u32>,
+    /// The `smime` subcommand.
+    smime: bool,
 }
 
 enum Parsed {
@@ -43,6 +65,7 @@ fn parse_args() -> Result<Parsed, String> {
         config: None,
         data_dir: None,
         dns_records: None,
+        smime: false,
     };
     let mut ttl: Option<u32> = None;
     let mut it = std::env::args_os().skip(1);
@@ -75,6 +98,7 @@ fn parse_args() -> Result<Parsed, String> {
             "dns-records" if args.dns_records.is_none() => {
                 args.dns_records = Some(mailtls_examples::mta_sts_publish::DEFAULT_TTL);
             }
+            "smime" if !args.smime && args.dns_records.is_none() => args.smime = true,
             "--print-config" => {
                 print!("{}", mailtls_examples::config::DEFAULT_CONFIG_TOML);
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
@@ -90,6 +114,9 @@ fn parse_args() -> Result<Parsed, String> {
         (Some(t), Some(slot)) => *slot = t,
         (Some(_), None) => return Err("--ttl is only for dns-records".into()),
         (None, _) => {}
+    }
+    if args.smime && args.dns_records.is_some() {
+        return Err("dns-records and smime are separate commands".into());
     }
     Ok(Parsed::Run(args))
 }
@@ -117,14 +144,64 @@ async fn wait_for_signal() {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+/// The configuration the arguments name: `--config FILE` (read again on
+/// every call, so SIGHUP sees the file as it is now) or the embedded
+/// defaults, with `--data-dir` applied.
+fn load_config(args: &Args) -> Result<Config, mailtls_examples::ConfigError> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::embedded()?,
     };
-    if let Some(dir) = args.data_dir {
-        config.server.data_dir = dir;
+    if let Some(dir) = &args.data_dir {
+        config.server.data_dir = dir.clone();
     }
+    Ok(config)
+}
+
+/// SIGHUP: re-reads the configuration and reloads certificates and policy
+/// settings. A configuration that does not load or validate changes
+/// nothing; the error (naming the key) goes to the log.
+async fn reload(server: &RunningServer, args: &Args) {
+    tracing::info!("SIGHUP: reloading the configuration");
+    match load_config(args) {
+        // The server logs what it applied, what needs a restart, or why it
+        // refused.
+        Ok(config) => {
+            let _ = server.reload(config).await;
+        }
+        Err(e) => server.reload_refused(&e),
+    }
+}
+
+/// Serves until SIGINT/SIGTERM, reloading on every SIGHUP.
+#[cfg(unix)]
+async fn serve(
+    server: &RunningServer,
+    args: &Args,
+    mut hangup: tokio::signal::unix::Signal,
+) -> std::io::Result<()> {
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            Some(()) = hangup.recv() => reload(server, args).await,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn serve(_server: &RunningServer, _args: &Args) -> std::io::Result<()> {
+    wait_for_signal().await;
+    Ok(())
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let config = load_config(&args)?;
+    // Before the listeners exist: a SIGHUP sent as soon as a port answers
+    // must reload, not end the process (the default action).
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let server = Server::start(config).await?;
     let report = server.certs_report();
     if report.ca_created {
@@ -137,13 +214,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for l in server.listeners() {
         println!("  {:<12} {:<22} {}", l.name, l.addr.to_string(), l.mode);
     }
-    let handle = server.shutdown_handle();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        handle.shutdown();
-    });
-    server.wait().await;
+    #[cfg(unix)]
+    serve(&server, &args, hangup).await?;
+    #[cfg(not(unix))]
+    serve(&server, &args).await?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -151,24 +227,54 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// `dns-records`: loads the configuration (so errors name their key) and
 /// prints the records; no server is started.
 fn print_dns_records(args: &Args, ttl: u32) -> ExitCode {
-    let config = match &args.config {
-        Some(path) => Config::load(path),
-        None => Config::embedded(),
-    };
-    let config = match config {
+    let config = match load_config(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mailtls-server: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let text = mailtls_examples::mta_sts_publish::dns_records(&config, ttl);
+    let mut text = mailtls_examples::mta_sts_publish::dns_records(&config, ttl);
+    // The report mails' DKIM key is made here if the server has not made it
+    // yet, so the record can be published before the first report goes out.
+    match mailtls_examples::tlsrpt_run::dkim_dns_records(&config, ttl) {
+        Ok(Some(dkim)) => text.push_str(&dkim),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("mailtls-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if text.is_empty() {
-        eprintln!("mailtls-server: no domains in mta_sts.domains: nothing to publish");
+        eprintln!(
+            "mailtls-server: nothing to publish (no mta_sts.domains, tlsrpt_reports not enabled)"
+        );
         return ExitCode::FAILURE;
     }
     print!("{text}");
     ExitCode::SUCCESS
+}
+
+/// `smime`: loads the configuration (so errors name their key) and prints
+/// the gateway's listing; no server is started and nothing is created.
+fn print_smime(args: &Args) -> ExitCode {
+    let config = match load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailtls-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match mailtls_examples::smime_path::list(&config) {
+        Ok(status) => {
+            print!("{}", status.to_text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailtls-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -182,6 +288,9 @@ fn main() -> ExitCode {
     };
     if let Some(ttl) = args.dns_records {
         return print_dns_records(&args, ttl);
+    }
+    if args.smime {
+        return print_smime(&args);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
