@@ -200,3 +200,41 @@ async fn through_unbound_the_resolver_still_decides_for_itself() {
     let mx = plain.mx(&h("secure.test")).await.unwrap();
     assert_eq!(mx.dnssec, DnssecStatus::NotValidated);
 }
+
+/// Denials for names kept in the signed root of the world itself (the zone
+/// whose key is the trust anchor): names directly under the root that do not
+/// exist must come back as authenticated NXDOMAIN, not bogus. They used to
+/// be bogus because the zone-status walk stopped one label short of the
+/// root (our classification, not hickory: hickory had accepted the root's
+/// NSEC proof).
+#[tokio::test]
+async fn denials_in_the_trust_anchor_zone_are_authentic() {
+    if !tools_present() {
+        panic!("install the Debian packages nsd and ldnsutils");
+    }
+    let world = DnsWorld::start();
+    let dns = resolver(&world, Validation::AnchorFile(world.anchor.clone()));
+    let nx = dns.txt(&q("_mta-sts.nomta")).await.unwrap_err();
+    assert_eq!(
+        nx,
+        DnsError::NxDomain {
+            name: q("_mta-sts.nomta"),
+            dnssec: DnssecStatus::Authentic
+        }
+    );
+    let nx = dns.mx(&h("nomta")).await.unwrap_err();
+    assert_eq!(nx.denial_status(), Some(DnssecStatus::Authentic), "{nx:?}");
+    let nx = dns
+        .tlsa(&QueryName::tlsa(25, &h("mx.nomta")))
+        .await
+        .unwrap_err();
+    assert_eq!(nx.denial_status(), Some(DnssecStatus::Authentic), "{nx:?}");
+    // The same names without validation: a denial, not validated.
+    let plain = resolver(&world, Validation::Off);
+    let nx = plain.mx(&h("nomta")).await.unwrap_err();
+    assert_eq!(
+        nx.denial_status(),
+        Some(DnssecStatus::NotValidated),
+        "{nx:?}"
+    );
+}

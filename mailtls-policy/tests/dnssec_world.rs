@@ -18,8 +18,8 @@ use std::time::Duration;
 use dns_world::{DnssecWorld, STS_TXT, TLSA_DATA, TLSRPT_TXT, TYPE_MX, UnboundMode};
 use mailtls_core::DnsName;
 use mailtls_policy::dns::{
-    DnsError, DnsResolver, DnssecStatus, HickoryResolver, HickoryResolverConfig, QueryName,
-    TlsaMatching, TlsaSelector, TlsaUsage, Validation,
+    DnsError, DnsResolver, DnsSetupError, DnssecStatus, HickoryResolver, HickoryResolverConfig,
+    QueryName, TlsaMatching, TlsaSelector, TlsaUsage, Validation,
 };
 
 fn h(s: &str) -> DnsName {
@@ -340,4 +340,156 @@ async fn validating_directly_against_knot() {
     assert_eq!(insecure.dnssec, DnssecStatus::Insecure, "{insecure:?}");
     let bogus = dns.mx(&h("bogus.example")).await.unwrap();
     assert_eq!(bogus.dnssec, DnssecStatus::Bogus, "{bogus:?}");
+}
+
+/// Strict Unbound with `ede: yes`: the SERVFAIL for the expired zone carries
+/// an RFC 8914 Extended DNS Error, so the resolver reports `Bogus` (with the
+/// EDE code and text), not a temporary server failure. Also without our own
+/// validation: the upstream's EDE is read either way.
+#[tokio::test]
+async fn servfail_with_dnssec_ede_is_bogus() {
+    let Some(world) = world(
+        "servfail_with_dnssec_ede_is_bogus",
+        UnboundMode::StrictWithEde,
+    ) else {
+        return;
+    };
+    for dns in [
+        validating(&world, world.unbound),
+        resolver(world.unbound, Validation::Off),
+    ] {
+        let mx = dns.mx(&h("bogus.example")).await.unwrap_err();
+        let DnsError::Bogus { ede, rtype, .. } = &mx else {
+            panic!("expected Bogus, got {mx:?}");
+        };
+        assert_eq!(rtype.as_str(), "MX");
+        // Unbound 1.17 reports the zone's DNSKEY set, whose RRSIG expired
+        // in 2020, as EDE 6 (DNSSEC Bogus); other versions name the cause
+        // as EDE 7 (Signature Expired). Both are DNSSEC failures.
+        assert!(matches!(ede.code, 6 | 7), "{mx}");
+        assert!(ede.is_dnssec_failure());
+        assert!(mx.is_bogus() && !mx.is_temporary(), "{mx:?}");
+        assert!(
+            mx.to_string().contains(&format!("EDE {}", ede.code)),
+            "{mx}"
+        );
+        eprintln!("{mx}");
+        let tlsa = dns
+            .tlsa(&QueryName::tlsa(25, &h("mx.bogus.example")))
+            .await
+            .unwrap_err();
+        assert!(matches!(tlsa, DnsError::Bogus { .. }), "{tlsa:?}");
+        // A CNAME from a good zone into the bogus one: still bogus.
+        let via = dns.a(&h("to-bogus.secure.example")).await.unwrap_err();
+        assert!(via.is_bogus(), "{via:?}");
+    }
+    // Good data is unaffected.
+    let dns = validating(&world, world.unbound);
+    let good = dns.mx(&h("secure.example")).await.unwrap();
+    assert_eq!(good.dnssec, DnssecStatus::Authentic, "{good:?}");
+    let insecure = dns.mx(&h("insecure.example")).await.unwrap();
+    assert_eq!(insecure.dnssec, DnssecStatus::Insecure, "{insecure:?}");
+}
+
+/// With the CD bit, strict Unbound (no EDE) hands over the data it finds
+/// bogus, and our own validation calls it `Bogus` instead of the SERVFAIL
+/// a query without CD gets.
+#[tokio::test]
+async fn checking_disabled_lets_our_validator_decide() {
+    let Some(world) = world(
+        "checking_disabled_lets_our_validator_decide",
+        UnboundMode::Strict,
+    ) else {
+        return;
+    };
+    let mut config = HickoryResolverConfig::nameserver(
+        world.unbound,
+        Validation::AnchorFile(world.anchor.clone()),
+    );
+    config.timeout = Duration::from_secs(3);
+    config.checking_disabled = true;
+    let dns = HickoryResolver::new(config).unwrap();
+    let mx = dns.mx(&h("bogus.example")).await.unwrap();
+    assert_eq!(mx.dnssec, DnssecStatus::Bogus, "{mx:?}");
+    assert_eq!(mx.records[0].exchange, Some(h("mx.bogus.example")));
+    let tlsa = dns
+        .tlsa(&QueryName::tlsa(25, &h("mx.bogus.example")))
+        .await
+        .unwrap();
+    assert_eq!(tlsa.dnssec, DnssecStatus::Bogus, "{tlsa:?}");
+    let good = dns.mx(&h("secure.example")).await.unwrap();
+    assert_eq!(good.dnssec, DnssecStatus::Authentic, "{good:?}");
+    let insecure = dns.mx(&h("insecure.example")).await.unwrap();
+    assert_eq!(insecure.dnssec, DnssecStatus::Insecure, "{insecure:?}");
+    let nx = dns.a(&h("nothing.secure.example")).await.unwrap_err();
+    assert_eq!(nx.denial_status(), Some(DnssecStatus::Authentic), "{nx:?}");
+
+    // The same query without CD: strict Unbound's SERVFAIL, no EDE here.
+    let plain = validating(&world, world.unbound);
+    let mx = plain.mx(&h("bogus.example")).await.unwrap_err();
+    assert!(matches!(mx, DnsError::ServerFailure { .. }), "{mx:?}");
+}
+
+/// The AD-trusting mode behind Unbound on loopback: AD means authentic, no
+/// AD means insecure, a DNSSEC EDE on SERVFAIL means bogus. Against a
+/// server that never sets AD (Knot, authoritative) everything is insecure:
+/// the verdict is wholly the upstream's.
+#[tokio::test]
+async fn trusting_the_ad_bit_of_a_loopback_resolver() {
+    let Some(world) = world(
+        "trusting_the_ad_bit_of_a_loopback_resolver",
+        UnboundMode::StrictWithEde,
+    ) else {
+        return;
+    };
+    let dns = resolver(world.unbound, Validation::TrustUpstreamAd);
+    let mx = dns.mx(&h("secure.example")).await.unwrap();
+    assert_eq!(mx.dnssec, DnssecStatus::Authentic, "{mx:?}");
+    let tlsa = dns
+        .tlsa(&QueryName::tlsa(25, &h("mx.secure.example")))
+        .await
+        .unwrap();
+    assert_eq!(tlsa.dnssec, DnssecStatus::Authentic, "{tlsa:?}");
+    assert_eq!(hex(&tlsa.records[0].data), TLSA_DATA);
+    let insecure = dns.mx(&h("insecure.example")).await.unwrap();
+    assert_eq!(insecure.dnssec, DnssecStatus::Insecure, "{insecure:?}");
+    let cross = dns.a(&h("to-insecure.secure.example")).await.unwrap();
+    assert_eq!(cross.dnssec, DnssecStatus::Insecure, "{cross:?}");
+    let bogus = dns.mx(&h("bogus.example")).await.unwrap_err();
+    assert!(matches!(bogus, DnsError::Bogus { .. }), "{bogus:?}");
+    let nx = dns.a(&h("nothing.secure.example")).await.unwrap_err();
+    assert_eq!(nx.denial_status(), Some(DnssecStatus::Authentic), "{nx:?}");
+    let nx = dns.a(&h("nothing.insecure.example")).await.unwrap_err();
+    assert_eq!(nx.denial_status(), Some(DnssecStatus::Insecure), "{nx:?}");
+
+    let knot = resolver(world.knot, Validation::TrustUpstreamAd);
+    let mx = knot.mx(&h("secure.example")).await.unwrap();
+    assert_eq!(mx.dnssec, DnssecStatus::Insecure, "{mx:?}");
+}
+
+/// The AD bit is only trusted from named loopback or listed servers.
+#[test]
+fn ad_trust_refuses_unlisted_remote_resolvers() {
+    let remote: SocketAddr = "192.0.2.53:53".parse().unwrap();
+    let config = HickoryResolverConfig::nameserver(remote, Validation::TrustUpstreamAd);
+    let e = HickoryResolver::new(config.clone()).unwrap_err();
+    assert!(
+        matches!(e, DnsSetupError::UntrustedUpstream { addr } if addr == remote),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("192.0.2.53:53"), "{e}");
+    let mut listed = config;
+    listed.trusted_upstreams = vec![remote.ip()];
+    assert!(HickoryResolver::new(listed).is_ok());
+    let system = HickoryResolverConfig {
+        validation: Validation::TrustUpstreamAd,
+        ..HickoryResolverConfig::default()
+    };
+    assert!(matches!(
+        HickoryResolver::new(system),
+        Err(DnsSetupError::AdTrustWithoutNameservers)
+    ));
+    let v6: SocketAddr = "[::1]:53".parse().unwrap();
+    let loopback = HickoryResolverConfig::nameserver(v6, Validation::TrustUpstreamAd);
+    assert!(HickoryResolver::new(loopback).is_ok());
 }

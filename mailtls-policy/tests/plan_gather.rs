@@ -1,5 +1,5 @@
 //! Gathering plan facts through the scripted resolver.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::Ipv4Addr;
 
@@ -188,5 +188,43 @@ async fn failures_of_address_and_tlsa_lookups_skip_the_host() {
     assert_eq!(
         p.entries[2].action,
         HostAction::OpportunisticTls { audit: None }
+    );
+}
+
+/// A validating upstream's SERVFAIL carrying a DNSSEC Extended DNS Error is
+/// bogus data, not a passing outage: the facts say so for MX and TLSA.
+#[tokio::test]
+async fn servfail_with_a_dnssec_ede_is_bogus_for_mx_and_tlsa() {
+    use mailtls_policy::dns::{RecordType, ScriptedFailure};
+    let dns = StaticResolver::builder()
+        .default_status(DnssecStatus::Authentic)
+        .fail(
+            "bogus-mx.example",
+            RecordType::Mx,
+            ScriptedFailure::BogusServerFailure,
+        )
+        .mx("example.com", 10, "mx.example.com")
+        .a("mx.example.com", Ipv4Addr::new(127, 0, 0, 2))
+        .fail(
+            "_25._tcp.mx.example.com",
+            RecordType::Tlsa,
+            ScriptedFailure::BogusServerFailure,
+        )
+        .build()
+        .unwrap();
+    let facts = gather(&dns, &name("bogus-mx.example"), None).await;
+    assert!(
+        matches!(facts.mx, MxFacts::LookupFailed { bogus: true, .. }),
+        "{:?}",
+        facts.mx
+    );
+    let facts = gather(&dns, &name("example.com"), None).await;
+    let MxFacts::Hosts { hosts, .. } = &facts.mx else {
+        panic!("{:?}", facts.mx);
+    };
+    assert!(
+        matches!(hosts[0].tlsa, TlsaFacts::Failed { bogus: true, .. }),
+        "{:?}",
+        hosts[0].tlsa
     );
 }

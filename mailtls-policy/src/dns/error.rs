@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::{DnssecStatus, QueryName};
+use super::{DnssecStatus, ExtendedDnsError, QueryName};
 
 /// The record types this crate asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,6 +80,20 @@ pub enum DnsError {
         /// What the resolver reported.
         detail: String,
     },
+    /// A validating upstream refused the answer because DNSSEC validation
+    /// failed: it answered SERVFAIL with an RFC 8914 Extended DNS Error
+    /// naming a DNSSEC cause (signature expired, RRSIGs missing, ...). Not
+    /// temporary: the same data gives the same verdict; DANE treats it as
+    /// bogus data.
+    #[error("{name} {rtype}: DNSSEC validation failed upstream: {ede}")]
+    Bogus {
+        /// The name asked for.
+        name: QueryName,
+        /// The type asked for.
+        rtype: RecordType,
+        /// The first DNSSEC Extended DNS Error of the SERVFAIL answer.
+        ede: ExtendedDnsError,
+    },
     /// No answer in time.
     #[error("{name} {rtype}: timed out")]
     Timeout {
@@ -116,6 +130,12 @@ impl DnsError {
         }
     }
 
+    /// Whether the lookup failed because the data is DNSSEC-bogus (a
+    /// negative answer whose denial is bogus, or [`DnsError::Bogus`]).
+    pub fn is_bogus(&self) -> bool {
+        matches!(self, DnsError::Bogus { .. }) || self.denial_status() == Some(DnssecStatus::Bogus)
+    }
+
     /// Whether trying again later may give another result.
     pub fn is_temporary(&self) -> bool {
         matches!(
@@ -132,6 +152,21 @@ pub enum DnsSetupError {
     /// The system resolver configuration (`/etc/resolv.conf`) could not be read.
     #[error("cannot read the system resolver configuration: {0}")]
     SystemConfig(String),
+    /// [`super::Validation::TrustUpstreamAd`] was asked for with the system
+    /// resolver configuration: the AD bit is trusted only from servers
+    /// named in [`super::HickoryResolverConfig::nameservers`].
+    #[error("trusting the AD bit needs explicitly configured name servers, not /etc/resolv.conf")]
+    AdTrustWithoutNameservers,
+    /// [`super::Validation::TrustUpstreamAd`] was asked for with a name
+    /// server that is neither on loopback nor listed in
+    /// [`super::HickoryResolverConfig::trusted_upstreams`].
+    #[error(
+        "name server {addr} is not on loopback and not listed in trusted_upstreams: its AD bit cannot be trusted"
+    )]
+    UntrustedUpstream {
+        /// The name server.
+        addr: std::net::SocketAddr,
+    },
     /// A trust anchor file could not be read or parsed.
     #[error("cannot load DNSSEC trust anchors from {path}: {detail}")]
     TrustAnchor {

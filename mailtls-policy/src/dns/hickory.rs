@@ -4,8 +4,17 @@
 //! answer as [`DnssecStatus::NotValidated`]. With a trust anchor hickory
 //! validates the chain itself (it does not trust an upstream's AD bit) and
 //! every record carries its proof, which maps onto [`DnssecStatus`].
+//!
+//! Behind a validating recursive resolver two more things matter. With
+//! [`HickoryResolverConfig::checking_disabled`] queries carry the CD bit so
+//! the upstream hands over data it finds bogus and our validator says so;
+//! and when a SERVFAIL comes back anyway, the RFC 8914 Extended DNS Error of
+//! that answer is read, so a strict upstream's bogus verdict becomes
+//! [`DnsError::Bogus`] rather than a transient [`DnsError::ServerFailure`].
+//! [`Validation::TrustUpstreamAd`] instead takes the upstream's AD bit as
+//! the verdict (RFC 6698 / RFC 7672 deployments with a local validator).
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +24,12 @@ use hickory_proto::dnssec::{Proof, TrustAnchors};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, RecordType as HRecordType};
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::{ResolveError, ResolveErrorKind, Resolver};
 use mailtls_core::DnsName;
 
+use super::ede;
 use super::error::DnsSetupError;
+use super::upstream::{HeaderBits, UpstreamConnector};
 use super::{
     Answer, DnsError, DnsFuture, DnsResolver, DnssecStatus, MxRecord, QueryName, RecordType,
     TlsaRecord, TxtRecord,
@@ -36,6 +46,20 @@ pub enum Validation {
     /// Validate from the DNSKEY records in a zone-format file (a private
     /// test world signs its own root or apex with these keys).
     AnchorFile(PathBuf),
+    /// Do not validate; take the upstream resolver's AD bit as the verdict
+    /// (RFC 6698 §A.3 / RFC 7672 §1.3 "local validating resolver"): an
+    /// answer with AD is [`DnssecStatus::Authentic`], one without is
+    /// [`DnssecStatus::Insecure`].
+    ///
+    /// Risk: the AD bit is one unauthenticated header bit. Anyone on the
+    /// path between this process and the resolver, or the resolver itself,
+    /// decides what is "authentic" and so which TLSA records DANE pins. It
+    /// is only safe when that path cannot be tampered with and the resolver
+    /// validates strictly (bogus answered with SERVFAIL, not passed on
+    /// without AD). [`HickoryResolver::new`] therefore accepts this mode
+    /// only for explicitly listed name servers that are each on a loopback
+    /// address or listed in [`HickoryResolverConfig::trusted_upstreams`].
+    TrustUpstreamAd,
 }
 
 /// Where a [`HickoryResolver`] sends its queries and how.
@@ -50,6 +74,17 @@ pub struct HickoryResolverConfig {
     pub timeout: Duration,
     /// How many times a query is tried.
     pub attempts: usize,
+    /// Send queries with the CD (checking disabled) bit when validating
+    /// ourselves ([`Validation::Root`] or [`Validation::AnchorFile`]): a
+    /// validating upstream then passes on data it finds bogus, and our
+    /// validator reports [`DnssecStatus::Bogus`] instead of the upstream's
+    /// SERVFAIL. Ignored in the other modes. Default off.
+    pub checking_disabled: bool,
+    /// Name servers not on loopback whose AD bit
+    /// [`Validation::TrustUpstreamAd`] may trust (a resolver on a link the
+    /// operator controls, or reached over an authenticated channel).
+    /// Loopback servers need no entry.
+    pub trusted_upstreams: Vec<IpAddr>,
 }
 
 impl Default for HickoryResolverConfig {
@@ -59,6 +94,8 @@ impl Default for HickoryResolverConfig {
             validation: Validation::Root,
             timeout: Duration::from_secs(5),
             attempts: 2,
+            checking_disabled: false,
+            trusted_upstreams: Vec::new(),
         }
     }
 }
@@ -74,25 +111,67 @@ impl HickoryResolverConfig {
     }
 }
 
+/// Where the DNSSEC verdict of an answer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Nobody gives one: every answer is not validated.
+    None,
+    /// Hickory's own validator.
+    Own,
+    /// The upstream's AD bit (see [`Validation::TrustUpstreamAd`]).
+    UpstreamAd,
+}
+
 /// A [`DnsResolver`] backed by hickory-resolver.
 #[derive(Clone)]
 pub struct HickoryResolver {
-    inner: Resolver<TokioConnectionProvider>,
-    validating: bool,
+    inner: Resolver<UpstreamConnector>,
+    verdict: Verdict,
+    /// The configured name servers, asked directly for the Extended DNS
+    /// Error of a SERVFAIL (empty with the system configuration).
+    nameservers: Vec<SocketAddr>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for HickoryResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HickoryResolver")
-            .field("validating", &self.validating)
+            .field("verdict", &self.verdict)
+            .field("nameservers", &self.nameservers)
             .finish_non_exhaustive()
     }
 }
 
 impl HickoryResolver {
     /// Builds a resolver. Must run inside a tokio runtime when used.
+    ///
+    /// Fails when a trust anchor cannot be loaded, or when
+    /// [`Validation::TrustUpstreamAd`] is asked for without explicit name
+    /// servers or with one that is neither loopback nor trusted.
     pub fn new(config: HickoryResolverConfig) -> Result<Self, DnsSetupError> {
-        let provider = TokioConnectionProvider::default();
+        let verdict = match config.validation {
+            Validation::Off => Verdict::None,
+            Validation::Root | Validation::AnchorFile(_) => Verdict::Own,
+            Validation::TrustUpstreamAd => Verdict::UpstreamAd,
+        };
+        if verdict == Verdict::UpstreamAd {
+            // resolv.conf may name any server: the AD bit is trusted only
+            // from servers named here.
+            if config.nameservers.is_empty() {
+                return Err(DnsSetupError::AdTrustWithoutNameservers);
+            }
+            if let Some(addr) = config
+                .nameservers
+                .iter()
+                .find(|a| !a.ip().is_loopback() && !config.trusted_upstreams.contains(&a.ip()))
+            {
+                return Err(DnsSetupError::UntrustedUpstream { addr: *addr });
+            }
+        }
+        let provider = UpstreamConnector::new(HeaderBits {
+            checking_disabled: config.checking_disabled && verdict == Verdict::Own,
+            trust_ad: verdict == Verdict::UpstreamAd,
+        });
         let mut builder = if config.nameservers.is_empty() {
             Resolver::builder(provider).map_err(|e| DnsSetupError::SystemConfig(e.to_string()))?
         } else {
@@ -112,11 +191,10 @@ impl HickoryResolver {
         // Queries are always fully qualified: no search list expansion.
         opts.ndots = 0;
         opts.edns0 = true;
-        let validating = config.validation != Validation::Off;
-        opts.validate = validating;
+        opts.validate = verdict == Verdict::Own;
         builder = builder.with_options(opts);
         match &config.validation {
-            Validation::Off | Validation::Root => {}
+            Validation::Off | Validation::Root | Validation::TrustUpstreamAd => {}
             Validation::AnchorFile(path) => {
                 let text =
                     std::fs::read_to_string(path).map_err(|e| DnsSetupError::TrustAnchor {
@@ -134,12 +212,14 @@ impl HickoryResolver {
         }
         Ok(HickoryResolver {
             inner: builder.build(),
-            validating,
+            verdict,
+            nameservers: config.nameservers,
+            timeout: config.timeout,
         })
     }
 
     fn status(&self, proof: Proof) -> DnssecStatus {
-        if !self.validating {
+        if self.verdict == Verdict::None {
             return DnssecStatus::NotValidated;
         }
         match proof {
@@ -172,9 +252,9 @@ impl HickoryResolver {
                 rtype,
                 detail: e.to_string(),
             })?;
-        let lookup = match self.inner.lookup(name, htype).await {
+        let lookup = match self.inner.lookup(name.clone(), htype).await {
             Ok(l) => l,
-            Err(e) => return Err(self.map_error(query, rtype, e).await),
+            Err(e) => return Err(self.map_error(query, rtype, (&name, htype), e).await),
         };
         let mut dnssec = DnssecStatus::Authentic;
         let mut chain = Vec::new();
@@ -232,11 +312,22 @@ impl HickoryResolver {
     /// The DNSSEC status of the zone holding `name`: the proof of the SOA
     /// of the closest enclosing zone (resolver-level negative answers do
     /// not keep their authority records, so this asks again).
+    ///
+    /// The walk ends at the root zone itself, not at the last label: a
+    /// name directly under a signed root (`_mta-sts.nomta.` or `nomta.` in
+    /// a private world whose trust anchor is the root key) is denied by the
+    /// root's own NSEC, and its status is that of the root's SOA. Stopping
+    /// one label short called those authentic denials bogus.
     async fn zone_status(&self, name: &QueryName) -> DnssecStatus {
         let full = name.as_str();
-        let mut suffix = full;
+        // `Some(suffix)` for a suffix of the name, `None` once at the root.
+        let mut suffix = Some(full);
         loop {
-            let Ok(qname) = Name::from_ascii(format!("{suffix}.")) else {
+            let fqdn = match suffix {
+                Some(s) => format!("{s}."),
+                None => String::from("."),
+            };
+            let Ok(qname) = Name::from_ascii(fqdn) else {
                 return DnssecStatus::Bogus;
             };
             match self.inner.lookup(qname, HRecordType::SOA).await {
@@ -252,23 +343,58 @@ impl HickoryResolver {
                 Err(e) if e.is_no_records_found() => {}
                 Err(_) => return DnssecStatus::Bogus,
             }
-            match suffix.split_once('.') {
-                Some((_, rest)) if !rest.is_empty() => suffix = rest,
-                _ => return DnssecStatus::Bogus,
-            }
+            suffix = match suffix {
+                Some(s) => match s.split_once('.') {
+                    Some((_, rest)) if !rest.is_empty() => Some(rest),
+                    _ => None,
+                },
+                // The root has no SOA we could get: nothing vouches for
+                // the denial.
+                None => return DnssecStatus::Bogus,
+            };
         }
     }
 
-    async fn map_error(&self, name: &QueryName, rtype: RecordType, e: ResolveError) -> DnsError {
+    /// A server failure, unless the upstream says (RFC 8914 EDE on its
+    /// SERVFAIL) that DNSSEC validation failed: then [`DnsError::Bogus`].
+    async fn server_failure(
+        &self,
+        name: QueryName,
+        rtype: RecordType,
+        question: (&Name, HRecordType),
+        detail: String,
+    ) -> DnsError {
+        for server in &self.nameservers {
+            let codes = ede::probe(*server, question.0, question.1, self.timeout).await;
+            if let Some(first) = codes.into_iter().next() {
+                return DnsError::Bogus {
+                    name,
+                    rtype,
+                    ede: first,
+                };
+            }
+        }
+        DnsError::ServerFailure {
+            name,
+            rtype,
+            detail,
+        }
+    }
+
+    async fn map_error(
+        &self,
+        name: &QueryName,
+        rtype: RecordType,
+        question: (&Name, HRecordType),
+        e: ResolveError,
+    ) -> DnsError {
         let name = name.clone();
         let proto = match e.kind() {
             ResolveErrorKind::Proto(p) => p,
             _ => {
-                return DnsError::ServerFailure {
-                    name,
-                    rtype,
-                    detail: e.to_string(),
-                };
+                return self
+                    .server_failure(name, rtype, question, e.to_string())
+                    .await;
             }
         };
         match proto.kind() {
@@ -277,7 +403,7 @@ impl HickoryResolver {
                 // hickory's NSEC/NSEC3 check (a failed one is an Nsec
                 // error); whether it is authentic or provably insecure is
                 // the status of the zone it came from.
-                let dnssec = if self.validating {
+                let dnssec = if self.verdict != Verdict::None {
                     self.zone_status(&name).await
                 } else {
                     DnssecStatus::NotValidated
@@ -289,11 +415,10 @@ impl HickoryResolver {
                         rtype,
                         dnssec,
                     },
-                    other => DnsError::ServerFailure {
-                        name,
-                        rtype,
-                        detail: format!("response code {other}"),
-                    },
+                    other => {
+                        self.server_failure(name, rtype, question, format!("response code {other}"))
+                            .await
+                    }
                 }
             }
             ProtoErrorKind::Nsec { proof, .. } => DnsError::NoData {
@@ -302,11 +427,10 @@ impl HickoryResolver {
                 dnssec: self.status(*proof),
             },
             ProtoErrorKind::Timeout => DnsError::Timeout { name, rtype },
-            _ => DnsError::ServerFailure {
-                name,
-                rtype,
-                detail: proto.to_string(),
-            },
+            _ => {
+                self.server_failure(name, rtype, question, proto.to_string())
+                    .await
+            }
         }
     }
 }

@@ -12,11 +12,13 @@
 //! failed" ([`DnssecStatus::Bogus`]); every [`DnsError`] tells NXDOMAIN, no
 //! data, server failure and timeout apart.
 
+mod ede;
 mod error;
 mod hickory;
 mod name;
 mod records;
 mod static_resolver;
+mod upstream;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -24,6 +26,7 @@ use std::pin::Pin;
 
 use mailtls_core::DnsName;
 
+pub use ede::ExtendedDnsError;
 pub use error::{DnsError, DnsSetupError, RecordType};
 pub use hickory::{HickoryResolver, HickoryResolverConfig, Validation};
 pub use name::{QueryName, QueryNameError};

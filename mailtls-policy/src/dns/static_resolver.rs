@@ -34,6 +34,9 @@ pub enum ScriptedFailure {
     ServerFailure,
     /// Answer as if no reply came.
     Timeout,
+    /// Answer as a validating upstream does for bogus data: SERVFAIL with
+    /// Extended DNS Error 6, "DNSSEC Bogus" (RFC 8914 §4.7).
+    BogusServerFailure,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -286,6 +289,14 @@ impl StaticResolver {
                         detail: "SERVFAIL (scripted)".to_owned(),
                     },
                     ScriptedFailure::Timeout => DnsError::Timeout { name: query, rtype },
+                    ScriptedFailure::BogusServerFailure => DnsError::Bogus {
+                        name: query,
+                        rtype,
+                        ede: crate::dns::ExtendedDnsError {
+                            code: 6,
+                            text: "scripted".to_owned(),
+                        },
+                    },
                 });
             }
             dnssec = dnssec.combine(status_of(&name));

@@ -51,7 +51,9 @@ pub async fn gather(
             host: host_facts(resolver, 0, domain.clone(), dnssec).await,
         },
         Err(e) => MxFacts::LookupFailed {
-            bogus: false,
+            // A validating upstream's SERVFAIL with a DNSSEC EDE is bogus,
+            // not a transient failure.
+            bogus: e.is_bogus(),
             detail: e.to_string(),
         },
     };
@@ -165,7 +167,7 @@ async fn tlsa_facts(resolver: &dyn DnsResolver, name: &DnsName, canonical: &DnsN
                 Some(dnssec) => last = TlsaFacts::Absent { dnssec },
                 None => {
                     return TlsaFacts::Failed {
-                        bogus: false,
+                        bogus: e.is_bogus(),
                         detail: e.to_string(),
                     };
                 }

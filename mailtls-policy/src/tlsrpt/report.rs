@@ -408,6 +408,9 @@ mod tests {
         let r = TlsReport::build(&agg, day, "example.net", &meta()).unwrap();
         let json = String::from_utf8(r.to_json().unwrap()).unwrap();
         assert!(!json.contains("receiving-mx-hostname"), "{json}");
-        assert!(json.contains(r#""result-type":"sts-policy-fetch-error""#), "{json}");
+        assert!(
+            json.contains(r#""result-type":"sts-policy-fetch-error""#),
+            "{json}"
+        );
     }
 }

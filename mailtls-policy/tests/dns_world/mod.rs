@@ -85,6 +85,9 @@ pub enum UnboundMode {
     Strict,
     /// `val-permissive-mode: yes`: bogus answers are returned without AD.
     Permissive,
+    /// Strict, and `ede: yes`: each SERVFAIL for bogus data carries an
+    /// RFC 8914 Extended DNS Error naming the DNSSEC cause.
+    StrictWithEde,
 }
 
 /// A running world. Dropping it stops Unbound, then Knot, then removes the
@@ -348,8 +351,13 @@ fn start_unbound(d: &Path, port: u16, knot_port: u16, anchor: &Path, mode: Unbou
     .map(|z| format!("stub-zone:\n  name: \"{z}\"\n  stub-addr: 127.0.0.1@{knot_port}\n"))
     .collect();
     let permissive = match mode {
-        UnboundMode::Strict => "no",
+        UnboundMode::Strict | UnboundMode::StrictWithEde => "no",
         UnboundMode::Permissive => "yes",
+    };
+    let ede = if mode == UnboundMode::StrictWithEde {
+        "yes"
+    } else {
+        "no"
     };
     let conf = format!(
         "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-not-query-localhost: no\n  \
@@ -357,7 +365,7 @@ fn start_unbound(d: &Path, port: u16, knot_port: u16, anchor: &Path, mode: Unbou
          use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  verbosity: 1\n  num-threads: 1\n  \
          so-reuseport: no\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n  \
          module-config: \"validator iterator\"\n  trust-anchor-file: \"{anchor}\"\n  \
-         val-permissive-mode: {permissive}\n  harden-glue: no\n  harden-referral-path: no\n  \
+         val-permissive-mode: {permissive}\n  ede: {ede}\n  harden-glue: no\n  harden-referral-path: no\n  \
          harden-dnssec-stripped: yes\n  qname-minimisation: no\n  aggressive-nsec: no\n  \
          cache-max-ttl: 0\n  cache-max-negative-ttl: 0\n\
          {stubs}remote-control:\n  control-enable: no\n",
