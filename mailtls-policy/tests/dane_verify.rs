@@ -50,214 +50,294 @@ fn ca_and_leaf(
     (ca_cert.der().clone(), leaf.der().clone())
 }
 
-#[test]
-fn dane_ee_matches_every_selector_and_matching_type() {
-    let made = self_signed(&ServerCertSpec::new(name("mx.example.com"))).unwrap();
-    let leaf = made.cert_der.clone();
-    for selector in [Selector::Cert, Selector::Spki] {
-        for matching in [
-            MatchingType::Full,
-            MatchingType::Sha256,
-            MatchingType::Sha512,
-        ] {
-            let rec =
-                UsableTlsa::for_certificate(DaneUsage::DaneEe, selector, matching, &leaf).unwrap();
-            let m = verify_chain(
-                std::slice::from_ref(&rec),
-                &leaf,
-                &[],
-                &[name("mx.example.com")],
-                now(),
-            )
-            .unwrap();
-            assert_eq!(m.depth, 0);
-            assert_eq!(m.record, rec);
+/// The certificates the cases below pick from, made once.
+struct Certs {
+    /// Self-signed for mx.example.com, and a second one with another key.
+    ee: CertificateDer<'static>,
+    other_ee: CertificateDer<'static>,
+    /// Expired, self-signed, for a name that is not the MX.
+    expired_ee: CertificateDer<'static>,
+    /// A test CA, a leaf it issued for mx.example.com, and another CA with its
+    /// own leaf for the same name.
+    ca: CertificateDer<'static>,
+    ca_leaf: CertificateDer<'static>,
+    other_ca: CertificateDer<'static>,
+    other_ca_leaf: CertificateDer<'static>,
+    /// A CA whose leaf expired, and one whose leaf is current.
+    expired_leaf_ca: CertificateDer<'static>,
+    expired_leaf: CertificateDer<'static>,
+    current_leaf_ca: CertificateDer<'static>,
+    current_leaf: CertificateDer<'static>,
+}
+
+/// Which of [`Certs`] a case uses.
+#[derive(Debug, Clone, Copy)]
+enum C {
+    Ee,
+    OtherEe,
+    ExpiredEe,
+    Ca,
+    CaLeaf,
+    OtherCa,
+    OtherCaLeaf,
+    ExpiredLeafCa,
+    ExpiredLeaf,
+    CurrentLeafCa,
+    CurrentLeaf,
+}
+
+impl Certs {
+    fn make() -> Self {
+        let ee = |host: &str| {
+            self_signed(&ServerCertSpec::new(name(host)))
+                .unwrap()
+                .cert_der
+        };
+        let ca_with_leaf = || {
+            let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
+            let leaf = ca
+                .issue(&ServerCertSpec::new(name("mx.example.com")))
+                .unwrap();
+            (ca.certificate().cert_der.clone(), leaf.cert_der)
+        };
+        let (ca, ca_leaf) = ca_with_leaf();
+        let (other_ca, other_ca_leaf) = ca_with_leaf();
+        let (expired_leaf_ca, expired_leaf) = ca_and_leaf("mx.example.com", true);
+        let (current_leaf_ca, current_leaf) = ca_and_leaf("mx.example.com", false);
+        Certs {
+            ee: ee("mx.example.com"),
+            other_ee: ee("mx.example.com"),
+            expired_ee: expired_self_signed("some-other-name.example"),
+            ca,
+            ca_leaf,
+            other_ca,
+            other_ca_leaf,
+            expired_leaf_ca,
+            expired_leaf,
+            current_leaf_ca,
+            current_leaf,
+        }
+    }
+
+    fn get(&self, c: C) -> &CertificateDer<'static> {
+        match c {
+            C::Ee => &self.ee,
+            C::OtherEe => &self.other_ee,
+            C::ExpiredEe => &self.expired_ee,
+            C::Ca => &self.ca,
+            C::CaLeaf => &self.ca_leaf,
+            C::OtherCa => &self.other_ca,
+            C::OtherCaLeaf => &self.other_ca_leaf,
+            C::ExpiredLeafCa => &self.expired_leaf_ca,
+            C::ExpiredLeaf => &self.expired_leaf,
+            C::CurrentLeafCa => &self.current_leaf_ca,
+            C::CurrentLeaf => &self.current_leaf,
         }
     }
 }
 
-#[test]
-fn dane_ee_ignores_names_and_expiry_rfc7672_3_1_1() {
-    let leaf = expired_self_signed("some-other-name.example");
-    let rec = UsableTlsa::for_certificate(
-        DaneUsage::DaneEe,
-        Selector::Spki,
-        MatchingType::Sha256,
-        &leaf,
-    )
-    .unwrap();
-    assert!(verify_chain(&[rec], &leaf, &[], &[name("mx.example.com")], now()).is_ok());
+/// What `verify_chain` must answer.
+enum Expect {
+    /// A match at this depth (0: the leaf, 1: its issuer), on the record.
+    Match { depth: usize },
+    /// A failure of this TLS-RPT result type whose kind passes the check.
+    Fail(ResultType, fn(&DaneFailureKind) -> bool),
 }
 
-#[test]
-fn dane_ee_mismatch_is_tlsa_invalid() {
-    let a = self_signed(&ServerCertSpec::new(name("mx.example.com"))).unwrap();
-    let b = self_signed(&ServerCertSpec::new(name("mx.example.com"))).unwrap();
-    let rec = UsableTlsa::for_certificate(
-        DaneUsage::DaneEe,
-        Selector::Spki,
-        MatchingType::Sha256,
-        &a.cert_der,
-    )
-    .unwrap();
-    let err = verify_chain(&[rec], &b.cert_der, &[], &[name("mx.example.com")], now()).unwrap_err();
-    assert_eq!(err.kind, DaneFailureKind::NoRecordMatched { records: 1 });
-    assert_eq!(err.result_type(), ResultType::TlsaInvalid);
+fn any_kind(_: &DaneFailureKind) -> bool {
+    true
 }
 
-#[test]
-fn dane_ee_record_does_not_match_an_intermediate() {
-    // A DANE-EE record naming the CA must not authenticate a leaf under it.
-    let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
-    let leaf = ca
-        .issue(&ServerCertSpec::new(name("mx.example.com")))
-        .unwrap();
-    let ca_der = ca.certificate().cert_der.clone();
-    let rec = UsableTlsa::for_certificate(
-        DaneUsage::DaneEe,
-        Selector::Cert,
-        MatchingType::Sha256,
-        &ca_der,
-    )
-    .unwrap();
-    let err = verify_chain(
-        &[rec],
-        &leaf.cert_der,
-        &[ca_der],
-        &[name("mx.example.com")],
-        now(),
-    )
-    .unwrap_err();
-    assert_eq!(err.result_type(), ResultType::TlsaInvalid);
+/// One TLSA record made from `from`, one chain presented by the server.
+struct Case {
+    name: String,
+    record: (DaneUsage, Selector, MatchingType, C),
+    leaf: C,
+    chain: &'static [C],
+    names: &'static [&'static str],
+    expect: Expect,
 }
 
-#[test]
-fn dane_ta_chains_to_the_presented_anchor_and_checks_the_name() {
-    let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
-    let leaf = ca
-        .issue(&ServerCertSpec::new(name("mx.example.com")))
-        .unwrap();
-    let ca_der = ca.certificate().cert_der.clone();
-    for selector in [Selector::Cert, Selector::Spki] {
-        let rec =
-            UsableTlsa::for_certificate(DaneUsage::DaneTa, selector, MatchingType::Sha256, &ca_der)
-                .unwrap();
-        let m = verify_chain(
-            std::slice::from_ref(&rec),
-            &leaf.cert_der,
-            std::slice::from_ref(&ca_der),
-            &[name("mx.example.com")],
-            now(),
-        )
-        .unwrap();
-        assert_eq!(m.depth, 1);
-
-        // RFC 7672 §3.2.2: the name must match a reference identifier.
-        let err = verify_chain(
-            std::slice::from_ref(&rec),
-            &leaf.cert_der,
-            std::slice::from_ref(&ca_der),
-            &[name("mail.example.net"), name("example.net")],
-            now(),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err.kind, DaneFailureKind::NameMismatch { ref names } if names.len() == 2)
-        );
-        assert_eq!(err.result_type(), ResultType::CertificateHostMismatch);
-
-        // Any one of several reference identifiers is enough.
-        assert!(
-            verify_chain(
-                &[rec],
-                &leaf.cert_der,
-                std::slice::from_ref(&ca_der),
-                &[name("example.net"), name("mx.example.com")],
-                now(),
-            )
-            .is_ok()
-        );
+fn case(
+    name: impl Into<String>,
+    record: (DaneUsage, Selector, MatchingType, C),
+    (leaf, chain): (C, &'static [C]),
+    names: &'static [&'static str],
+    expect: Expect,
+) -> Case {
+    Case {
+        name: name.into(),
+        record,
+        leaf,
+        chain,
+        names,
+        expect,
     }
 }
 
-#[test]
-fn dane_ta_requires_the_anchor_in_the_chain() {
-    let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
-    let leaf = ca
-        .issue(&ServerCertSpec::new(name("mx.example.com")))
-        .unwrap();
-    let ca_der = ca.certificate().cert_der.clone();
-    let rec = UsableTlsa::for_certificate(
-        DaneUsage::DaneTa,
-        Selector::Cert,
-        MatchingType::Full,
-        &ca_der,
-    )
-    .unwrap();
-    let err = verify_chain(
-        &[rec],
-        &leaf.cert_der,
-        &[],
-        &[name("mx.example.com")],
-        now(),
-    )
-    .unwrap_err();
-    assert_eq!(err.result_type(), ResultType::TlsaInvalid);
+const MX: &[&str] = &["mx.example.com"];
+
+fn cases() -> Vec<Case> {
+    use DaneUsage::{DaneEe as Ee, DaneTa as Ta};
+    use Expect::{Fail, Match};
+    use MatchingType::{Full, Sha256, Sha512};
+    use Selector::{Cert, Spki};
+    let mut cases = Vec::new();
+    for selector in [Cert, Spki] {
+        for matching in [Full, Sha256, Sha512] {
+            cases.push(case(
+                format!("DANE-EE matches with {selector:?}/{matching:?}"),
+                (Ee, selector, matching, C::Ee),
+                (C::Ee, &[]),
+                MX,
+                Match { depth: 0 },
+            ));
+        }
+    }
+    for selector in [Cert, Spki] {
+        cases.extend([
+            case(
+                format!("DANE-TA {selector:?} chains to the presented anchor"),
+                (Ta, selector, Sha256, C::Ca),
+                (C::CaLeaf, &[C::Ca]),
+                MX,
+                Match { depth: 1 },
+            ),
+            // RFC 7672 §3.2.2: the name must match a reference identifier.
+            case(
+                format!("DANE-TA {selector:?} checks the name"),
+                (Ta, selector, Sha256, C::Ca),
+                (C::CaLeaf, &[C::Ca]),
+                &["mail.example.net", "example.net"],
+                Fail(
+                    ResultType::CertificateHostMismatch,
+                    |k| matches!(k, DaneFailureKind::NameMismatch { names } if names.len() == 2),
+                ),
+            ),
+            case(
+                format!("DANE-TA {selector:?}: any one reference identifier is enough"),
+                (Ta, selector, Sha256, C::Ca),
+                (C::CaLeaf, &[C::Ca]),
+                &["example.net", "mx.example.com"],
+                Match { depth: 1 },
+            ),
+        ]);
+    }
+    cases.extend([
+        case(
+            "DANE-EE ignores names and expiry (RFC 7672 §3.1.1)",
+            (Ee, Spki, Sha256, C::ExpiredEe),
+            (C::ExpiredEe, &[]),
+            MX,
+            Match { depth: 0 },
+        ),
+        case(
+            "DANE-EE mismatch is tlsa-invalid",
+            (Ee, Spki, Sha256, C::Ee),
+            (C::OtherEe, &[]),
+            MX,
+            Fail(ResultType::TlsaInvalid, |k| {
+                *k == DaneFailureKind::NoRecordMatched { records: 1 }
+            }),
+        ),
+        // A DANE-EE record naming the CA must not authenticate a leaf under it.
+        case(
+            "DANE-EE record does not match an intermediate",
+            (Ee, Cert, Sha256, C::Ca),
+            (C::CaLeaf, &[C::Ca]),
+            MX,
+            Fail(ResultType::TlsaInvalid, any_kind),
+        ),
+        case(
+            "DANE-TA 2 0 0 requires the anchor in the chain",
+            (Ta, Cert, Full, C::Ca),
+            (C::CaLeaf, &[]),
+            MX,
+            Fail(ResultType::TlsaInvalid, any_kind),
+        ),
+        // The server presents the matching CA, but its leaf was issued elsewhere.
+        case(
+            "DANE-TA refuses a leaf not signed by the matched anchor",
+            (Ta, Spki, Sha512, C::Ca),
+            (C::OtherCaLeaf, &[C::Ca]),
+            MX,
+            Fail(ResultType::CertificateNotTrusted, |k| {
+                matches!(k, DaneFailureKind::ChainInvalid { .. })
+            }),
+        ),
+        case(
+            "DANE-TA checks the leaf validity period: expired",
+            (Ta, Spki, Sha256, C::ExpiredLeafCa),
+            (C::ExpiredLeaf, &[C::ExpiredLeafCa]),
+            MX,
+            Fail(ResultType::CertificateExpired, |k| {
+                *k == DaneFailureKind::Expired
+            }),
+        ),
+        case(
+            "DANE-TA checks the leaf validity period: current",
+            (Ta, Spki, Sha256, C::CurrentLeafCa),
+            (C::CurrentLeaf, &[C::CurrentLeafCa]),
+            MX,
+            Match { depth: 1 },
+        ),
+        // RFC 7671 §5.2.2: 2 1 0, the CA's full SubjectPublicKeyInfo in DNS;
+        // the server sends only its own certificate.
+        case(
+            "DANE-TA bare key from DNS anchors a chain without the TA",
+            (Ta, Spki, Full, C::Ca),
+            (C::CaLeaf, &[]),
+            MX,
+            Match { depth: 1 },
+        ),
+        case(
+            "DANE-TA bare key: the name is still checked",
+            (Ta, Spki, Full, C::Ca),
+            (C::CaLeaf, &[]),
+            &["other.example"],
+            Fail(ResultType::CertificateHostMismatch, any_kind),
+        ),
+        case(
+            "DANE-TA bare key: another CA's key does not anchor this leaf",
+            (Ta, Spki, Full, C::OtherCa),
+            (C::CaLeaf, &[]),
+            MX,
+            Fail(ResultType::CertificateNotTrusted, any_kind),
+        ),
+    ]);
+    cases
 }
 
 #[test]
-fn dane_ta_refuses_a_leaf_not_signed_by_the_matched_anchor() {
-    let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
-    let other_ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
-    let leaf = other_ca
-        .issue(&ServerCertSpec::new(name("mx.example.com")))
-        .unwrap();
-    let ca_der = ca.certificate().cert_der.clone();
-    let rec = UsableTlsa::for_certificate(
-        DaneUsage::DaneTa,
-        Selector::Spki,
-        MatchingType::Sha512,
-        &ca_der,
-    )
-    .unwrap();
-    // The server presents the matching CA, but its leaf was issued elsewhere.
-    let err = verify_chain(
-        &[rec],
-        &leaf.cert_der,
-        &[ca_der],
-        &[name("mx.example.com")],
-        now(),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err.kind, DaneFailureKind::ChainInvalid { .. }),
-        "{err}"
-    );
-    assert_eq!(err.result_type(), ResultType::CertificateNotTrusted);
-}
-
-#[test]
-fn dane_ta_checks_the_leaf_validity_period() {
-    let (ca, leaf) = ca_and_leaf("mx.example.com", true);
-    let rec =
-        UsableTlsa::for_certificate(DaneUsage::DaneTa, Selector::Spki, MatchingType::Sha256, &ca)
-            .unwrap();
-    let err = verify_chain(
-        std::slice::from_ref(&rec),
-        &leaf,
-        std::slice::from_ref(&ca),
-        &[name("mx.example.com")],
-        now(),
-    )
-    .unwrap_err();
-    assert_eq!(err.kind, DaneFailureKind::Expired);
-    assert_eq!(err.result_type(), ResultType::CertificateExpired);
-
-    let (ca, leaf) = ca_and_leaf("mx.example.com", false);
-    let rec =
-        UsableTlsa::for_certificate(DaneUsage::DaneTa, Selector::Spki, MatchingType::Sha256, &ca)
-            .unwrap();
-    assert!(verify_chain(&[rec], &leaf, &[ca], &[name("mx.example.com")], now()).is_ok());
+fn verify_chain_cases_rfc7672_3_1() {
+    let certs = Certs::make();
+    for c in cases() {
+        let label = &c.name;
+        let (usage, selector, matching, from) = c.record;
+        let rec = UsableTlsa::for_certificate(usage, selector, matching, certs.get(from))
+            .unwrap_or_else(|e| panic!("{label}: record: {e}"));
+        let chain: Vec<_> = c.chain.iter().map(|&x| certs.get(x).clone()).collect();
+        let names: Vec<_> = c.names.iter().map(|n| name(n)).collect();
+        let got = verify_chain(
+            std::slice::from_ref(&rec),
+            certs.get(c.leaf),
+            &chain,
+            &names,
+            now(),
+        );
+        match (got, c.expect) {
+            (Ok(m), Expect::Match { depth }) => {
+                assert_eq!(m.depth, depth, "{label}: depth");
+                assert_eq!(m.record, rec, "{label}: matched record");
+            }
+            (Err(err), Expect::Fail(result_type, kind)) => {
+                assert_eq!(err.result_type(), result_type, "{label}: {err}");
+                assert!(kind(&err.kind), "{label}: kind {:?}", err.kind);
+            }
+            (Ok(m), Expect::Fail(..)) => panic!("{label}: expected a failure, matched {m:?}"),
+            (Err(err), Expect::Match { .. }) => panic!("{label}: expected a match: {err}"),
+        }
+    }
 }
 
 #[test]
@@ -282,59 +362,4 @@ fn all_unusable_rrset_has_no_records_to_verify_with_rfc7672_2_2() {
     )
     .unwrap_err();
     assert_eq!(err.kind, DaneFailureKind::NoUsableRecords);
-}
-
-#[test]
-fn dane_ta_bare_key_from_dns_anchors_a_chain_without_the_ta_rfc7671_5_2_2() {
-    let ca = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
-    let leaf = ca
-        .issue(&ServerCertSpec::new(name("mx.example.com")))
-        .unwrap();
-    let ca_der = ca.certificate().cert_der.clone();
-    // 2 1 0: the CA's full SubjectPublicKeyInfo in DNS; the server sends
-    // only its own certificate.
-    let rec = UsableTlsa::for_certificate(
-        DaneUsage::DaneTa,
-        Selector::Spki,
-        MatchingType::Full,
-        &ca_der,
-    )
-    .unwrap();
-    let m = verify_chain(
-        std::slice::from_ref(&rec),
-        &leaf.cert_der,
-        &[],
-        &[name("mx.example.com")],
-        now(),
-    )
-    .unwrap();
-    assert_eq!(m.depth, 1);
-    // The name is still checked.
-    let err = verify_chain(
-        std::slice::from_ref(&rec),
-        &leaf.cert_der,
-        &[],
-        &[name("other.example")],
-        now(),
-    )
-    .unwrap_err();
-    assert_eq!(err.result_type(), ResultType::CertificateHostMismatch);
-    // Another CA's key does not anchor this leaf.
-    let other = CertificateAuthority::new_test_ca(&CaSpec::default()).unwrap();
-    let wrong = UsableTlsa::for_certificate(
-        DaneUsage::DaneTa,
-        Selector::Spki,
-        MatchingType::Full,
-        &other.certificate().cert_der,
-    )
-    .unwrap();
-    let err = verify_chain(
-        &[wrong],
-        &leaf.cert_der,
-        &[],
-        &[name("mx.example.com")],
-        now(),
-    )
-    .unwrap_err();
-    assert_eq!(err.result_type(), ResultType::CertificateNotTrusted);
 }

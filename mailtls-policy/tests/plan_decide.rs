@@ -130,73 +130,6 @@ fn dane_with_usable_records_requires_dane_and_beats_mta_sts() {
 }
 
 #[test]
-fn all_unusable_tlsa_means_tls_without_authentication_rfc7672_2_2() {
-    let f = facts(
-        Authentic,
-        vec![host(
-            10,
-            "mx.example.com",
-            Authentic,
-            records(
-                "mx.example.com",
-                Authentic,
-                vec![tlsa(0, 0, 1), tlsa(1, 1, 1)],
-            ),
-        )],
-        None,
-    );
-    assert_eq!(
-        plan(&f, TlsDemand::Default).entries[0].action,
-        HostAction::RequireTlsUnauthenticated
-    );
-}
-
-#[test]
-fn dane_needs_authentic_mx_address_and_tlsa() {
-    let recs = || records("mx.example.com", Authentic, vec![tlsa(3, 1, 1)]);
-    // Insecure MX: no DANE.
-    let p = plan(
-        &facts(
-            Insecure,
-            vec![host(10, "mx.example.com", Authentic, recs())],
-            None,
-        ),
-        TlsDemand::Default,
-    );
-    assert_eq!(
-        p.entries[0].action,
-        HostAction::OpportunisticTls { audit: None }
-    );
-    // Insecure address records: no DANE.
-    let p = plan(
-        &facts(
-            Authentic,
-            vec![host(10, "mx.example.com", Insecure, recs())],
-            None,
-        ),
-        TlsDemand::Default,
-    );
-    assert_eq!(
-        p.entries[0].action,
-        HostAction::OpportunisticTls { audit: None }
-    );
-    // Insecure TLSA records: not used.
-    let insecure = records("mx.example.com", Insecure, vec![tlsa(3, 1, 1)]);
-    let p = plan(
-        &facts(
-            Authentic,
-            vec![host(10, "mx.example.com", Authentic, insecure)],
-            None,
-        ),
-        TlsDemand::Default,
-    );
-    assert_eq!(
-        p.entries[0].action,
-        HostAction::OpportunisticTls { audit: None }
-    );
-}
-
-#[test]
 fn failed_or_bogus_tlsa_skips_the_host() {
     let bogus = records("a.example.com", Bogus, vec![tlsa(3, 1, 1)]);
     let failed = TlsaFacts::Failed {
@@ -269,43 +202,6 @@ fn mta_sts_enforce_skips_unlisted_hosts_and_requires_webpki_for_listed() {
 }
 
 #[test]
-fn mta_sts_testing_never_blocks_but_audits() {
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "backup.example.org",
-            Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        Some(sts(PolicyMode::Testing, &["*.example.com"])),
-    );
-    let p = plan(&f, TlsDemand::Default);
-    assert!(matches!(
-        p.entries[0].action,
-        HostAction::OpportunisticTls {
-            audit: Some(Verification::WebPki { .. })
-        }
-    ));
-    assert_eq!(p.entries[0].policy, PolicyType::Sts);
-    // `mode: none` is no policy at all.
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "mx.example.com",
-            Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        Some(sts(PolicyMode::None, &[])),
-    );
-    assert_eq!(
-        plan(&f, TlsDemand::Default).entries[0].policy,
-        PolicyType::NoPolicyFound
-    );
-}
-
-#[test]
 fn tls_required_no_turns_policy_failures_into_audits_rfc8689_4_2_2() {
     let f = facts(
         Insecure,
@@ -326,179 +222,286 @@ fn tls_required_no_turns_policy_failures_into_audits_rfc8689_4_2_2() {
     );
 }
 
-#[test]
-fn requiretls_needs_dnssec_or_sts_enforce_else_fails_with_5_7_30() {
-    // Insecure MX, no policy: every host fails now, the message bounces.
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "mx.example.com",
-            Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        None,
-    );
-    let p = plan(&f, TlsDemand::RequireTls);
-    assert!(
-        matches!(p.entries[0].action, HostAction::FailNow { status, .. } if status == EnhancedStatus::REQUIRETLS_REQUIRED)
-    );
-    assert_eq!(
-        p.entries[0].on_failure,
-        FailureAction::Bounce(EnhancedStatus::REQUIRETLS_REQUIRED)
-    );
-    assert_eq!(
-        p.when_exhausted,
-        FailureAction::Bounce(EnhancedStatus::REQUIRETLS_REQUIRED)
-    );
+/// One MX host, planned for one message: what its entry must say.
+struct OneHost {
+    name: &'static str,
+    host: &'static str,
+    mx: DnssecStatus,
+    address: DnssecStatus,
+    tlsa: TlsaFacts,
+    policy: Option<MtaStsPolicy>,
+    demand: TlsDemand,
+    action: fn(&HostAction) -> bool,
+    entry_policy: Option<PolicyType>,
+    on_failure: Option<FailureAction>,
+    when_exhausted: Option<FailureAction>,
+    peer_must_advertise_requiretls: Option<bool>,
+}
 
-    // Testing mode is not enough.
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "mx.example.com",
-            Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        Some(sts(PolicyMode::Testing, &["mx.example.com"])),
-    );
-    assert!(matches!(
-        plan(&f, TlsDemand::RequireTls).entries[0].action,
-        HostAction::FailNow { .. }
-    ));
+impl OneHost {
+    /// `mx.example.com` at preference 10 with the given DNSSEC states.
+    fn new(
+        name: &'static str,
+        (mx, address, tlsa): (DnssecStatus, DnssecStatus, TlsaFacts),
+        policy: Option<MtaStsPolicy>,
+        demand: TlsDemand,
+        action: fn(&HostAction) -> bool,
+    ) -> Self {
+        OneHost {
+            name,
+            host: "mx.example.com",
+            mx,
+            address,
+            tlsa,
+            policy,
+            demand,
+            action,
+            entry_policy: None,
+            on_failure: None,
+            when_exhausted: None,
+            peer_must_advertise_requiretls: None,
+        }
+    }
 
-    // Enforce mode listing the host qualifies; WebPKI and REQUIRETLS from the peer.
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "mx.example.com",
-            Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        Some(sts(PolicyMode::Enforce, &["mx.example.com"])),
-    );
-    let p = plan(&f, TlsDemand::RequireTls);
-    assert!(matches!(
-        p.entries[0].action,
+    fn check(self) {
+        let name = self.name;
+        let f = facts(
+            self.mx,
+            vec![host(10, self.host, self.address, self.tlsa)],
+            self.policy,
+        );
+        let p = plan(&f, self.demand);
+        let e = &p.entries[0];
+        assert!((self.action)(&e.action), "{name}: action {:?}", e.action);
+        if let Some(want) = self.entry_policy {
+            assert_eq!(e.policy, want, "{name}: policy");
+        }
+        if let Some(want) = self.on_failure {
+            assert_eq!(e.on_failure, want, "{name}: on_failure");
+        }
+        if let Some(want) = self.when_exhausted {
+            assert_eq!(p.when_exhausted, want, "{name}: when_exhausted");
+        }
+        if let Some(want) = self.peer_must_advertise_requiretls {
+            assert_eq!(
+                e.peer_must_advertise_requiretls, want,
+                "{name}: peer_must_advertise_requiretls"
+            );
+        }
+    }
+}
+
+fn opportunistic_unaudited(a: &HostAction) -> bool {
+    *a == HostAction::OpportunisticTls { audit: None }
+}
+
+fn require_webpki(a: &HostAction) -> bool {
+    matches!(
+        a,
         HostAction::RequireTls {
             verify: Verification::WebPki { .. }
         }
-    ));
-    assert!(p.entries[0].peer_must_advertise_requiretls);
+    )
+}
 
-    // DNSSEC-validated MX without TLSA: WebPKI for the MX name.
-    let f = facts(
-        Authentic,
-        vec![host(
-            10,
-            "mx.example.com",
-            Authentic,
-            TlsaFacts::Absent { dnssec: Authentic },
-        )],
-        None,
-    );
-    assert!(matches!(
-        plan(&f, TlsDemand::RequireTls).entries[0].action,
-        HostAction::RequireTls {
-            verify: Verification::WebPki { .. }
-        }
-    ));
-
-    // All-unusable TLSA is not verification enough for REQUIRETLS.
-    let f = facts(
-        Authentic,
-        vec![host(
-            10,
-            "mx.example.com",
-            Authentic,
-            records("mx.example.com", Authentic, vec![tlsa(1, 1, 1)]),
-        )],
-        None,
-    );
-    assert!(matches!(
-        plan(&f, TlsDemand::RequireTls).entries[0].action,
-        HostAction::RequireTls {
-            verify: Verification::WebPki { .. }
-        }
-    ));
+fn fail_now(a: &HostAction) -> bool {
+    matches!(a, HostAction::FailNow { .. })
 }
 
 #[test]
-fn domain_level_failures() {
-    let mut f = facts(Insecure, vec![], None);
-    f.mx = MxFacts::NullMx;
-    let p = plan(&f, TlsDemand::Default);
-    assert_eq!(p.domain_failure, Some(DomainFailure::NullMx));
-    assert_eq!(
-        p.when_exhausted,
-        FailureAction::Bounce(EnhancedStatus::NULL_MX)
-    );
-    f.mx = MxFacts::LookupFailed {
-        bogus: true,
-        detail: "bogus".into(),
-    };
-    let p = plan(&f, TlsDemand::Default);
-    assert!(p.entries.is_empty());
-    assert_eq!(
-        p.when_exhausted,
-        FailureAction::Defer(EnhancedStatus::DNS_TEMPORARY)
-    );
-    f.mx = MxFacts::NoSuchDomain;
-    assert_eq!(
-        plan(&f, TlsDemand::Default).when_exhausted,
-        FailureAction::Bounce(EnhancedStatus::NO_SUCH_DOMAIN)
-    );
+fn one_host_decisions() {
+    let dane_311 = || records("mx.example.com", Authentic, vec![tlsa(3, 1, 1)]);
+    let no_tlsa = TlsaFacts::NotApplicable;
+    let cases = [
+        // DANE needs authentic MX, address and TLSA answers.
+        OneHost::new(
+            "insecure MX: no DANE",
+            (Insecure, Authentic, dane_311()),
+            None,
+            TlsDemand::Default,
+            opportunistic_unaudited,
+        ),
+        OneHost::new(
+            "insecure address records: no DANE",
+            (Authentic, Insecure, dane_311()),
+            None,
+            TlsDemand::Default,
+            opportunistic_unaudited,
+        ),
+        OneHost::new(
+            "insecure TLSA records: not used",
+            (
+                Authentic,
+                Authentic,
+                records("mx.example.com", Insecure, vec![tlsa(3, 1, 1)]),
+            ),
+            None,
+            TlsDemand::Default,
+            opportunistic_unaudited,
+        ),
+        OneHost::new(
+            "all-unusable TLSA means TLS without authentication (RFC 7672 §2.2)",
+            (
+                Authentic,
+                Authentic,
+                records(
+                    "mx.example.com",
+                    Authentic,
+                    vec![tlsa(0, 0, 1), tlsa(1, 1, 1)],
+                ),
+            ),
+            None,
+            TlsDemand::Default,
+            |a| *a == HostAction::RequireTlsUnauthenticated,
+        ),
+        // MTA-STS testing never blocks, but audits.
+        OneHost {
+            host: "backup.example.org",
+            entry_policy: Some(PolicyType::Sts),
+            ..OneHost::new(
+                "sts testing: an unlisted host is audited",
+                (Insecure, Insecure, no_tlsa.clone()),
+                Some(sts(PolicyMode::Testing, &["*.example.com"])),
+                TlsDemand::Default,
+                |a| {
+                    matches!(
+                        a,
+                        HostAction::OpportunisticTls {
+                            audit: Some(Verification::WebPki { .. })
+                        }
+                    )
+                },
+            )
+        },
+        OneHost {
+            entry_policy: Some(PolicyType::NoPolicyFound),
+            ..OneHost::new(
+                "sts mode none is no policy at all",
+                (Insecure, Insecure, no_tlsa.clone()),
+                Some(sts(PolicyMode::None, &[])),
+                TlsDemand::Default,
+                opportunistic_unaudited,
+            )
+        },
+        // REQUIRETLS needs DNSSEC or an enforced MTA-STS policy, else 5.7.30.
+        OneHost {
+            on_failure: Some(FailureAction::Bounce(EnhancedStatus::REQUIRETLS_REQUIRED)),
+            when_exhausted: Some(FailureAction::Bounce(EnhancedStatus::REQUIRETLS_REQUIRED)),
+            ..OneHost::new(
+                "requiretls, insecure MX, no policy: every host fails, the message bounces",
+                (Insecure, Insecure, no_tlsa.clone()),
+                None,
+                TlsDemand::RequireTls,
+                |a| {
+                    matches!(a, HostAction::FailNow { status, .. }
+                    if *status == EnhancedStatus::REQUIRETLS_REQUIRED)
+                },
+            )
+        },
+        OneHost::new(
+            "requiretls, sts testing mode is not enough",
+            (Insecure, Insecure, no_tlsa.clone()),
+            Some(sts(PolicyMode::Testing, &["mx.example.com"])),
+            TlsDemand::RequireTls,
+            fail_now,
+        ),
+        OneHost {
+            peer_must_advertise_requiretls: Some(true),
+            ..OneHost::new(
+                "requiretls, sts enforce listing the host: WebPKI and REQUIRETLS from the peer",
+                (Insecure, Insecure, no_tlsa.clone()),
+                Some(sts(PolicyMode::Enforce, &["mx.example.com"])),
+                TlsDemand::RequireTls,
+                require_webpki,
+            )
+        },
+        OneHost::new(
+            "requiretls, DNSSEC-validated MX without TLSA: WebPKI for the MX name",
+            (
+                Authentic,
+                Authentic,
+                TlsaFacts::Absent { dnssec: Authentic },
+            ),
+            None,
+            TlsDemand::RequireTls,
+            require_webpki,
+        ),
+        OneHost::new(
+            "requiretls, all-unusable TLSA is not verification enough",
+            (
+                Authentic,
+                Authentic,
+                records("mx.example.com", Authentic, vec![tlsa(1, 1, 1)]),
+            ),
+            None,
+            TlsDemand::RequireTls,
+            require_webpki,
+        ),
+    ];
+    for case in cases {
+        case.check();
+    }
 }
 
 #[test]
 fn missing_starttls_fails_required_entries_and_is_reported_under_a_policy() {
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "mx1.example.com",
+    let starttls = Some(mailtls_policy::result_type::ResultType::StarttlsNotSupported);
+    let cases = [
+        ("sts enforce", Some(PolicyMode::Enforce), false, starttls),
+        ("sts testing", Some(PolicyMode::Testing), true, starttls),
+        ("no policy", None, true, None),
+    ];
+    for (case, mode, proceed, report) in cases {
+        let f = facts(
             Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        Some(sts(PolicyMode::Enforce, &["*.example.com"])),
-    );
-    let enforce = plan(&f, TlsDemand::Default).entries[0].on_starttls_missing();
-    assert!(!enforce.proceed_in_cleartext);
-    assert_eq!(
-        enforce.report,
-        Some(mailtls_policy::result_type::ResultType::StarttlsNotSupported)
-    );
+            vec![host(
+                10,
+                "mx1.example.com",
+                Insecure,
+                TlsaFacts::NotApplicable,
+            )],
+            mode.map(|m| sts(m, &["*.example.com"])),
+        );
+        let missing = plan(&f, TlsDemand::Default).entries[0].on_starttls_missing();
+        assert_eq!(missing.proceed_in_cleartext, proceed, "{case}: cleartext");
+        assert_eq!(missing.report, report, "{case}: report");
+    }
+}
 
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "mx1.example.com",
-            Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        Some(sts(PolicyMode::Testing, &["*.example.com"])),
-    );
-    let testing = plan(&f, TlsDemand::Default).entries[0].on_starttls_missing();
-    assert!(testing.proceed_in_cleartext);
-    assert_eq!(
-        testing.report,
-        Some(mailtls_policy::result_type::ResultType::StarttlsNotSupported)
-    );
-
-    let f = facts(
-        Insecure,
-        vec![host(
-            10,
-            "mx1.example.com",
-            Insecure,
-            TlsaFacts::NotApplicable,
-        )],
-        None,
-    );
-    let none = plan(&f, TlsDemand::Default).entries[0].on_starttls_missing();
-    assert!(none.proceed_in_cleartext);
-    assert_eq!(none.report, None);
+#[test]
+fn domain_level_failures() {
+    let cases = [
+        (
+            "null MX",
+            MxFacts::NullMx,
+            DomainFailure::NullMx,
+            FailureAction::Bounce(EnhancedStatus::NULL_MX),
+        ),
+        (
+            "bogus MX lookup",
+            MxFacts::LookupFailed {
+                bogus: true,
+                detail: "bogus".into(),
+            },
+            DomainFailure::MxLookupFailed {
+                bogus: true,
+                detail: "bogus".into(),
+            },
+            FailureAction::Defer(EnhancedStatus::DNS_TEMPORARY),
+        ),
+        (
+            "NXDOMAIN",
+            MxFacts::NoSuchDomain,
+            DomainFailure::NoSuchDomain,
+            FailureAction::Bounce(EnhancedStatus::NO_SUCH_DOMAIN),
+        ),
+    ];
+    for (case, mx, failure, exhausted) in cases {
+        let mut f = facts(Insecure, vec![], None);
+        f.mx = mx;
+        let p = plan(&f, TlsDemand::Default);
+        assert!(p.entries.is_empty(), "{case}: entries {:?}", p.entries);
+        assert_eq!(p.domain_failure, Some(failure), "{case}: domain_failure");
+        assert_eq!(p.when_exhausted, exhausted, "{case}: when_exhausted");
+    }
 }

@@ -14,6 +14,7 @@ use mailtls_acme::{
     FileStorage, NewAccountOptions, PollPolicy, SigningAlgorithm, Storage,
 };
 use mailtls_core::{CertInfo, CertificateDer, KeyType};
+use mailtls_examples::cli_args::{ArgError, ArgParser, UsageError};
 use rustls::pki_types::pem::PemObject;
 
 const USAGE: &str = "\
@@ -49,18 +50,6 @@ exit status: 0 issued, 2 usage error, 75 temporary failure or rate limit
 
 /// Exit status for a failure worth retrying later (sysexits EX_TEMPFAIL).
 const EXIT_TEMPFAIL: u8 = 75;
-
-/// A command-line error: printed with the usage hint, exit code 2.
-#[derive(Debug)]
-struct UsageError(String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
 
 /// What the run failed on, with how to exit.
 #[derive(Debug)]
@@ -125,70 +114,42 @@ impl Default for Opts {
     }
 }
 
-fn parse_number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, UsageError> {
-    v.parse()
-        .map_err(|_| UsageError(format!("{flag}: {v:?} is not a valid number")))
-}
-
 fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
+    const NUMBER: &str = "a valid number";
     let mut o = Opts::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, UsageError> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| UsageError(format!("{flag} needs a value")))
-        };
-        match flag {
-            "--directory" => o.directory = Some(value()?),
-            "--name" => o.names.push(value()?),
-            "--email" => o.email = Some(value()?),
+    let mut p = ArgParser::new(args);
+    while let Some(arg) = p.next() {
+        match arg.as_str() {
+            "--directory" => o.directory = Some(p.value()?),
+            "--name" => o.names.push(p.value()?),
+            "--email" => o.email = Some(p.value()?),
             "--agree-tos" => o.agree_tos = true,
             "--challenge" => {
-                o.challenge = match value()?.as_str() {
-                    "http-01" => Challenge::Http01,
-                    "dns-01" => Challenge::Dns01,
-                    other => {
-                        return Err(UsageError(format!(
-                            "--challenge: {other:?} is not http-01 or dns-01"
-                        )));
-                    }
-                }
+                o.challenge =
+                    p.choice(&[("http-01", Challenge::Http01), ("dns-01", Challenge::Dns01)])?
             }
-            "--http-port" => o.http_port = parse_number(flag, &value()?)?,
-            "--http-address" => {
-                let v = value()?;
-                o.http_address = v.parse().map_err(|_| {
-                    UsageError(format!("--http-address: {v:?} is not an IP address"))
-                })?;
-            }
-            "--dns-hook" => o.dns_hook = Some(PathBuf::from(value()?)),
-            "--dns-settle" => o.dns_settle = Duration::from_secs(parse_number(flag, &value()?)?),
+            "--http-port" => o.http_port = p.parse_value(NUMBER)?,
+            "--http-address" => o.http_address = p.parse_value("an IP address")?,
+            "--dns-hook" => o.dns_hook = Some(PathBuf::from(p.value()?)),
+            "--dns-settle" => o.dns_settle = Duration::from_secs(p.parse_value(NUMBER)?),
             "--key-type" => {
-                o.key_type = match value()?.as_str() {
-                    "ecdsa-p256" => KeyType::EcdsaP256,
-                    "rsa2048" => KeyType::Rsa2048,
-                    "rsa3072" => KeyType::Rsa3072,
-                    other => {
-                        return Err(UsageError(format!(
-                            "--key-type: {other:?} is not ecdsa-p256, rsa2048 or rsa3072"
-                        )));
-                    }
-                }
+                o.key_type = p.choice(&[
+                    ("ecdsa-p256", KeyType::EcdsaP256),
+                    ("rsa2048", KeyType::Rsa2048),
+                    ("rsa3072", KeyType::Rsa3072),
+                ])?
             }
-            "--extra-root" => o.extra_roots.push(PathBuf::from(value()?)),
+            "--extra-root" => o.extra_roots.push(PathBuf::from(p.value()?)),
             "--only-extra-roots" => o.only_extra_roots = true,
-            "--data-dir" => o.data_dir = Some(PathBuf::from(value()?)),
-            "--out-cert" => o.out_cert = Some(PathBuf::from(value()?)),
-            "--out-key" => o.out_key = Some(PathBuf::from(value()?)),
-            "--bad-nonce-retries" => o.bad_nonce_retries = Some(parse_number(flag, &value()?)?),
-            "--timeout" => o.timeout = Duration::from_secs(parse_number(flag, &value()?)?),
-            f if f.starts_with('-') => return Err(UsageError(format!("unknown option {f}"))),
+            "--data-dir" => o.data_dir = Some(PathBuf::from(p.value()?)),
+            "--out-cert" => o.out_cert = Some(PathBuf::from(p.value()?)),
+            "--out-key" => o.out_key = Some(PathBuf::from(p.value()?)),
+            "--bad-nonce-retries" => o.bad_nonce_retries = Some(p.parse_value(NUMBER)?),
+            "--timeout" => o.timeout = Duration::from_secs(p.parse_value(NUMBER)?),
+            // A lone "-" is no positional here either: always an unknown option.
+            f if f.starts_with('-') => {
+                return Err(ArgError::UnknownFlag { flag: f.to_owned() }.into());
+            }
             other => {
                 return Err(UsageError(format!(
                     "unexpected argument {other:?}; give names with --name"

@@ -10,6 +10,7 @@ use mailtls_core::{
     CaSpec, CertInfo, CertificateAuthority, DnsName, Expiry, ExtendedKeyUsage, KeyType,
     NamePattern, Purpose, ServerCertSpec,
 };
+use mailtls_examples::cli_args::{ArgError, ArgParser, UsageError, subcommand_main};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -32,10 +33,6 @@ usage:
               keys get mode 0600, so give a directory of its own
   --stem      file name without extension (default: ca, or the host name)";
 
-/// A command-line error: printed with the usage hint, exit code 2.
-#[derive(Debug)]
-struct UsageError(String);
-
 type AnyError = Box<dyn std::error::Error>;
 
 #[derive(Default)]
@@ -57,44 +54,31 @@ struct Opts {
 
 fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
     let mut o = Opts::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, UsageError> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| UsageError(format!("{flag} needs a value")))
-        };
-        match flag {
-            "--name" => o.names.push(value()?),
-            "--out" => o.out = Some(PathBuf::from(value()?)),
-            "--stem" => o.stem = Some(value()?),
-            "--cn" => o.cn = Some(value()?),
-            "--org" => o.org = Some(value()?),
-            "--country" => o.country = Some(value()?),
-            "--days" => {
-                let v = value()?;
-                o.days = Some(
-                    v.parse()
-                        .map_err(|_| UsageError(format!("--days: {v:?} is not a number")))?,
-                );
-            }
+    let mut p = ArgParser::new(args);
+    while let Some(arg) = p.next() {
+        match arg.as_str() {
+            "--name" => o.names.push(p.value()?),
+            "--out" => o.out = Some(PathBuf::from(p.value()?)),
+            "--stem" => o.stem = Some(p.value()?),
+            "--cn" => o.cn = Some(p.value()?),
+            "--org" => o.org = Some(p.value()?),
+            "--country" => o.country = Some(p.value()?),
+            "--days" => o.days = Some(p.parse_value("a number")?),
             "--key" => {
-                let v = value()?;
+                let v = p.value()?;
                 o.key = Some(v.parse().map_err(|e| UsageError(format!("--key: {e}")))?);
             }
-            "--ca-dir" => o.ca_dir = Some(PathBuf::from(value()?)),
+            "--ca-dir" => o.ca_dir = Some(PathBuf::from(p.value()?)),
             "--self-signed" => o.self_signed = true,
             "--production" => o.production = true,
             "--client-auth" => o.client_auth = true,
-            f if f.starts_with('-') && f.len() > 1 => {
-                return Err(UsageError(format!("unknown option {f}")));
+            _ if arg.is_flag() => {
+                return Err(ArgError::UnknownFlag {
+                    flag: arg.into_string(),
+                }
+                .into());
             }
-            _ => o.positional.push(arg.clone()),
+            _ => o.positional.push(arg.into_string()),
         }
     }
     Ok(o)
@@ -319,42 +303,19 @@ fn print_info(info: &CertInfo) {
     println!("  self-issued:  {}", yes_no(info.self_issued));
 }
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    if matches!(command.as_str(), "-h" | "--help" | "help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let result = parse_opts(rest)
-        .map_err(|e| Box::new(e) as AnyError)
-        .and_then(|o| match command.as_str() {
-            "ca" => cmd_ca(&o),
-            "server" => cmd_server(&o),
-            "csr" => cmd_csr(&o),
-            "inspect" => cmd_inspect(&o),
-            other => Err(Box::new(UsageError(format!("unknown command {other:?}"))) as AnyError),
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<UsageError>() => {
-            eprintln!("mailtls-certmaker: {e}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("mailtls-certmaker: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    subcommand_main("mailtls-certmaker", USAGE, &args, |command, rest| {
+        parse_opts(rest)
+            .map_err(|e| Box::new(e) as AnyError)
+            .and_then(|o| match command {
+                "ca" => cmd_ca(&o),
+                "server" => cmd_server(&o),
+                "csr" => cmd_csr(&o),
+                "inspect" => cmd_inspect(&o),
+                other => {
+                    Err(Box::new(UsageError(format!("unknown command {other:?}"))) as AnyError)
+                }
+            })
+    })
 }

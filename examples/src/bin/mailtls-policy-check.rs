@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use mailtls_core::DnsName;
+use mailtls_examples::cli_args::{ArgParser, UsageError};
 use mailtls_policy::dane::TlsaSet;
 use mailtls_policy::dns::{DnsResolver, HickoryResolver, HickoryResolverConfig, Validation};
 use mailtls_policy::mta_sts::{
@@ -37,10 +38,6 @@ usage:
   --requiretls    plan for a message carrying REQUIRETLS (RFC 8689)
   --policy-port   HTTPS port of the policy host (default 443)";
 
-/// A command-line error: printed with the usage hint, exit code 2.
-#[derive(Debug)]
-struct UsageError(String);
-
 type AnyError = Box<dyn std::error::Error>;
 
 struct Opts {
@@ -60,38 +57,28 @@ fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
     let mut roots = Vec::new();
     let mut requiretls = false;
     let mut policy_port = 443;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, UsageError> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| UsageError(format!("{flag} needs a value")))
-        };
-        match flag {
+    let mut p = ArgParser::new(args);
+    while let Some(arg) = p.next() {
+        match arg.as_str() {
             "--domain" => {
-                let v = value()?;
+                let v = p.value()?;
                 let name =
                     DnsName::parse(&v).map_err(|e| UsageError(format!("--domain {v:?}: {e}")))?;
                 domain = Some(name);
             }
             "--resolver" => {
-                let v = value()?;
+                let v = p.value()?;
                 let addr = v
                     .parse::<SocketAddr>()
                     .map_err(|_| UsageError(format!("--resolver {v:?}: expected IP:PORT")))?;
                 resolver = Some(addr);
             }
-            "--trust-anchor" => anchor = Some(PathBuf::from(value()?)),
+            "--trust-anchor" => anchor = Some(PathBuf::from(p.value()?)),
             "--no-validation" => no_validation = true,
-            "--policy-root" => roots.push(PathBuf::from(value()?)),
+            "--policy-root" => roots.push(PathBuf::from(p.value()?)),
             "--requiretls" => requiretls = true,
             "--policy-port" => {
-                let v = value()?;
+                let v = p.value()?;
                 policy_port = v
                     .parse::<u16>()
                     .ok()

@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use mailtls_examples::cli_args::ArgParser;
 use mailtls_examples::{Config, RunningServer, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -68,32 +69,18 @@ fn parse_args() -> Result<Parsed, String> {
         smime: false,
     };
     let mut ttl: Option<u32> = None;
-    let mut it = std::env::args_os().skip(1);
-    while let Some(arg) = it.next() {
-        let arg = arg.to_string_lossy().into_owned();
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<PathBuf, String> {
-            match &inline {
-                Some(v) => Ok(PathBuf::from(v)),
-                None => it
-                    .next()
-                    .map(PathBuf::from)
-                    .ok_or_else(|| format!("{name} needs a value")),
-            }
-        };
-        match flag.as_str() {
-            "--config" | "-c" => args.config = Some(value("--config")?),
-            "--data-dir" | "-d" => args.data_dir = Some(value("--data-dir")?),
+    let mut p = ArgParser::new(std::env::args_os().skip(1))
+        .with_aliases(&[("-c", "--config"), ("-d", "--data-dir")]);
+    while let Some(arg) = p.next() {
+        let mut path = || p.value_os().map(PathBuf::from).map_err(|e| e.to_string());
+        match arg.as_str() {
+            "--config" => args.config = Some(path()?),
+            "--data-dir" => args.data_dir = Some(path()?),
             "--ttl" => {
-                let v = value("--ttl")?;
-                let t = v
-                    .to_str()
-                    .and_then(|t| t.parse::<u32>().ok())
-                    .ok_or_else(|| format!("--ttl: {v:?} is not a number of seconds"))?;
-                ttl = Some(t);
+                ttl = Some(
+                    p.parse_value("a number of seconds")
+                        .map_err(|e| e.to_string())?,
+                );
             }
             "dns-records" if args.dns_records.is_none() => {
                 args.dns_records = Some(mailtls_examples::mta_sts_publish::DEFAULT_TTL);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use mailtls_core::{CertInfo, KeyAlgorithm};
+use mailtls_examples::cli_args::{ArgParser, UsageError, subcommand_main};
 use mailtls_smime::{
     Certificate, Check, ContentEncryption, Decryptor, DigestAlgorithm, Encryptor, Failure,
     KeyManagement, OpenedLayer, PrivateKey, SignatureForm, Signer, Verifier, VerifyReport,
@@ -45,10 +46,6 @@ usage:
 exit status: 0 success (verify, and decrypt of signed content: every signer
 valid), 1 failure, 2 usage error";
 
-/// A command-line error: printed with the usage hint, exit code 2.
-#[derive(Debug)]
-struct UsageError(String);
-
 /// A signature that parsed but did not verify: exit code 1, report printed.
 #[derive(Debug)]
 struct NotValid;
@@ -77,56 +74,36 @@ fn usage(msg: impl Into<String>) -> AnyError {
 
 fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
     let mut o = Opts::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, UsageError> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| UsageError(format!("{flag} needs a value")))
-        };
-        match flag {
-            "--cert" => o.cert = Some(PathBuf::from(value()?)),
-            "--key" => o.key = Some(PathBuf::from(value()?)),
-            "--chain" => o.chain = Some(PathBuf::from(value()?)),
+    let mut p = ArgParser::new(args);
+    while let Some(arg) = p.next() {
+        match arg.as_str() {
+            "--cert" => o.cert = Some(PathBuf::from(p.value()?)),
+            "--key" => o.key = Some(PathBuf::from(p.value()?)),
+            "--chain" => o.chain = Some(PathBuf::from(p.value()?)),
             "--opaque" => o.opaque = true,
             "--digest" => {
-                o.digest = Some(match value()?.as_str() {
-                    "sha256" => DigestAlgorithm::Sha256,
-                    "sha512" => DigestAlgorithm::Sha512,
-                    v => {
-                        return Err(UsageError(format!(
-                            "--digest: {v:?} is not sha256 or sha512"
-                        )));
-                    }
-                });
+                o.digest = Some(p.choice(&[
+                    ("sha256", DigestAlgorithm::Sha256),
+                    ("sha512", DigestAlgorithm::Sha512),
+                ])?)
             }
-            "--ca" => o.cas.push(PathBuf::from(value()?)),
-            "--in" => o.input = Some(PathBuf::from(value()?)),
-            "--out" => o.output = Some(PathBuf::from(value()?)),
+            "--ca" => o.cas.push(PathBuf::from(p.value()?)),
+            "--in" => o.input = Some(PathBuf::from(p.value()?)),
+            "--out" => o.output = Some(PathBuf::from(p.value()?)),
             "--at" => {
-                let v = value()?;
+                let v = p.value()?;
                 let t = OffsetDateTime::parse(&v, &Rfc3339)
                     .map_err(|e| UsageError(format!("--at: {v:?} is not an RFC 3339 time: {e}")))?;
                 o.at = Some(SystemTime::from(t));
             }
-            "--recip" => o.recips.push(PathBuf::from(value()?)),
+            "--recip" => o.recips.push(PathBuf::from(p.value()?)),
             "--cipher" => {
-                o.cipher = Some(match value()?.as_str() {
-                    "aes128-cbc" => ContentEncryption::Aes128Cbc,
-                    "aes256-cbc" => ContentEncryption::Aes256Cbc,
-                    "aes128-gcm" => ContentEncryption::Aes128Gcm,
-                    "aes256-gcm" => ContentEncryption::Aes256Gcm,
-                    v => {
-                        return Err(UsageError(format!(
-                            "--cipher: {v:?} is not aes128-cbc, aes256-cbc, aes128-gcm or aes256-gcm"
-                        )));
-                    }
-                });
+                o.cipher = Some(p.choice(&[
+                    ("aes128-cbc", ContentEncryption::Aes128Cbc),
+                    ("aes256-cbc", ContentEncryption::Aes256Cbc),
+                    ("aes128-gcm", ContentEncryption::Aes128Gcm),
+                    ("aes256-gcm", ContentEncryption::Aes256Gcm),
+                ])?)
             }
             "--oaep" => o.oaep = true,
             f => return Err(UsageError(format!("unknown argument {f}"))),
@@ -215,12 +192,8 @@ fn cmd_sign(o: &Opts) -> Result<(), AnyError> {
     write(out, &signer.sign_message(&input)?)
 }
 
-fn cmd_verify(o: &Opts) -> Result<(), AnyError> {
-    only(o, "verify", &["--ca", "--at"])?;
-    if o.cas.is_empty() {
-        return Err(usage("verify: give at least one --ca FILE"));
-    }
-    let input = read(required(&o.input, "verify", "--in")?)?;
+/// A verifier trusting every `--ca` file, as of `--at` when given.
+fn verifier(o: &Opts) -> Result<Verifier, AnyError> {
     let mut anchors = Vec::new();
     for p in &o.cas {
         anchors.extend(certificates(p)?);
@@ -229,6 +202,16 @@ fn cmd_verify(o: &Opts) -> Result<(), AnyError> {
     if let Some(t) = o.at {
         verifier = verifier.at_time(t);
     }
+    Ok(verifier)
+}
+
+fn cmd_verify(o: &Opts) -> Result<(), AnyError> {
+    only(o, "verify", &["--ca", "--at"])?;
+    if o.cas.is_empty() {
+        return Err(usage("verify: give at least one --ca FILE"));
+    }
+    let input = read(required(&o.input, "verify", "--in")?)?;
+    let verifier = verifier(o)?;
     let verified = verifier.verify_message(&input)?;
     print_report(&verified.report);
     if !verified.report.is_valid() {
@@ -283,14 +266,7 @@ fn cmd_decrypt(o: &Opts) -> Result<(), AnyError> {
         .ok_or("no certificate")?;
     let decryptor =
         Decryptor::new(key, cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    let mut anchors = Vec::new();
-    for p in &o.cas {
-        anchors.extend(certificates(p)?);
-    }
-    let mut verifier = Verifier::new(anchors);
-    if let Some(t) = o.at {
-        verifier = verifier.at_time(t);
-    }
+    let verifier = verifier(o)?;
     // Every layer comes off: the encryption, a signature inside it
     // (sign-then-encrypt), and further layers (triple wrap).
     let opened = mailtls_smime::open(&input, &verifier, std::slice::from_ref(&decryptor))?;
@@ -390,14 +366,6 @@ fn print_report(report: &VerifyReport) {
     );
 }
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
-
 impl std::fmt::Display for NotValid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("the signature is not valid")
@@ -408,32 +376,15 @@ impl std::error::Error for NotValid {}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    if matches!(command.as_str(), "-h" | "--help" | "help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let result = parse_opts(rest)
-        .map_err(|e| Box::new(e) as AnyError)
-        .and_then(|o| match command.as_str() {
-            "sign" => cmd_sign(&o),
-            "verify" => cmd_verify(&o),
-            "encrypt" => cmd_encrypt(&o),
-            "decrypt" => cmd_decrypt(&o),
-            other => Err(usage(format!("unknown command {other:?}"))),
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<UsageError>() => {
-            eprintln!("mailtls-smime: {e}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("mailtls-smime: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    subcommand_main("mailtls-smime", USAGE, &args, |command, rest| {
+        parse_opts(rest)
+            .map_err(|e| Box::new(e) as AnyError)
+            .and_then(|o| match command {
+                "sign" => cmd_sign(&o),
+                "verify" => cmd_verify(&o),
+                "encrypt" => cmd_encrypt(&o),
+                "decrypt" => cmd_decrypt(&o),
+                other => Err(usage(format!("unknown command {other:?}"))),
+            })
+    })
 }
