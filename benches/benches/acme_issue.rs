@@ -18,8 +18,8 @@
 // Bench setup: a failed fixture aborts the run, which is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,141 +29,22 @@ use mailtls_acme::{
     PollPolicy, SigningAlgorithm,
 };
 use mailtls_benches::is_measurement_run;
+use mailtls_testpeers::{Pebble, PebbleOptions};
 
 const CERTIFICATES: usize = 50;
 const NONCE_REJECT_PERCENT: u8 = 50;
 const CPU_SHARE_TARGET: f64 = 0.05;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what} did not start listening on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Pebble + challtestsrv (Pebble's DNS: every A query answers 127.0.0.1).
-struct Pebble {
-    pebble: Proc,
-    _challtestsrv: Proc,
-    _dir: tempfile::TempDir,
-    directory_url: String,
-    root: rustls::pki_types::CertificateDer<'static>,
-    http_port: u16,
-}
-
-impl Pebble {
-    fn start() -> Pebble {
-        let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
-        let (listen, management, http_port, tls_port, dns_port, challtest_mgmt) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
-        let cfg = serde_json::json!({ "pebble": {
-            "listenAddress": format!("127.0.0.1:{listen}"),
-            "managementListenAddress": format!("127.0.0.1:{management}"),
-            "certificate": dir.path().join("cert.pem"),
-            "privateKey": dir.path().join("key.pem"),
-            "httpPort": http_port,
-            "tlsPort": tls_port,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-        }});
-        let cfg_path = dir.path().join("pebble.json");
-        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-        let challtestsrv = Proc(
-            Command::new("pebble-challtestsrv")
-                .args([
-                    "-dns01",
-                    &format!("127.0.0.1:{dns_port}"),
-                    "-management",
-                    &format!("127.0.0.1:{challtest_mgmt}"),
-                    "-http01",
-                    "",
-                    "-https01",
-                    "",
-                    "-tlsalpn01",
-                    "",
-                    "-defaultIPv6",
-                    "",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("pebble-challtestsrv is installed (apt-get install pebble)"),
-        );
-        wait_for_port(challtest_mgmt, "pebble-challtestsrv");
-        let pebble = Proc(
-            Command::new("pebble")
-                .args([
-                    "-config",
-                    cfg_path.to_str().unwrap(),
-                    "-dnsserver",
-                    &format!("127.0.0.1:{dns_port}"),
-                ])
-                .env("PEBBLE_VA_NOSLEEP", "1")
-                .env("PEBBLE_WFE_NONCEREJECT", NONCE_REJECT_PERCENT.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("pebble is installed (apt-get install pebble)"),
-        );
-        wait_for_port(listen, "pebble");
-        Pebble {
-            pebble,
-            _challtestsrv: challtestsrv,
-            _dir: dir,
-            directory_url: format!("https://127.0.0.1:{listen}/dir"),
-            root: cert.der().clone(),
-            http_port,
-        }
-    }
-
-    /// Pebble's CPU time so far (utime + stime from /proc/PID/stat).
-    fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pebble.0.id())).ok()?;
-        // Fields after the parenthesised command name; utime and stime are
-        // fields 14 and 15, i.e. 12 and 13 after the ")".
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        let hz = Some(rustix::param::clock_ticks_per_second()).filter(|h| *h > 0)?;
-        Some(Duration::from_micros(ticks * 1_000_000 / hz))
-    }
+/// Pebble's CPU time so far (utime + stime from /proc/PID/stat).
+fn pebble_cpu_time(pebble: &Pebble) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pebble.pid())).ok()?;
+    // Fields after the parenthesised command name; utime and stime are
+    // fields 14 and 15, i.e. 12 and 13 after the ")".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = Some(rustix::param::clock_ticks_per_second()).filter(|h| *h > 0)?;
+    Some(Duration::from_micros(ticks * 1_000_000 / hz))
 }
 
 /// This process's user + system CPU time, all threads: the same sum as
@@ -183,7 +64,7 @@ fn ms(d: Duration) -> String {
 fn main() -> ExitCode {
     let measuring = is_measurement_run();
     let count = if measuring { CERTIFICATES } else { 3 };
-    let pebble = Pebble::start();
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(NONCE_REJECT_PERCENT));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -221,7 +102,7 @@ fn main() -> ExitCode {
         let setup_wall = wall0.elapsed();
         let setup_cpu = self_cpu_time() - cpu0;
 
-        let pebble_cpu0 = pebble.cpu_time();
+        let pebble_cpu0 = pebble_cpu_time(&pebble);
         let wall1 = Instant::now();
         let cpu1 = self_cpu_time();
         let mut per_cert = Vec::with_capacity(count);
@@ -243,7 +124,7 @@ fn main() -> ExitCode {
         }
         let wall = wall1.elapsed();
         let cpu = self_cpu_time() - cpu1;
-        let pebble_cpu = match (pebble_cpu0, pebble.cpu_time()) {
+        let pebble_cpu = match (pebble_cpu0, pebble_cpu_time(&pebble)) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };

@@ -4,14 +4,12 @@
 //! and key checked with mailtls-core, and clear errors with exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common_acme;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common_acme::Pebble;
 use mailtls_core::{CertificateWithKey, KeyAlgorithm};
+use mailtls_testpeers::{Pebble, PebbleOptions};
 
 fn tool(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mailtls-acme"))
@@ -91,7 +89,7 @@ fn account_line(stdout: &str) -> String {
 
 #[test]
 fn http01_issues_two_names_then_reuses_the_account_for_rsa() {
-    let pebble = Pebble::start(50);
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(50));
     let dir = tempfile::tempdir().unwrap();
     let port = pebble.http_port.to_string();
     let mut args = base_args(&pebble, dir.path());
@@ -143,7 +141,7 @@ fn http01_issues_two_names_then_reuses_the_account_for_rsa() {
 
 #[test]
 fn dns01_wildcard_through_a_hook() {
-    let pebble = Pebble::start(50);
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(50));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("hook.log");
     let hook = dir.path().join("hook.sh");
@@ -192,7 +190,7 @@ esac
 
 #[test]
 fn refuses_a_new_account_without_agreeing_to_the_terms() {
-    let pebble = Pebble::start(0);
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(0));
     let dir = tempfile::tempdir().unwrap();
     let args: Vec<String> = base_args(&pebble, dir.path())
         .into_iter()
@@ -271,7 +269,7 @@ fn usage_errors_exit_2_with_a_reason() {
 fn unreachable_ca_is_a_temporary_failure() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on (bound, then released).
-    let port = common_acme::free_port();
+    let port = mailtls_testpeers::free_port();
     let out = tool(&[
         "--directory",
         &format!("https://127.0.0.1:{port}/dir"),

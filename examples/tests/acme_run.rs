@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-mod common_acme;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,25 +15,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{TestServer, client_config, private_tempdir, served_leaf, tls_connect};
-use common_acme::Pebble;
 use mailtls_examples::acme_run::{RunOutcome, RunRecord, RunTrigger, run_log};
 use mailtls_examples::{Config, MailListener, Server};
+use mailtls_testpeers::{Pebble, PebbleOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Pebble's ports, read from the configuration the harness wrote beside
-/// its certificate: (tlsPort for tls-alpn-01, management API).
+/// Pebble's ports: (tlsPort for tls-alpn-01, management API).
 fn pebble_ports(pebble: &Pebble) -> (u16, u16) {
-    let cfg_path = pebble.root_pem.parent().unwrap().join("pebble.json");
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cfg_path).unwrap()).unwrap();
-    let p = &cfg["pebble"];
-    let mgmt = p["managementListenAddress"].as_str().unwrap();
-    let mgmt_port = mgmt.rsplit_once(':').unwrap().1.parse().unwrap();
-    (
-        u16::try_from(p["tlsPort"].as_u64().unwrap()).unwrap(),
-        mgmt_port,
-    )
+    (pebble.tls_port(), pebble.management_port())
 }
 
 /// Pebble's issuing root (made fresh by every Pebble process), as a PEM
@@ -108,7 +97,7 @@ async fn handshake(ts: &TestServer, root: &Path, name: &str) -> std::io::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_on_the_web_listener_at_start() {
-    let pebble = Pebble::start(20);
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(20));
     let dir = private_tempdir();
     let mut config = acme_config(dir.path(), &pebble.directory_url, &pebble.root_pem, "");
     // Pebble's validator connects to this port with plain HTTP; the server
@@ -198,18 +187,17 @@ async fn http01_on_the_web_listener_at_start() {
     tcp.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 301"), "{reply}");
 
-    // A restart keeps the certificate (not due: no new order) and removes
-    // the RSA test certificate the first-start maker made again.
+    // A restart keeps the certificate (not due: no new order), and the
+    // first-start maker no longer makes an RSA test certificate beside the
+    // real one for the host name.
     let config = ts.server.config().clone();
     let TestServer { server, dir } = ts;
     server.shutdown().await;
     let ts = start(config, dir).await;
     assert!(
-        ts.server
-            .certs_report()
-            .written
-            .iter()
-            .any(|p| p.ends_with("mail.example.test-rsa.crt"))
+        ts.server.certs_report().written.is_empty(),
+        "{:?}",
+        ts.server.certs_report().written
     );
     let again = first_run(&ts).await;
     assert_eq!(again.outcome, RunOutcome::NotDue, "{again:?}");
@@ -223,7 +211,7 @@ async fn http01_on_the_web_listener_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_on_the_https_port_at_start() {
-    let pebble = Pebble::start(20);
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(20));
     let (tls_port, _) = pebble_ports(&pebble);
     let dir = private_tempdir();
     let mut config = acme_config(
@@ -254,7 +242,7 @@ async fn tls_alpn01_on_the_https_port_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_while_handshakes_run_fails_none() {
-    let pebble = Pebble::start(20);
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(20));
     let dir = private_tempdir();
     let mut config = acme_config(
         dir.path(),
@@ -348,7 +336,7 @@ async fn unreachable_directory_is_logged_and_mailed_once() {
         .unwrap();
     let ca_file = dir.path().join("ca-for-acme.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    let directory = format!("https://127.0.0.1:{}/dir", common_acme::free_port());
+    let directory = format!("https://127.0.0.1:{}/dir", mailtls_testpeers::free_port());
     let config = acme_config(dir.path(), &directory, &ca_file, "");
     let ts = start(config, dir).await;
     let run = first_run(&ts).await;
@@ -391,7 +379,7 @@ async fn unreachable_directory_is_logged_and_mailed_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validation_pebble_refuses_is_logged_and_mailed() {
-    let pebble = Pebble::start(20);
+    let pebble = Pebble::start(PebbleOptions::nonce_reject(20));
     let dir = private_tempdir();
     // The web listener is NOT on Pebble's http-01 port: the validation
     // finds nobody there and Pebble marks the authorisation invalid.

@@ -5,82 +5,18 @@
 //! and the wildcard.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../mailtls-acme/tests/common/mod.rs"]
-mod acme_common;
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use acme_common::{Pebble, PebbleOptions, free_port};
 use base64::Engine;
 use common::{TestServer, client_config, private_tempdir, served_leaf, tls_connect};
-use mailtls_acme::solver::Rfc2136Updater;
 use mailtls_examples::acme_run::RunOutcome;
 use mailtls_examples::{Config, MailListener, Server};
+use mailtls_testpeers::{Knot, Pebble, PebbleOptions};
 use tokio::net::TcpStream;
-
-struct Knot {
-    child: Child,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Knot serving `example.test`, taking updates signed with `key`/`secret`.
-async fn start_knot(key: &str, secret: &str) -> Knot {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::create_dir(dir.path().join("db")).unwrap();
-    let d = dir.path().display();
-    std::fs::write(
-        dir.path().join("example.test.zone"),
-        "$ORIGIN example.test.\n$TTL 60\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("knot.conf"),
-        format!(
-            "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\n  user: root\n\
-             database:\n  storage: {d}/db\n\
-             key:\n  - id: {key}\n    algorithm: hmac-sha256\n    secret: {secret}\n\
-             acl:\n  - id: update\n    key: {key}\n    action: update\n\
-             template:\n  - id: default\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-sync: -1\n\
-             zone:\n  - domain: example.test\n    acl: update\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("knotd")
-        .args(["-c", dir.path().join("knot.conf").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("knotd is installed (apt-get install knot)");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let knot = Knot {
-        child,
-        _dir: dir,
-        addr,
-    };
-    let probe = Rfc2136Updater::new(addr, "example.test");
-    let start = Instant::now();
-    while probe.serves_txt("probe.example.test", "x").await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "knotd did not answer"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    knot
-}
 
 fn pem(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -118,7 +54,7 @@ async fn dns01_through_rfc2136_with_a_tsig_key_file() {
     let mut secret = [0u8; 32];
     aws_lc_rs::rand::fill(&mut secret).unwrap();
     let secret = base64::engine::general_purpose::STANDARD.encode(secret);
-    let knot = start_knot("acme-update", &secret).await;
+    let knot = Knot::start("example.test", "acme-update", &secret).await;
     let pebble = Pebble::start(PebbleOptions {
         dns_server: Some(knot.addr),
         authz_reuse: Some(0),

@@ -1,21 +1,19 @@
 //! ACME inside the reference server renewing on its own schedule: Pebble
-//! (through mailtls-acme's harness, which can shorten the certificate
+//! (through mailtls-testpeers' harness, which can shorten the certificate
 //! lifetime) issues 40-second certificates, so the lifetime rule (renew with
 //! half of a short lifetime left) makes the scheduler renew without being
 //! asked, and the new certificate is served.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../mailtls-acme/tests/common/mod.rs"]
-mod acme_common;
 mod common;
 
 use std::time::{Duration, Instant};
 
-use acme_common::{Pebble, PebbleOptions};
 use base64::Engine;
 use common::{TestServer, client_config, private_tempdir, served_leaf, tls_connect};
 use mailtls_examples::acme_run::{RunOutcome, RunTrigger, run_log};
 use mailtls_examples::{Config, MailListener, Server};
+use mailtls_testpeers::{Pebble, PebbleOptions};
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-mod common_acme;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -457,7 +456,8 @@ async fn chromium_shows_queue_tlsrpt_and_smime_when_configured() {
 /// run put into service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_the_acme_schedule_after_pebble_issued() {
-    let pebble = common_acme::Pebble::start(20);
+    let pebble =
+        mailtls_testpeers::Pebble::start(mailtls_testpeers::PebbleOptions::nonce_reject(20));
     let dir = private_tempdir();
     let mut config = mailtls_examples::Config::from_toml_str(&format!(
         "[server]\ndata_dir = {data:?}\n\

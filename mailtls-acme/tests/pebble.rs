@@ -3,12 +3,9 @@
 //! types, revocation, alternate chains, badNonce retries.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::{Pebble, PebbleOptions, leaf_names};
 use mailtls_acme::solver::dns01::UpdateFuture;
 use mailtls_acme::solver::{
     Dns01Solver, DnsUpdater, Http01Responder, Http01Server, TlsAlpn01Solver,
@@ -17,6 +14,7 @@ use mailtls_acme::{
     AccountKey, CertificateRequest, ChallengeSolver, ErrorClass, ExternalAccountBinding,
     NewAccountOptions, PollPolicy, SigningAlgorithm,
 };
+use mailtls_testpeers::{Pebble, PebbleOptions, leaf_names};
 
 async fn http01_solver(pebble: &Pebble) -> (Http01Server, Arc<dyn ChallengeSolver>) {
     let responder = Http01Responder::new();
@@ -380,7 +378,7 @@ async fn dns01_wildcard_and_apex() {
     });
     let updater = Arc::new(ChallTestSrv {
         base: pebble.challtest_url.clone(),
-        http: common::plain_http_client(),
+        http: mailtls_testpeers::plain_http_client(),
     });
     let solver: Arc<dyn ChallengeSolver> = Arc::new(Dns01Solver::new(updater));
     let client = pebble.client().await;

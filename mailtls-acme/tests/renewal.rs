@@ -2,14 +2,11 @@
 //! certificates: issues, persists (0600), renews by itself, resumes orders.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::{Pebble, PebbleOptions, leaf_names};
 use mailtls_acme::order::OrderJournal;
 use mailtls_acme::solver::{Http01Responder, Http01Server};
 use mailtls_acme::{
@@ -17,6 +14,7 @@ use mailtls_acme::{
     NewAccountOptions, PollPolicy, RenewalHooks, RenewalManager, RetryPolicy, SigningAlgorithm,
     Storage,
 };
+use mailtls_testpeers::{Pebble, PebbleOptions, leaf_names};
 
 #[derive(Default)]
 struct Recorder {

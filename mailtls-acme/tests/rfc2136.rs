@@ -2,79 +2,22 @@
 //! server), alone and as the dns-01 solver of a Pebble order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Pebble, PebbleOptions, free_port, leaf_names};
 use mailtls_acme::solver::{Dns01Solver, DnsUpdater, Rfc2136Updater, TsigKey};
 use mailtls_acme::{
     AccountKey, CertificateRequest, ChallengeSolver, NewAccountOptions, PollPolicy,
     SigningAlgorithm,
 };
+use mailtls_testpeers::{Knot, Pebble, PebbleOptions, leaf_names};
 
 const SECRET: &str = "Wq3kAUKEmxD2EeMf1ITxEgd2Cgh4mNvvAVjh4Ak9VQQ=";
 
-struct Knot {
-    child: Child,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Knot serving `example.com`, taking updates signed with `acme-key`.
 async fn start_knot() -> Knot {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::create_dir(dir.path().join("db")).unwrap();
-    let d = dir.path().display();
-    std::fs::write(
-        dir.path().join("example.com.zone"),
-        "$ORIGIN example.com.\n$TTL 60\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("knot.conf"),
-        format!(
-            "server:\n  listen: 127.0.0.1@{port}\n  rundir: {d}\n  user: root\n\
-             database:\n  storage: {d}/db\n\
-             key:\n  - id: acme-key\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-             acl:\n  - id: update\n    key: acme-key\n    action: update\n\
-             template:\n  - id: default\n    storage: {d}\n    file: \"%s.zone\"\n    zonefile-sync: -1\n\
-             zone:\n  - domain: example.com\n    acl: update\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("knotd")
-        .args(["-c", dir.path().join("knot.conf").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("knotd is installed (apt-get install knot)");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let knot = Knot {
-        child,
-        _dir: dir,
-        addr,
-    };
-    let probe = Rfc2136Updater::new(addr, "example.com");
-    let start = Instant::now();
-    while probe.serves_txt("probe.example.com", "x").await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "knotd did not answer"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    knot
+    Knot::start("example.com", "acme-key", SECRET).await
 }
 
 fn updater(addr: SocketAddr) -> Rfc2136Updater {

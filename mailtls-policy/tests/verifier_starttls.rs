@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader as StdBufReader, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use mailtls_core::{CaSpec, CertificateAuthority, DnsName, ServerCertSpec, self_signed};
@@ -20,6 +20,7 @@ use mailtls_policy::requiretls::{
 };
 use mailtls_policy::result_type::{PolicyType, ResultType};
 use mailtls_policy::verifier::{PlanVerifier, VerificationFailure};
+use mailtls_testpeers::process::KillOnDrop;
 use rustls::RootCertStore;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -47,16 +48,20 @@ c.stop()
 /// A running peer (aiosmtpd or Postfix's master); killed and reaped on
 /// drop, even when a test fails.
 struct Peer {
-    child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    _server: Server,
 }
 
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// What keeps a peer running: aiosmtpd's process (fields drop in order:
+/// the process dies before its directory goes) or a whole Postfix.
+enum Server {
+    Aiosmtpd {
+        _child: KillOnDrop,
+        _dir: tempfile::TempDir,
+    },
+    Postfix {
+        _postfix: mailtls_testpeers::Postfix,
+    },
 }
 
 fn require_aiosmtpd() {
@@ -102,100 +107,18 @@ fn start_peer(kind: Kind, chain_pem: &str, key_pem: &str) -> Peer {
     }
 }
 
-const POSTFIX_MASTER: &str = "/usr/lib/postfix/sbin/master";
-
-/// A Postfix instance of its own: smtpd on a free loopback port offering
-/// STARTTLS (`smtpd_tls_security_level = may`), run by `master -d` in the
-/// foreground so dropping the peer stops it.
+/// A Postfix instance of its own (mailtls-testpeers): smtpd on a free
+/// loopback port offering STARTTLS (`smtpd_tls_security_level = may`).
 fn start_postfix(chain_pem: &str, key_pem: &str) -> Peer {
-    assert!(
-        std::path::Path::new(POSTFIX_MASTER).exists(),
-        "Postfix is needed: apt-get install -y postfix"
-    );
-    let (dir, cert, key) = credentials_dir(chain_pem, key_pem);
-    let root = dir.path();
-    // Postfix daemons run as the `postfix` user and must reach the queue.
-    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir(root.join("queue")).unwrap();
-    std::fs::create_dir(root.join("data")).unwrap();
-    let chown = Command::new("chown")
-        .arg("postfix")
-        .arg(root.join("data"))
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let d = root.display();
-    let main_cf = format!(
-        "compatibility_level = 3.6\n\
-         queue_directory = {d}/queue\n\
-         data_directory = {d}/data\n\
-         meta_directory = /etc/postfix\n\
-         shlib_directory = /usr/lib/postfix\n\
-         command_directory = /usr/sbin\n\
-         daemon_directory = /usr/lib/postfix/sbin\n\
-         mail_owner = postfix\n\
-         setgid_group = postdrop\n\
-         inet_interfaces = 127.0.0.1\n\
-         inet_protocols = ipv4\n\
-         myhostname = mx.example.com\n\
-         mydestination =\n\
-         local_recipient_maps =\n\
-         maillog_file = /dev/stdout\n\
-         smtpd_tls_cert_file = {}\n\
-         smtpd_tls_key_file = {}\n\
-         smtpd_tls_security_level = may\n",
-        cert.display(),
-        key.display()
-    );
-    std::fs::write(root.join("main.cf"), main_cf).unwrap();
-    let master_cf = format!(
-        "127.0.0.1:{port} inet n - n - - smtpd\n\
-         postlog unix-dgram n - n - 1 postlogd\n\
-         tlsmgr unix - - n 1000? 1 tlsmgr\n\
-         anvil unix - - n - 1 anvil\n\
-         scache unix - - n - 1 scache\n\
-         proxymap unix - - n - - proxymap\n\
-         rewrite unix - - n - - trivial-rewrite\n"
-    );
-    std::fs::write(root.join("master.cf"), master_cf).unwrap();
-    // `postfix check` creates the queue subdirectories with their owners.
-    let check = Command::new("/usr/sbin/postfix")
-        .arg("-c")
-        .arg(root)
-        .arg("check")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(check.success(), "postfix check failed");
-    let child = Command::new(POSTFIX_MASTER)
-        .arg("-c")
-        .arg(root)
-        .arg("-d")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let peer = Peer {
-        child,
+    let port = mailtls_testpeers::free_port();
+    let postfix = mailtls_testpeers::Postfix::builder(MX)
+        .listen(([127, 0, 0, 1], port).into())
+        .tls(chain_pem, key_pem)
+        .start();
+    Peer {
         port,
-        _dir: dir,
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Postfix did not start listening"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        _server: Server::Postfix { _postfix: postfix },
     }
-    peer
 }
 
 fn start_aiosmtpd(chain_pem: &str, key_pem: &str) -> Peer {
@@ -214,9 +137,11 @@ fn start_aiosmtpd(chain_pem: &str, key_pem: &str) -> Peer {
         .unwrap();
     let port = line.trim().parse().expect("aiosmtpd printed its port");
     Peer {
-        child,
         port,
-        _dir: dir,
+        _server: Server::Aiosmtpd {
+            _child: KillOnDrop(child),
+            _dir: dir,
+        },
     }
 }
 
