@@ -152,11 +152,15 @@ impl SignedRoot {
         let anchor = d.join("anchor.key");
         std::fs::copy(d.join(format!("{root_key}.key")), &anchor).unwrap();
         let port = free_port(&[Ipv4Addr::LOCALHOST]);
+        // Rate limiting off: Debian's NSD answers 200 queries a second per
+        // source by default, which a server delivering many messages (and
+        // the outbound bench) exceeds; dropped answers look like timeouts.
         let conf = format!(
             "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  zonesdir: \"{dir}\"\n  \
              username: \"\"\n  chroot: \"\"\n  pidfile: \"{dir}/nsd.pid\"\n  \
              xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  \
-             logfile: \"{dir}/nsd.log\"\n  server-count: 1\n  verbosity: 1\n  database: \"\"\n\
+             logfile: \"{dir}/nsd.log\"\n  server-count: 1\n  verbosity: 1\n  database: \"\"\n  \
+             rrl-ratelimit: 0\n\
              remote-control:\n  control-enable: no\n\
              zone:\n  name: .\n  zonefile: root.zone.signed\n\
              zone:\n  name: test.\n  zonefile: test.zone.signed\n",
