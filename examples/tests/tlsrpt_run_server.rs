@@ -95,6 +95,14 @@ async fn report_mail_goes_through_the_outbound_queue_and_verifies_with_dkimpy() 
     .await;
     let run = ts.server.tlsrpt().unwrap();
     assert!(run.sending());
+    // The server's own schedule runs once as it starts; wait for that run so
+    // it cannot take the report recorded below before the run this test makes.
+    eventually(
+        Duration::from_secs(20),
+        "the schedule's first run",
+        || run.status().last_run.map(|_| ()),
+    )
+    .await;
 
     let today = OffsetDateTime::now_utc().date();
     let yesterday = today.previous_day().unwrap();
