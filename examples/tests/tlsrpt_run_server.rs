@@ -97,11 +97,9 @@ async fn report_mail_goes_through_the_outbound_queue_and_verifies_with_dkimpy() 
     assert!(run.sending());
     // The server's own schedule runs once as it starts; wait for that run so
     // it cannot take the report recorded below before the run this test makes.
-    eventually(
-        Duration::from_secs(20),
-        "the schedule's first run",
-        || run.status().last_run.map(|_| ()),
-    )
+    eventually(Duration::from_secs(20), "the schedule's first run", || {
+        run.status().last_run.map(|_| ())
+    })
     .await;
 
     let today = OffsetDateTime::now_utc().date();
