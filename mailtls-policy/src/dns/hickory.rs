@@ -27,12 +27,13 @@ use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOp
 use hickory_resolver::{ResolveError, ResolveErrorKind, Resolver};
 use mailtls_core::DnsName;
 
+use super::cache::DnsCache;
 use super::ede;
 use super::error::DnsSetupError;
 use super::upstream::{HeaderBits, UpstreamConnector};
 use super::{
-    Answer, DnsError, DnsFuture, DnsResolver, DnssecStatus, MxRecord, QueryName, RecordType,
-    TlsaRecord, TxtRecord,
+    Answer, DnsCacheConfig, DnsCacheStats, DnsError, DnsFuture, DnsResolver, DnssecStatus,
+    MxRecord, QueryName, RecordType, TlsaRecord, TxtRecord,
 };
 
 /// Whether and how the resolver validates DNSSEC.
@@ -85,6 +86,8 @@ pub struct HickoryResolverConfig {
     /// operator controls, or reached over an authenticated channel).
     /// Loopback servers need no entry.
     pub trusted_upstreams: Vec<IpAddr>,
+    /// The answer cache (on by default; see [`DnsCacheConfig`]).
+    pub cache: DnsCacheConfig,
 }
 
 impl Default for HickoryResolverConfig {
@@ -96,6 +99,7 @@ impl Default for HickoryResolverConfig {
             attempts: 2,
             checking_disabled: false,
             trusted_upstreams: Vec::new(),
+            cache: DnsCacheConfig::default(),
         }
     }
 }
@@ -123,6 +127,8 @@ enum Verdict {
 }
 
 /// A [`DnsResolver`] backed by hickory-resolver.
+///
+/// Results are cached (see [`DnsCacheConfig`]); clones share the cache.
 #[derive(Clone)]
 pub struct HickoryResolver {
     inner: Resolver<UpstreamConnector>,
@@ -131,6 +137,7 @@ pub struct HickoryResolver {
     /// Error of a SERVFAIL (empty with the system configuration).
     nameservers: Vec<SocketAddr>,
     timeout: Duration,
+    cache: Arc<DnsCache>,
 }
 
 impl std::fmt::Debug for HickoryResolver {
@@ -192,6 +199,10 @@ impl HickoryResolver {
         opts.ndots = 0;
         opts.edns0 = true;
         opts.validate = verdict == Verdict::Own;
+        // Hickory's own cache stays (it spares the CNAME and SOA steps),
+        // bounded by the same caps as ours so neither outlives the other.
+        opts.positive_max_ttl = Some(config.cache.max_positive_ttl);
+        opts.negative_max_ttl = Some(config.cache.max_negative_ttl);
         builder = builder.with_options(opts);
         match &config.validation {
             Validation::Off | Validation::Root | Validation::TrustUpstreamAd => {}
@@ -215,7 +226,20 @@ impl HickoryResolver {
             verdict,
             nameservers: config.nameservers,
             timeout: config.timeout,
+            cache: Arc::new(DnsCache::new(config.cache)),
         })
+    }
+
+    /// Counters of the answer cache.
+    pub fn cache_stats(&self) -> DnsCacheStats {
+        self.cache.stats()
+    }
+
+    /// Drops every cached answer (ours and hickory's), for example after the
+    /// trust anchor or the upstream changed.
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+        self.inner.clear_cache();
     }
 
     fn status(&self, proof: Proof) -> DnssecStatus {
@@ -232,12 +256,46 @@ impl HickoryResolver {
         }
     }
 
-    async fn lookup<T>(
+    /// A lookup answered from the cache when it holds one.
+    async fn lookup<T: Clone + Send + Sync + 'static>(
         &self,
         query: &QueryName,
         rtype: RecordType,
         pick: impl Fn(&RData) -> Option<Result<T, String>>,
     ) -> Result<Answer<T>, DnsError> {
+        if let Some(cached) = self.cache.get(query, rtype) {
+            return cached;
+        }
+        let (result, negative_ttl) = self.lookup_uncached(query, rtype, pick).await;
+        self.cache.put(query, rtype, &result, negative_ttl);
+        result
+    }
+
+    /// A lookup sent to the name servers (through hickory's cache), with
+    /// the RFC 2308 negative TTL of a negative answer.
+    async fn lookup_uncached<T>(
+        &self,
+        query: &QueryName,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<Result<T, String>>,
+    ) -> (Result<Answer<T>, DnsError>, Option<u32>) {
+        match self.lookup_records(query, rtype, pick).await {
+            Ok(answer) => (Ok(answer), None),
+            Err(Failure::Dns(e)) => (Err(e), None),
+            Err(Failure::Resolve(name, htype, e)) => {
+                let negative_ttl = negative_ttl(&e);
+                let e = self.map_error(query, rtype, (&name, htype), e).await;
+                (Err(e), negative_ttl)
+            }
+        }
+    }
+
+    async fn lookup_records<T>(
+        &self,
+        query: &QueryName,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<Result<T, String>>,
+    ) -> Result<Answer<T>, Failure> {
         let htype = match rtype {
             RecordType::Mx => HRecordType::MX,
             RecordType::Txt => HRecordType::TXT,
@@ -254,7 +312,7 @@ impl HickoryResolver {
             })?;
         let lookup = match self.inner.lookup(name.clone(), htype).await {
             Ok(l) => l,
-            Err(e) => return Err(self.map_error(query, rtype, (&name, htype), e).await),
+            Err(e) => return Err(Failure::Resolve(name, htype, e)),
         };
         let mut dnssec = DnssecStatus::Authentic;
         let mut chain = Vec::new();
@@ -293,11 +351,11 @@ impl HickoryResolver {
             }
         }
         if records.is_empty() {
-            return Err(DnsError::NoData {
+            return Err(Failure::Dns(DnsError::NoData {
                 name: query.clone(),
                 rtype,
                 dnssec,
-            });
+            }));
         }
         Ok(Answer {
             query: query.clone(),
@@ -433,6 +491,39 @@ impl HickoryResolver {
             }
         }
     }
+}
+
+/// Why [`HickoryResolver::lookup_records`] has no answer: an error of ours,
+/// or hickory's, still to be mapped (which may take more queries).
+enum Failure {
+    Dns(DnsError),
+    Resolve(Name, HRecordType, ResolveError),
+}
+
+impl From<DnsError> for Failure {
+    fn from(e: DnsError) -> Self {
+        Failure::Dns(e)
+    }
+}
+
+/// The RFC 2308 §5 negative TTL of an NXDOMAIN or no-data answer: the
+/// smaller of the SOA record's TTL and its MINIMUM field. Hickory drops its
+/// own `negative_ttl` for a validated NXDOMAIN (it does not cache those),
+/// so it is taken from the SOA when there is one. `None` without an SOA:
+/// such an answer is not cached.
+fn negative_ttl(e: &ResolveError) -> Option<u32> {
+    let ResolveErrorKind::Proto(p) = e.kind() else {
+        return None;
+    };
+    let ProtoErrorKind::NoRecordsFound {
+        soa, negative_ttl, ..
+    } = p.kind()
+    else {
+        return None;
+    };
+    soa.as_ref()
+        .map(|soa| soa.ttl().min(soa.data().minimum()))
+        .or(*negative_ttl)
 }
 
 fn owner(name: &Name) -> Result<QueryName, String> {

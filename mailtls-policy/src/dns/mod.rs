@@ -12,6 +12,7 @@
 //! failed" ([`DnssecStatus::Bogus`]); every [`DnsError`] tells NXDOMAIN, no
 //! data, server failure and timeout apart.
 
+mod cache;
 mod ede;
 mod error;
 mod hickory;
@@ -26,6 +27,7 @@ use std::pin::Pin;
 
 use mailtls_core::DnsName;
 
+pub use cache::{DnsCacheConfig, DnsCacheStats};
 pub use ede::ExtendedDnsError;
 pub use error::{DnsError, DnsSetupError, RecordType};
 pub use hickory::{HickoryResolver, HickoryResolverConfig, Validation};
