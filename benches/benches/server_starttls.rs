@@ -10,7 +10,8 @@
 //!   a second; nothing is cached or committed);
 //! - `mailtls` at 1 certificate: the same server on a one-certificate
 //!   directory, so the cost of the 10,000 shows up as the difference;
-//! - `postfix`: Debian Postfix's `master -d` with its own `config_directory`
+//! - `postfix`: Debian Postfix's `master -d` (started by mailtls-testpeers,
+//!   stopped gracefully) with its own `config_directory`
 //!   and `queue_directory` in a temporary directory, smtpd on a free
 //!   loopback port with `smtpd_tls_security_level = may` and that same one
 //!   certificate (`smtpd_tls_cert_file`/`key_file`). `smtpd_peername_lookup
@@ -51,7 +52,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -63,6 +63,7 @@ use mailtls_benches::{
 use mailtls_core::DnsName;
 use mailtls_examples::{Config, MailListener, RunningServer, Server};
 use mailtls_sni::ResolverStats;
+use mailtls_testpeers::Postfix;
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -89,8 +90,6 @@ const ROUND_RUN: Duration = Duration::from_secs(2);
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 /// The criterion group.
 const GROUP: &str = "server_starttls_session";
-
-const POSTFIX_MASTER: &str = "/usr/lib/postfix/sbin/master";
 
 /// One server under test.
 struct Target {
@@ -275,140 +274,31 @@ impl Drop for OurServer {
     }
 }
 
-/// A Postfix instance of its own, run by `master -d` in the foreground;
-/// stopped (SIGTERM, then SIGKILL) and its directory removed on drop, also
-/// when the bench panics.
-struct Postfix {
-    master: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Postfix {
-    /// smtpd on a free loopback port offering STARTTLS with `cert`/`key`.
-    fn start(cert: &Path, key: &Path) -> Postfix {
-        assert!(
-            Path::new(POSTFIX_MASTER).exists(),
-            "Postfix is needed: apt-get install -y postfix"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("mailtls-bench-postfix-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path();
-        // Postfix daemons run as the `postfix` user and must reach the queue.
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        std::fs::create_dir(root.join("queue")).unwrap();
-        std::fs::create_dir(root.join("data")).unwrap();
-        let chown = Command::new("chown")
-            .arg("postfix")
-            .arg(root.join("data"))
-            .status()
-            .unwrap();
-        assert!(
-            chown.success(),
-            "chown postfix failed (the bench needs root)"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = root.display();
-        let main_cf = format!(
-            "compatibility_level = 3.6\n\
-             queue_directory = {d}/queue\n\
-             data_directory = {d}/data\n\
-             meta_directory = /etc/postfix\n\
-             shlib_directory = /usr/lib/postfix\n\
-             command_directory = /usr/sbin\n\
-             daemon_directory = /usr/lib/postfix/sbin\n\
-             mail_owner = postfix\n\
-             setgid_group = postdrop\n\
-             inet_interfaces = 127.0.0.1\n\
-             inet_protocols = ipv4\n\
-             myhostname = {host}\n\
-             mydestination =\n\
-             local_recipient_maps =\n\
-             maillog_file = /dev/stdout\n\
-             smtpd_peername_lookup = no\n\
-             smtpd_tls_cert_file = {cert}\n\
-             smtpd_tls_key_file = {key}\n\
-             smtpd_tls_security_level = may\n",
-            host = exact_name(0),
-            cert = cert.display(),
-            key = key.display(),
-        );
-        std::fs::write(root.join("main.cf"), main_cf).unwrap();
-        let master_cf = format!(
-            "127.0.0.1:{port} inet n - n - - smtpd\n\
-             postlog unix-dgram n - n - 1 postlogd\n\
-             tlsmgr unix - - n 1000? 1 tlsmgr\n\
-             anvil unix - - n - 1 anvil\n\
-             scache unix - - n - 1 scache\n\
-             proxymap unix - - n - - proxymap\n\
-             rewrite unix - - n - - trivial-rewrite\n"
-        );
-        std::fs::write(root.join("master.cf"), master_cf).unwrap();
-        // `postfix check` creates the queue subdirectories with their owners.
-        let check = Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(root)
-            .arg("check")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(check.success(), "postfix check failed");
-        let master = Command::new(POSTFIX_MASTER)
-            .arg("-c")
-            .arg(root)
-            .arg("-d")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let postfix = Postfix {
-            master,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Postfix did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        postfix
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        // SIGTERM lets master stop its smtpd children before it exits.
-        let pid = i32::try_from(self.master.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw);
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.master.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.master.kill();
-        let _ = self.master.wait();
-    }
+/// Postfix (mailtls-testpeers' starter: `master -d` from a temporary
+/// configuration directory) with smtpd on a free loopback port offering
+/// STARTTLS with `cert`/`key`; stopped gracefully on drop (SIGTERM to
+/// master, which stops its children, then SIGKILL to the group), also when
+/// the bench panics.
+fn start_postfix(cert: &Path, key: &Path) -> Postfix {
+    let addr = SocketAddr::from(([127, 0, 0, 1], mailtls_testpeers::free_port()));
+    Postfix::builder(&exact_name(0))
+        .listen(addr)
+        .tls(
+            &std::fs::read_to_string(cert).unwrap(),
+            &std::fs::read_to_string(key).unwrap(),
+        )
+        // The bench's settings over the starter's test defaults: no reverse
+        // lookup of the client (resolver work, not TLS work; mailtls does
+        // none), no per-session TLS log line, and the log to master's
+        // stdout (/dev/null) as a production log would go to a collector
+        // rather than a file the bench keeps.
+        .main_cf("smtpd_peername_lookup = no")
+        .main_cf("smtpd_tls_loglevel = 0")
+        .main_cf("smtpd_tls_received_header = no")
+        .main_cf("maillog_file_prefixes = /dev/stdout")
+        .main_cf("maillog_file = /dev/stdout")
+        .stop_gracefully()
+        .start()
 }
 
 fn private_tempdir(prefix: &str) -> tempfile::TempDir {
@@ -713,7 +603,7 @@ fn main() {
         "every certificate loaded"
     );
     let ours_one = OurServer::start(one.path(), "server-one");
-    let postfix = Postfix::start(
+    let postfix = start_postfix(
         &one.path().join("c000000.crt"),
         &one.path().join("c000000.key"),
     );
@@ -744,8 +634,8 @@ fn main() {
         Target {
             function: "postfix",
             certs: 1,
-            addr: postfix.addr(),
-            cpu: CpuSource::Tree(postfix.master.id()),
+            addr: postfix.smtp_addr().expect("smtpd was asked to listen"),
+            cpu: CpuSource::Tree(postfix.pid()),
             names: one_name,
         },
     ];

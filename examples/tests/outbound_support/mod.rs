@@ -7,10 +7,11 @@
 //!   per test (addresses of the local Postfix instances, TLSA digests of
 //!   certificates made at test time), which the fixed worlds in
 //!   mailtls-policy/tests do not allow.
-//! - [`PostfixMx`]: a Postfix instance of its own (Debian `postfix`, run by
-//!   `master -d` from a temporary configuration directory; needs root) that
-//!   accepts mail for given domains over STARTTLS and delivers it into a
-//!   Maildir through virtual(8), so a test reads what really arrived.
+//! - [`PostfixMx`]: a Postfix instance of its own (mailtls-testpeers'
+//!   [`Postfix`]: Debian `postfix` run by `master -d` from a temporary
+//!   configuration directory; needs root) that accepts mail for given
+//!   domains over STARTTLS and delivers it into Maildirs through
+//!   virtual(8), so a test reads what really arrived.
 //! - [`SlowPeer`]: a small SMTP server in tokio that takes its time to
 //!   answer the end of data, or refuses recipients (shutdown, DSN tests).
 //! - [`submit`]: sends a message through the server's submission port
@@ -33,23 +34,18 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use mailtls_core::{CaSpec, CertificateAuthority, DnsName, ServerCertSpec};
+use mailtls_testpeers::postfix::{Delivery, Postfix, PostfixBuilder};
+use mailtls_testpeers::process::{find_tool, open_tempdir};
 
 use crate::common::*;
 
+/// Where the DNS tools live (`ldns-*` in /usr/bin, `nsd` in /usr/sbin).
 fn which(tool: &str) -> PathBuf {
-    for dir in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/lib/postfix/sbin",
-    ] {
-        let p = Path::new(dir).join(tool);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{tool} is not installed (apt-get install -y postfix nsd ldnsutils)");
+    find_tool(
+        tool,
+        &["/usr/sbin", "/usr/bin", "/sbin", "/bin"],
+        "postfix nsd ldnsutils",
+    )
 }
 
 fn run(dir: &Path, cmd: &str, args: &[&str]) -> String {
@@ -88,13 +84,6 @@ pub async fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() 
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// A directory root-owned but traversable, for daemons that drop privileges.
-fn open_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
 }
 
 /// NSD serving a signed root and a signed `test.` zone with the given records.
@@ -194,46 +183,24 @@ impl SignedRoot {
     }
 }
 
-/// A Postfix that receives mail for `domains` and keeps it in a Maildir.
+/// A Postfix that receives mail for `domains` over smtpd and keeps it in
+/// Maildirs: [`mailtls_testpeers::postfix::Postfix`] configured as an MX
+/// (derefs to it for `messages`, `log`, `wait_for`). Unlike the testpeers
+/// default, it relays for nobody, not even loopback clients: mail for any
+/// other domain is refused at RCPT (`554 5.7.1 Relay access denied`), which
+/// the relay and bounce tests rely on.
 pub struct PostfixMx {
     /// Where smtpd listens.
     pub addr: SocketAddr,
-    child: Child,
-    dir: tempfile::TempDir,
+    postfix: Postfix,
 }
 
-impl Drop for PostfixMx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for PostfixMx {
+    type Target = Postfix;
+
+    fn deref(&self) -> &Postfix {
+        &self.postfix
     }
-}
-
-fn chown_postfix(path: &Path) {
-    let ok = Command::new("chown")
-        .arg("-R")
-        .arg("postfix:postfix")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "chown postfix {}", path.display());
-}
-
-fn postfix_ids() -> (String, String) {
-    let id = |flag: &str| {
-        String::from_utf8(
-            Command::new("id")
-                .args([flag, "postfix"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_owned()
-    };
-    (id("-u"), id("-g"))
 }
 
 impl PostfixMx {
@@ -246,170 +213,30 @@ impl PostfixMx {
         key_pem: &str,
         domains: &[&str],
     ) -> PostfixMx {
-        Self::start_with(addr, hostname, Some((chain_pem, key_pem)), domains)
+        Self::start_with(
+            Self::builder(addr, hostname, domains).tls(chain_pem, key_pem),
+            addr,
+        )
     }
 
     /// Starts smtpd on `addr` without STARTTLS.
     pub fn start_without_tls(addr: SocketAddr, hostname: &str, domains: &[&str]) -> PostfixMx {
-        Self::start_with(addr, hostname, None, domains)
+        Self::start_with(Self::builder(addr, hostname, domains), addr)
     }
 
-    fn start_with(
-        addr: SocketAddr,
-        hostname: &str,
-        credentials: Option<(&str, &str)>,
-        domains: &[&str],
-    ) -> PostfixMx {
-        assert!(
-            Path::new("/usr/lib/postfix/sbin/master").exists(),
-            "Postfix is needed: apt-get install -y postfix"
-        );
-        let dir = open_tempdir();
-        let root = dir.path();
-        let cert = root.join("chain.pem");
-        let key = root.join("key.pem");
-        let tls = match credentials {
-            Some((chain_pem, key_pem)) => {
-                std::fs::write(&cert, chain_pem).unwrap();
-                std::fs::write(&key, key_pem).unwrap();
-                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-                format!(
-                    "smtpd_tls_cert_file = {}\n\
-                     smtpd_tls_key_file = {}\n\
-                     smtpd_tls_security_level = may\n\
-                     smtpd_tls_received_header = yes\n\
-                     smtpd_tls_loglevel = 1\n",
-                    cert.display(),
-                    key.display()
-                )
-            }
-            None => "smtpd_tls_security_level = none\n".to_owned(),
-        };
-        for sub in ["queue", "data", "mail"] {
-            std::fs::create_dir(root.join(sub)).unwrap();
-        }
-        chown_postfix(&root.join("data"));
-        chown_postfix(&root.join("mail"));
-        let (uid, gid) = postfix_ids();
-        let d = root.display();
-        let main_cf = format!(
-            "compatibility_level = 3.6\n\
-             queue_directory = {d}/queue\n\
-             data_directory = {d}/data\n\
-             meta_directory = /etc/postfix\n\
-             shlib_directory = /usr/lib/postfix\n\
-             command_directory = /usr/sbin\n\
-             daemon_directory = /usr/lib/postfix/sbin\n\
-             mail_owner = postfix\n\
-             setgid_group = postdrop\n\
-             inet_interfaces = loopback-only\n\
-             inet_protocols = ipv4\n\
-             myhostname = {hostname}\n\
-             mydestination =\n\
-             local_recipient_maps =\n\
-             mynetworks = 127.0.0.0/8\n\
-             smtpd_relay_restrictions = reject_unauth_destination\n\
-             maillog_file = {d}/maillog\n\
-             maillog_file_prefixes = {d}\n\
-             {tls}\
-             virtual_mailbox_domains = {}\n\
-             virtual_mailbox_base = {d}/mail\n\
-             virtual_mailbox_maps = static:box/\n\
-             virtual_uid_maps = static:{uid}\n\
-             virtual_gid_maps = static:{gid}\n\
-             virtual_minimum_uid = 1\n",
-            domains.join(" "),
-        );
-        std::fs::write(root.join("main.cf"), main_cf).unwrap();
-        let master_cf = format!(
-            "{addr} inet n - n - - smtpd\n\
-             cleanup unix n - n - 0 cleanup\n\
-             qmgr unix n - n 300 1 qmgr\n\
-             tlsmgr unix - - n 1000? 1 tlsmgr\n\
-             rewrite unix - - n - - trivial-rewrite\n\
-             bounce unix - - n - 0 bounce\n\
-             defer unix - - n - 0 bounce\n\
-             trace unix - - n - 0 bounce\n\
-             verify unix - - n - 1 verify\n\
-             flush unix n - n 1000? 0 flush\n\
-             proxymap unix - - n - - proxymap\n\
-             showq unix n - n - - showq\n\
-             error unix - - n - - error\n\
-             retry unix - - n - - error\n\
-             discard unix - - n - - discard\n\
-             virtual unix - n n - - virtual\n\
-             anvil unix - - n - 1 anvil\n\
-             scache unix - - n - 1 scache\n\
-             postlog unix-dgram n - n - 1 postlogd\n"
-        );
-        std::fs::write(root.join("master.cf"), master_cf).unwrap();
-        let check = Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(root)
-            .arg("check")
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "postfix check: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let child = Command::new("/usr/lib/postfix/sbin/master")
-            .arg("-c")
-            .arg(root)
-            .arg("-d")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mx = PostfixMx { addr, child, dir };
-        let start = Instant::now();
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "Postfix did not listen on {addr}: {}",
-                mx.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        mx
+    fn builder(addr: SocketAddr, hostname: &str, domains: &[&str]) -> PostfixBuilder {
+        domains.iter().fold(
+            Postfix::builder(hostname)
+                .listen(addr)
+                .main_cf("smtpd_relay_restrictions = reject_unauth_destination"),
+            |b, d| b.domain(d, Delivery::Maildir),
+        )
     }
 
-    /// Postfix's log.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
-    }
-
-    /// Every message delivered so far.
-    pub fn messages(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for sub in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail/box").join(sub)) else {
-                continue;
-            };
-            for e in entries {
-                out.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
-            }
-        }
-        out
-    }
-
-    /// Waits until a delivered message contains `needle`.
-    pub async fn wait_for(&self, needle: &str) -> String {
-        let limit = Duration::from_secs(40);
-        let start = Instant::now();
-        loop {
-            if let Some(m) = self.messages().into_iter().find(|m| m.contains(needle)) {
-                return m;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no message with {needle:?} reached Postfix; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    fn start_with(builder: PostfixBuilder, addr: SocketAddr) -> PostfixMx {
+        PostfixMx {
+            addr,
+            postfix: builder.start(),
         }
     }
 }
