@@ -88,8 +88,7 @@ async fn accept_from(
     for copy in prepared.for_local {
         // A TLS report for our own rua mailbox is summarised (and spooled).
         if let Some(t) = &shared.tlsrpt {
-            t.receive(&shared.live.current(), &copy.rcpt_to, &copy.message)
-                .await;
+            t.receive(&copy.rcpt_to, &copy.message).await;
         }
         let spool = shared.spool.clone();
         let local_envelope = Envelope {

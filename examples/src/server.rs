@@ -583,7 +583,13 @@ impl RunningServer {
     /// invalid configuration (the error names the key) or certificates that
     /// do not load, nothing changes.
     pub async fn reload(&self, new: Config) -> Result<ReloadReport, ServerError> {
-        crate::reload::reload(&self.live, &self.resolver, new).await
+        let report = crate::reload::reload(&self.live, &self.resolver, new).await?;
+        // The report mailboxes follow `[mta_sts]` rua: set once per reload,
+        // not looked up again for every incoming message.
+        if let Some(t) = &self.tlsrpt {
+            t.update_mailboxes(&self.live.current());
+        }
+        Ok(report)
     }
 
     /// Records a reload whose configuration did not even load (a SIGHUP

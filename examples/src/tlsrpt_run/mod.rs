@@ -359,19 +359,13 @@ impl TlsRptRun {
         }
     }
 
-    /// Called for a message to local recipients, with the configuration in
-    /// effect: when one of them is a `rua` mailbox, the reports in it are
-    /// parsed and summarised. Returns `None` when the message is not for a
+    /// Called for a message to local recipients: when one of them is a `rua`
+    /// mailbox (as [`TlsRptRun::update_mailboxes`] last set them), the
+    /// reports in it are parsed and summarised. Returns `None` when the message is not for a
     /// report mailbox, else how many new reports it held. A message that
     /// holds no readable report is logged and counted as 0: the mailbox
     /// still gets it.
-    pub async fn receive(
-        &self,
-        config: &Config,
-        rcpt_to: &[String],
-        message: &[u8],
-    ) -> Option<usize> {
-        self.update_mailboxes(config);
+    pub async fn receive(&self, rcpt_to: &[String], message: &[u8]) -> Option<usize> {
         if !rcpt_to.iter().any(|r| self.is_report_mailbox(r)) {
             return None;
         }
