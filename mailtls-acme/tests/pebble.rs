@@ -146,14 +146,7 @@ async fn http01_several_names_with_nonce_rejection_then_revoke() {
         ..PebbleOptions::default()
     });
     let (_server, solver) = http01_solver(&pebble).await;
-    let client = pebble.client().await;
-    let account = client
-        .new_account(
-            AccountKey::generate(SigningAlgorithm::Es256).unwrap(),
-            &NewAccountOptions::with_email("postmaster@example.com"),
-        )
-        .await
-        .unwrap();
+    let account = pebble.new_account(SigningAlgorithm::Es256).await;
     let names = [
         "mail.example.com",
         "imap.example.com",
@@ -188,13 +181,7 @@ async fn rsa_certificate_key_and_no_solver_error() {
     let pebble = Pebble::start(PebbleOptions::default());
     let (_server, solver) = http01_solver(&pebble).await;
     let client = pebble.client().await;
-    let account = client
-        .new_account(
-            AccountKey::generate(SigningAlgorithm::Es384).unwrap(),
-            &NewAccountOptions::with_email("postmaster@example.com"),
-        )
-        .await
-        .unwrap();
+    let account = pebble.new_account(SigningAlgorithm::Es384).await;
     let issued = account
         .issue(
             &CertificateRequest::new(["rsa.example.com"])
@@ -302,14 +289,7 @@ async fn tls_alpn01_through_sni_resolver() {
             });
         }
     });
-    let client = pebble.client().await;
-    let account = client
-        .new_account(
-            AccountKey::generate(SigningAlgorithm::Es256).unwrap(),
-            &NewAccountOptions::with_email("postmaster@example.com"),
-        )
-        .await
-        .unwrap();
+    let account = pebble.new_account(SigningAlgorithm::Es256).await;
     let solver: Arc<dyn ChallengeSolver> = Arc::new(TlsAlpn01Solver::new(resolver.clone()));
     let issued = account
         .issue(
@@ -381,14 +361,7 @@ async fn dns01_wildcard_and_apex() {
         http: mailtls_testpeers::plain_http_client(),
     });
     let solver: Arc<dyn ChallengeSolver> = Arc::new(Dns01Solver::new(updater));
-    let client = pebble.client().await;
-    let account = client
-        .new_account(
-            AccountKey::generate(SigningAlgorithm::Es256).unwrap(),
-            &NewAccountOptions::with_email("postmaster@example.com"),
-        )
-        .await
-        .unwrap();
+    let account = pebble.new_account(SigningAlgorithm::Es256).await;
     let issued = account
         .issue(
             &CertificateRequest::new(["*.example.com", "example.com"]),
@@ -412,14 +385,7 @@ async fn alternate_chains_and_preferred_issuer() {
         ..PebbleOptions::default()
     });
     let (_server, solver) = http01_solver(&pebble).await;
-    let client = pebble.client().await;
-    let account = client
-        .new_account(
-            AccountKey::generate(SigningAlgorithm::Es256).unwrap(),
-            &NewAccountOptions::with_email("postmaster@example.com"),
-        )
-        .await
-        .unwrap();
+    let account = pebble.new_account(SigningAlgorithm::Es256).await;
     let issued = account
         .issue(
             &CertificateRequest::new(["alt.example.com"]),

@@ -7,10 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailtls_acme::solver::{Dns01Solver, DnsUpdater, Rfc2136Updater, TsigKey};
-use mailtls_acme::{
-    AccountKey, CertificateRequest, ChallengeSolver, NewAccountOptions, PollPolicy,
-    SigningAlgorithm,
-};
+use mailtls_acme::{CertificateRequest, ChallengeSolver, PollPolicy, SigningAlgorithm};
 use mailtls_testpeers::{Knot, Pebble, PebbleOptions, leaf_names};
 
 const SECRET: &str = "Wq3kAUKEmxD2EeMf1ITxEgd2Cgh4mNvvAVjh4Ak9VQQ=";
@@ -60,14 +57,7 @@ async fn pebble_wildcard_order_through_dynamic_update() {
         ..PebbleOptions::default()
     });
     let solver: Arc<dyn ChallengeSolver> = Arc::new(Dns01Solver::new(Arc::new(updater(knot.addr))));
-    let client = pebble.client().await;
-    let account = client
-        .new_account(
-            AccountKey::generate(SigningAlgorithm::Es256).unwrap(),
-            &NewAccountOptions::with_email("postmaster@example.com"),
-        )
-        .await
-        .unwrap();
+    let account = pebble.new_account(SigningAlgorithm::Es256).await;
     let issued = account
         .issue(
             &CertificateRequest::new(["*.example.com", "example.com"]),

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailtls_acme::{AcmeClient, ClientConfig};
+use mailtls_acme::{
+    Account, AccountKey, AcmeClient, ClientConfig, NewAccountOptions, SigningAlgorithm,
+};
 use rustls_pki_types::CertificateDer;
 
 use crate::process::{KillOnDrop, free_port, wait_for_port};
@@ -251,6 +253,23 @@ impl Pebble {
         AcmeClient::new(self.config())
             .await
             .expect("fetching Pebble's directory")
+    }
+
+    /// A new account with a fresh `algorithm` key and the contact
+    /// `postmaster@example.com`, the start of most tests.
+    ///
+    /// # Panics
+    ///
+    /// When key generation or the registration fails.
+    pub async fn new_account(&self, algorithm: SigningAlgorithm) -> Account {
+        self.client()
+            .await
+            .new_account(
+                AccountKey::generate(algorithm).expect("generating an account key"),
+                &NewAccountOptions::with_email("postmaster@example.com"),
+            )
+            .await
+            .expect("registering an account with Pebble")
     }
 
     /// GETs `path` from Pebble's management interface (HTTPS with the same
