@@ -9,24 +9,6 @@ use support::*;
 
 const ENTITY: &[u8] = b"Content-Type: text/plain\r\n\r\nfor an EC key\r\n";
 
-fn openssl_decrypts(u: &User, enc: &[u8]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = write(dir.path(), "u.pem", u.cert_pem.as_bytes());
-    let key = write(dir.path(), "u.key", u.key_pem.as_bytes());
-    let (ok, out, err) = openssl_cms(
-        &[
-            "-decrypt",
-            "-recip",
-            cert.to_str().unwrap(),
-            "-inkey",
-            key.to_str().unwrap(),
-        ],
-        enc,
-    );
-    assert!(ok, "openssl cms -decrypt failed: {err}");
-    out
-}
-
 #[test]
 fn our_ecdh_decrypts_in_openssl() {
     let ca = ca(&PKCS_ECDSA_P256_SHA256, "CA");

@@ -14,25 +14,6 @@ fn decryptor(u: &User) -> Decryptor {
     Decryptor::new(u.key(), u.certificate()).unwrap()
 }
 
-/// We encrypt, OpenSSL decrypts; returns OpenSSL's output.
-fn openssl_decrypts(u: &User, enc: &[u8]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = write(dir.path(), "u.pem", u.cert_pem.as_bytes());
-    let key = write(dir.path(), "u.key", u.key_pem.as_bytes());
-    let (ok, out, err) = openssl_cms(
-        &[
-            "-decrypt",
-            "-recip",
-            cert.to_str().unwrap(),
-            "-inkey",
-            key.to_str().unwrap(),
-        ],
-        enc,
-    );
-    assert!(ok, "openssl cms -decrypt failed: {err}");
-    out
-}
-
 /// OpenSSL encrypts to `u` with extra options.
 fn openssl_encrypts(u: &User, extra: &[&str], msg: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();

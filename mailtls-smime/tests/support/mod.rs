@@ -134,4 +134,24 @@ pub fn openssl_cms(args: &[&str], stdin: &[u8]) -> (bool, Vec<u8>, String) {
     )
 }
 
+/// `openssl cms -decrypt` with `u`'s certificate and key; returns the
+/// plaintext and fails the test when OpenSSL refuses.
+pub fn openssl_decrypts(u: &User, enc: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "u.pem", u.cert_pem.as_bytes());
+    let key = write(dir.path(), "u.key", u.key_pem.as_bytes());
+    let (ok, out, err) = openssl_cms(
+        &[
+            "-decrypt",
+            "-recip",
+            cert.to_str().unwrap(),
+            "-inkey",
+            key.to_str().unwrap(),
+        ],
+        enc,
+    );
+    assert!(ok, "openssl cms -decrypt failed: {err}");
+    out
+}
+
 pub const MESSAGE: &[u8] = b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: test\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\nthis is signed.\r\n";
