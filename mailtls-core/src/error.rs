@@ -5,6 +5,7 @@ use crate::challenge::ChallengeError;
 use crate::inspect::InspectError;
 use crate::listener::ModeParseError;
 use crate::load::LoadError;
+#[cfg(feature = "maker")]
 use crate::maker::MakerError;
 use crate::name::NameError;
 use crate::pattern::PatternError;
@@ -26,6 +27,7 @@ pub enum Error {
     #[error(transparent)]
     Inspect(#[from] InspectError),
     /// The certificate maker failed.
+    #[cfg(feature = "maker")]
     #[error(transparent)]
     Maker(#[from] MakerError),
     /// A listener mode word was not understood.

@@ -183,9 +183,7 @@ impl CertInfo {
             .iter_email()
             .filter_map(|e| e.as_str().ok().map(str::to_owned))
             .collect();
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-        let mut sha256_fingerprint = [0u8; 32];
-        sha256_fingerprint.copy_from_slice(digest.as_ref());
+        let sha256_fingerprint = crate::crypto::sha256(der);
         let validity = cert.validity();
         Ok(CertInfo {
             subject: subject.to_string(),

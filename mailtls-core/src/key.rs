@@ -108,7 +108,7 @@ impl KeyAlgorithm {
 
 /// Bit length of a big-endian unsigned integer (x509-parser's own count
 /// assumes a leading zero byte, which not every encoder writes).
-fn bit_length(be: &[u8]) -> u32 {
+pub(crate) fn bit_length(be: &[u8]) -> u32 {
     let trimmed = match be.iter().position(|b| *b != 0) {
         Some(i) => &be[i..],
         None => return 0,
@@ -143,14 +143,11 @@ pub struct PublicKeyInfo {
 
 /// Parses a private key (PKCS#8, PKCS#1 or SEC1) and returns its public half,
 /// or `None` when the key is of no supported type or malformed.
+///
+/// Needs a provider feature (`aws-lc-rs` or `ring`); with ring, P-521 keys
+/// are not supported.
 pub fn public_key_of(key: &PrivateKeyDer<'_>) -> Option<PublicKeyInfo> {
-    use rcgen::PublicKeyData;
-    let pair = rcgen::KeyPair::try_from(key).ok()?;
-    let spki = pair.subject_public_key_info();
-    Some(PublicKeyInfo {
-        algorithm: KeyAlgorithm::from_spki_der(&spki)?,
-        raw: pair.public_key_raw().to_vec(),
-    })
+    crate::crypto::public_key_of(key)
 }
 
 #[cfg(test)]
@@ -166,6 +163,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "maker", any(feature = "aws-lc-rs", feature = "ring")))]
     fn detects_generated_key_types() {
         for (alg, want) in [
             (&rcgen::PKCS_ECDSA_P256_SHA256, KeyAlgorithm::EcdsaP256),
@@ -176,6 +174,12 @@ mod tests {
             let der = PrivateKeyDer::try_from(kp.serialize_der()).unwrap();
             assert_eq!(public_key_of(&der).unwrap().algorithm, want);
         }
+    }
+
+    // ring cannot generate RSA keys, so this half runs on aws-lc-rs only.
+    #[test]
+    #[cfg(all(feature = "maker", feature = "aws-lc-rs"))]
+    fn detects_generated_rsa_key() {
         let kp =
             rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
                 .unwrap();

@@ -11,6 +11,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// The rcgen release the maker is built on, for callers that match on
+/// [`MakerError::Generation`].
+pub use rcgen;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -56,6 +60,10 @@ pub enum MakerError {
     /// A country that is not two ASCII letters (ISO 3166-1 alpha-2).
     #[error("country {0:?} must be two letters (ISO 3166-1 alpha-2)")]
     BadCountry(String),
+    /// An RSA key was asked for on the ring provider, which cannot make one
+    /// (build with the `aws-lc-rs` feature, or choose an ECDSA/Ed25519 key).
+    #[error("RSA key generation needs the aws-lc-rs provider; ring cannot generate RSA keys")]
+    RsaNeedsAwsLc,
     /// rcgen could not generate a key or sign.
     #[error("certificate generation failed: {0}")]
     Generation(#[from] rcgen::Error),
@@ -104,15 +112,26 @@ impl KeyType {
     }
 
     /// Generates a fresh key pair of this type.
+    ///
+    /// RSA keys need the `aws-lc-rs` feature: ring cannot generate them, and
+    /// asks for one then fail with [`MakerError::RsaNeedsAwsLc`].
     pub fn generate(self) -> Result<KeyPair, MakerError> {
+        #[cfg(feature = "aws-lc-rs")]
         use rcgen::RsaKeySize;
         let kp = match self {
+            #[cfg(not(feature = "aws-lc-rs"))]
+            KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
+                return Err(MakerError::RsaNeedsAwsLc);
+            }
+            #[cfg(feature = "aws-lc-rs")]
             KeyType::Rsa2048 => {
                 KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)?
             }
+            #[cfg(feature = "aws-lc-rs")]
             KeyType::Rsa3072 => {
                 KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072)?
             }
+            #[cfg(feature = "aws-lc-rs")]
             KeyType::Rsa4096 => {
                 KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)?
             }
@@ -328,9 +347,9 @@ fn validity(params: &mut CertificateParams, days: u32) -> Result<(), MakerError>
 
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
-    // aws-lc's RNG only fails if the OS entropy source is gone; a zero serial is
+    // The RNG only fails if the OS entropy source is gone; a zero serial is
     // then still a valid (if not unique) serial, and rcgen signs it fine.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    let _ = crate::crypto::fill_random(&mut bytes);
     bytes[0] &= 0x7f; // keep it positive
     SerialNumber::from_slice(&bytes)
 }
@@ -495,16 +514,13 @@ impl CertificateAuthority {
     }
 }
 
-/// The key as PKCS#8 DER and PEM in the form every tool reads. aws-lc writes
-/// Ed25519 keys as PKCS#8 v2 (with the public key attached), which OpenSSL
-/// 3.0 refuses to load; those are rewritten as PKCS#8 v1.
+/// The key as PKCS#8 DER and PEM in the form every tool reads. aws-lc and
+/// ring write Ed25519 keys as PKCS#8 v2 (with the public key attached), which
+/// OpenSSL 3.0 refuses to load; those are rewritten as PKCS#8 v1.
 fn portable_pkcs8(key: &KeyPair) -> (Vec<u8>, String) {
     let der = key.serialize_der();
     let der = if key.algorithm() == &rcgen::PKCS_ED25519 {
-        aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der)
-            .ok()
-            .and_then(|kp| kp.to_pkcs8v1().ok())
-            .map_or(der, |doc| doc.as_ref().to_vec())
+        ed25519_pkcs8_v1(&der).unwrap_or(der)
     } else {
         der
     };
@@ -514,6 +530,29 @@ fn portable_pkcs8(key: &KeyPair) -> (Vec<u8>, String) {
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
     );
     (der, pem)
+}
+
+/// The RFC 8410 PKCS#8 v1 form of an Ed25519 key given as PKCS#8 v2: v2 is
+/// the v1 prefix with version 1 instead of 0, then the same 32-byte seed,
+/// then the public key; v1 is the prefix and the seed alone. `None` for any
+/// other shape (the key is then written as it came).
+fn ed25519_pkcs8_v1(v2: &[u8]) -> Option<Vec<u8>> {
+    // SEQUENCE, INTEGER version, AlgorithmIdentifier id-Ed25519, OCTET STRING
+    // holding the OCTET STRING seed; byte 1 (length) and 4 (version) differ.
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let prefix = v2.get(..16)?;
+    let same_shape =
+        prefix[0] == 0x30 && prefix[2..4] == V1_PREFIX[2..4] && prefix[5..] == V1_PREFIX[5..];
+    if !same_shape || prefix[4] != 0x01 {
+        return None;
+    }
+    let seed = v2.get(16..48)?;
+    let mut v1 = V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    Some(v1)
 }
 
 fn pem_of_cert(c: &CertificateDer<'_>) -> String {
