@@ -39,10 +39,7 @@ fn loaded(pki: &TestPki, n: usize) -> Loaded {
         dir.path().display(),
         started.elapsed()
     );
-    let resolver = SniResolver::new(ResolverOptions {
-        provider: Some(provider()),
-        ..ResolverOptions::default()
-    });
+    let resolver = SniResolver::new(ResolverOptions::default().with_provider(provider()));
     let report = resolver.reload_from_dir(dir.path()).unwrap();
     assert_eq!(report.certificates, n);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);

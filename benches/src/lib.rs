@@ -255,10 +255,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// A resolver (default options: serve the first certificate as default)
 /// loaded with `certs`.
 pub fn mailtls_resolver(certs: &[PreparedCertificate]) -> SniResolver {
-    let resolver = SniResolver::new(ResolverOptions {
-        provider: Some(provider()),
-        ..ResolverOptions::default()
-    });
+    let resolver = SniResolver::new(ResolverOptions::default().with_provider(provider()));
     resolver.reload(certs.to_vec()).unwrap();
     resolver
 }

@@ -61,10 +61,7 @@ pub fn load_resolver(cert_dir: &Path, hostname: &DnsName) -> Result<Arc<SniResol
         dir: cert_dir.to_owned(),
         source,
     };
-    let resolver = SniResolver::new(ResolverOptions {
-        default_name: Some(hostname.clone()),
-        ..ResolverOptions::default()
-    });
+    let resolver = SniResolver::new(ResolverOptions::default().with_default_name(hostname.clone()));
     match resolver.reload_from_dir(cert_dir) {
         Ok(report) => {
             for w in &report.warnings {

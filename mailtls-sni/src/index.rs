@@ -197,14 +197,30 @@ impl<T> IndexInput<T> {
     }
 }
 
-/// Options for building an index.
+/// Options for building an index: `IndexOptions::default()` and the `with_*`
+/// methods.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct IndexOptions {
     /// The name whose certificate(s) serve as default. `None`: the first
     /// loaded certificate with an exact name.
     pub default_name: Option<DnsName>,
     /// Refuse (no certificate) instead of serving a default.
     pub strict: bool,
+}
+
+impl IndexOptions {
+    /// Serves the certificate(s) of `name` as the default.
+    pub fn with_default_name(mut self, name: DnsName) -> Self {
+        self.default_name = Some(name);
+        self
+    }
+
+    /// Refuses instead of serving a default.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
 }
 
 fn add(map: &mut HashMap<Box<str>, Slot, RandomState>, name: &str, id: u32) {

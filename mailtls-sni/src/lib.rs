@@ -1,7 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!(
+    "mailtls-sni needs a crypto provider: enable the `aws-lc-rs` (default) or the `ring` feature"
+);
+
 pub mod dir;
 pub mod index;
+#[cfg(all(feature = "watch", feature = "aws-lc-rs"))]
+pub mod manual;
 pub mod resolver;
 #[cfg(feature = "watch")]
 pub mod watch;

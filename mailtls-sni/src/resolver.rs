@@ -136,8 +136,11 @@ pub struct MissEvent {
 /// A callback for misses.
 pub type MissHook = Arc<dyn Fn(&MissEvent) + Send + Sync>;
 
-/// Settings of a resolver.
+/// Settings of a resolver. Built from `ResolverOptions::default()` with the
+/// `with_*` methods, so that new settings can be added without breaking
+/// callers.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct ResolverOptions {
     /// The name whose certificate is the default; `None`: the first loaded.
     pub default_name: Option<DnsName>,
@@ -145,10 +148,38 @@ pub struct ResolverOptions {
     /// rustls then aborts the handshake with an `access_denied` alert.
     pub strict: bool,
     /// The crypto provider that loads keys; `None`: the process default, or
-    /// aws-lc-rs if none is installed.
+    /// else the provider of this crate's enabled feature (aws-lc-rs first,
+    /// then ring).
     pub provider: Option<Arc<CryptoProvider>>,
     /// Called on every miss (no match, or no SNI), after the counters.
     pub on_miss: Option<MissHook>,
+}
+
+impl ResolverOptions {
+    /// Serves the certificate(s) of `name` as the default.
+    pub fn with_default_name(mut self, name: DnsName) -> Self {
+        self.default_name = Some(name);
+        self
+    }
+
+    /// Refuses handshakes that match nothing instead of serving the default.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Loads keys with this provider (the one the server's rustls config uses).
+    pub fn with_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Calls `hook` on every miss, after the counters are updated. It runs on
+    /// the handshake path: keep it short and non-blocking.
+    pub fn with_on_miss(mut self, hook: MissHook) -> Self {
+        self.on_miss = Some(hook);
+        self
+    }
 }
 
 impl fmt::Debug for ResolverOptions {
@@ -269,7 +300,17 @@ impl fmt::Debug for SniResolver {
 fn default_provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .unwrap_or_else(|| Arc::new(feature_provider()))
+}
+
+#[cfg(feature = "aws-lc-rs")]
+fn feature_provider() -> CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+fn feature_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 impl SniResolver {

@@ -18,14 +18,31 @@ use tokio::task::JoinHandle;
 use crate::dir::dir_signature;
 use crate::resolver::{ReloadError, ReloadReport, SniResolver};
 
-/// Settings for [`watch_dir`].
+/// Settings for [`watch_dir`]: `WatchOptions::default()` and the `with_*`
+/// methods.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WatchOptions {
     /// Quiet time after the last event before reloading.
     pub debounce: Duration,
     /// How often to compare the directory signature without any event;
     /// `None` to rely on events only.
     pub poll_interval: Option<Duration>,
+}
+
+impl WatchOptions {
+    /// Quiet time after the last event before reloading.
+    pub fn with_debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self
+    }
+
+    /// How often to compare the directory signature without any event;
+    /// `None` to rely on events only.
+    pub fn with_poll_interval(mut self, poll_interval: Option<Duration>) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
 }
 
 impl Default for WatchOptions {

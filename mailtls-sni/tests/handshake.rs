@@ -118,13 +118,13 @@ async fn strict_mode_refuses_with_access_denied() {
     );
     let misses = Arc::new(AtomicUsize::new(0));
     let m2 = misses.clone();
-    let r = Arc::new(SniResolver::new(ResolverOptions {
-        strict: true,
-        on_miss: Some(Arc::new(move |_| {
-            m2.fetch_add(1, Ordering::Relaxed);
-        })),
-        ..Default::default()
-    }));
+    let r = Arc::new(SniResolver::new(
+        ResolverOptions::default()
+            .with_strict(true)
+            .with_on_miss(Arc::new(move |_| {
+                m2.fetch_add(1, Ordering::Relaxed);
+            })),
+    ));
     r.reload_from_dir(dir.path()).unwrap();
     let server = serve(r.clone(), vec![]).await;
     let cfg = client_config(&all_schemes(), vec![]);

@@ -81,10 +81,9 @@ async fn reload_under_load_loses_no_handshake() {
     let _watcher = watch_dir(
         resolver.clone(),
         root.clone(),
-        WatchOptions {
-            debounce: Duration::from_millis(50),
-            poll_interval: Some(Duration::from_millis(500)),
-        },
+        WatchOptions::default()
+            .with_debounce(Duration::from_millis(50))
+            .with_poll_interval(Some(Duration::from_millis(500))),
     )
     .unwrap();
     let server = serve(resolver.clone(), vec![]).await;
@@ -200,10 +199,9 @@ async fn certbot_renewal_is_picked_up() {
     let _w = watch_dir(
         resolver.clone(),
         live_root,
-        WatchOptions {
-            debounce: Duration::from_millis(50),
-            poll_interval: Some(Duration::from_millis(300)),
-        },
+        WatchOptions::default()
+            .with_debounce(Duration::from_millis(50))
+            .with_poll_interval(Some(Duration::from_millis(300))),
     )
     .unwrap();
     let served = || {

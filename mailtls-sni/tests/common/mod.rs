@@ -57,8 +57,20 @@ impl Drop for TestServer {
     }
 }
 
+/// The provider of the feature under test (aws-lc-rs, or ring when only
+/// `ring` is on), passed explicitly as an embedder would.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
+}
+
 pub async fn serve(resolver: Arc<SniResolver>, alpn: Vec<Vec<u8>>) -> TestServer {
-    let mut config = rustls::ServerConfig::builder()
+    let mut config = rustls::ServerConfig::builder_with_provider(resolver.provider().clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = alpn;
@@ -114,7 +126,7 @@ impl ServerCertVerifier for AcceptAnything {
             m,
             c,
             d,
-            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+            &provider().signature_verification_algorithms,
         )
     }
     fn verify_tls13_signature(
@@ -130,7 +142,7 @@ impl ServerCertVerifier for AcceptAnything {
             m,
             c,
             d,
-            &rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+            &provider().signature_verification_algorithms,
         )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -148,7 +160,7 @@ pub const RSA_ONLY: &[SignatureScheme] = &[
 ];
 
 pub fn all_schemes() -> Vec<SignatureScheme> {
-    rustls::crypto::aws_lc_rs::default_provider()
+    provider()
         .signature_verification_algorithms
         .supported_schemes()
 }
@@ -157,7 +169,9 @@ pub fn client_config(schemes: &[SignatureScheme], alpn: Vec<Vec<u8>>) -> Arc<rus
     let skip_signature = alpn
         .iter()
         .any(|p| p == mailtls_core::ACME_TLS_ALPN_PROTOCOL);
-    let mut c = rustls::ClientConfig::builder()
+    let mut c = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnything(
             schemes.to_vec(),
