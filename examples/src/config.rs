@@ -166,6 +166,48 @@ pub struct ListenerSection {
     pub port: u16,
     /// How it treats TLS.
     pub security: MailSecurity,
+    /// SMTP listeners only: what a bare LF or bare CR in a command or in
+    /// message data gets (`bare_newline`). Always [`BareNewline::Reject`]
+    /// for IMAP and POP3, which do not read it.
+    pub bare_newline: BareNewline,
+}
+
+/// What an SMTP listener does with a line ended by a bare LF, or holding a
+/// bare CR (`[smtp] bare_newline`). Either way the message data ends only
+/// at `<CRLF>.<CRLF>`, so a look-alike end such as `<LF>.<LF>` cannot end
+/// one message and start a second (SMTP smuggling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BareNewline {
+    /// `reject` (the default): the client gets `521 5.5.2 ... Error: bare
+    /// <LF> received` (or `<CR>`) and is disconnected, as Postfix does
+    /// with `smtpd_forbid_bare_newline = reject`; nothing is stored.
+    #[default]
+    Reject,
+    /// `normalize`: a bare LF or bare CR ends a line and is stored as CRLF
+    /// (Postfix's `normalize` also keeps bare CR as it came; turning it into
+    /// CRLF here means no later hop can read it as a line end differently).
+    Normalize,
+}
+
+impl std::str::FromStr for BareNewline {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "reject" => Ok(BareNewline::Reject),
+            "normalize" | "normalise" => Ok(BareNewline::Normalize),
+            _ => Err(format!("unknown value {s:?} (reject or normalize)")),
+        }
+    }
+}
+
+impl std::fmt::Display for BareNewline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BareNewline::Reject => "reject",
+            BareNewline::Normalize => "normalize",
+        })
+    }
 }
 
 /// `[web]`.
@@ -247,6 +289,14 @@ impl MailListener {
 }
 
 impl MailListener {
+    /// Whether it speaks SMTP (`smtp`, `submission`, `submissions`).
+    pub fn is_smtp(self) -> bool {
+        matches!(
+            self,
+            MailListener::Smtp | MailListener::Submission | MailListener::Submissions
+        )
+    }
+
     /// The config key of its port, for error messages.
     pub fn port_key(self) -> &'static str {
         match self {
@@ -570,6 +620,7 @@ struct RawListener {
     enabled: Option<bool>,
     port: Option<u16>,
     security: Option<String>,
+    bare_newline: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -605,10 +656,19 @@ fn listener(
             .map_err(|e| invalid(format!("{}.security", which.name()), e.to_string()))?,
         None => security,
     };
+    let key = || format!("{}.bare_newline", which.name());
+    let bare_newline = match raw.bare_newline {
+        None => BareNewline::default(),
+        Some(_) if !which.is_smtp() => {
+            return Err(invalid(key(), "only SMTP listeners read this key"));
+        }
+        Some(s) => s.parse::<BareNewline>().map_err(|e| invalid(key(), e))?,
+    };
     Ok(ListenerSection {
         enabled: raw.enabled.unwrap_or(true),
         port: raw.port.unwrap_or(port),
         security,
+        bare_newline,
     })
 }
 
@@ -961,6 +1021,8 @@ mod tests {
                 "tls_rpt.rua[0]",
             ),
             ("[imap]\nport = 2525\n", "imap.port"),
+            ("[smtp]\nbare_newline = \"accept\"\n", "smtp.bare_newline"),
+            ("[imap]\nbare_newline = \"reject\"\n", "imap.bare_newline"),
             (
                 "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users]]\nname = \"a\"\npassword = \"y\"\n",
                 "users[1].name",

@@ -285,6 +285,10 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         check(&format!("{name}.enabled"), o.enabled != n.enabled);
         check(&format!("{name}.port"), o.port != n.port);
         check(&format!("{name}.security"), o.security != n.security);
+        check(
+            &format!("{name}.bare_newline"),
+            o.bare_newline != n.bare_newline,
+        );
     }
     let (o, n) = (&old.web, &new.web);
     check("web.enabled", o.enabled != n.enabled);

@@ -15,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::auth::Users;
 use crate::certs::{self, CertsError, CertsReport};
-use crate::config::{Config, ConfigError, MailListener};
+use crate::config::{BareNewline, Config, ConfigError, MailListener};
 use crate::reload::{Live, ReloadReport};
 use crate::smtp::SmtpRole;
 use crate::spool::{Spool, SpoolError};
@@ -283,7 +283,7 @@ impl Server {
 
         let mut addrs = ListenerAddrs::default();
         let mut listeners = Vec::new();
-        let mut bound: Vec<(TcpListener, ListenerInfo, MailSecurity)> = Vec::new();
+        let mut bound: Vec<(TcpListener, ListenerInfo, MailSecurity, BareNewline)> = Vec::new();
         let bind = config.server.bind;
         for which in MailListener::ALL {
             let section = config.listener(which);
@@ -306,7 +306,7 @@ impl Server {
                 addr,
                 mode: section.security.to_string(),
             };
-            bound.push((l, info, section.security));
+            bound.push((l, info, section.security, section.bare_newline));
         }
         let mut web_mode = config.web.mode;
         if config.web.enabled {
@@ -335,10 +335,10 @@ impl Server {
                     addr,
                     mode: web_mode.to_string(),
                 };
-                bound.push((l, info, MailSecurity::Plain));
+                bound.push((l, info, MailSecurity::Plain, BareNewline::Reject));
             }
         }
-        for (_, info, _) in &bound {
+        for (_, info, _, _) in &bound {
             listeners.push(info.clone());
         }
 
@@ -400,7 +400,7 @@ impl Server {
                 Arc::clone(t).run_schedule(shutdown.subscribe()),
             ));
         }
-        for (listener, info, security) in bound {
+        for (listener, info, security, bare_newline) in bound {
             let shared = Arc::clone(&shared);
             let rx = shutdown.subscribe();
             tracing::info!(listener = info.name, addr = %info.addr, mode = %info.mode, "listening");
@@ -411,7 +411,15 @@ impl Server {
                     rx,
                     max,
                     move |tcp, peer, rx| {
-                        smtp::serve(tcp, peer, Arc::clone(&shared), role, security, rx)
+                        smtp::serve(
+                            tcp,
+                            peer,
+                            Arc::clone(&shared),
+                            role,
+                            security,
+                            bare_newline,
+                            rx,
+                        )
                     },
                 )),
                 Protocol::Imap => tokio::spawn(accept_loop(
