@@ -211,7 +211,7 @@ impl std::fmt::Display for BareNewline {
 }
 
 /// `[web]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSection {
     /// Whether the web listeners run at all.
     pub enabled: bool,
@@ -223,6 +223,12 @@ pub struct WebSection {
     pub http_port: u16,
     /// HTTPS port.
     pub https_port: u16,
+    /// Client networks that see the status page (`/`, `/status.json`)
+    /// without a password; default: loopback only (`127.0.0.0/8`, `::1`).
+    pub status_allowed_networks: Vec<ipnet::IpNet>,
+    /// `[[users]]` names that may see the status page from anywhere else,
+    /// with HTTP basic authentication over HTTPS (never over plain HTTP).
+    pub status_users: Vec<String>,
 }
 
 /// One account.
@@ -372,6 +378,14 @@ impl Config {
             }
             if self.web.mode.listens_https() {
                 claim("web.https_port".to_owned(), self.web.https_port)?;
+            }
+        }
+        for (i, name) in self.web.status_users.iter().enumerate() {
+            if !self.users.iter().any(|u| &u.name == name) {
+                return Err(invalid(
+                    format!("web.status_users[{i}]"),
+                    format!("{name:?} is not a [[users]] name"),
+                ));
             }
         }
         let mut seen = BTreeSet::new();
@@ -630,6 +644,8 @@ struct RawWeb {
     mode: String,
     http_port: u16,
     https_port: u16,
+    status_allowed_networks: Vec<String>,
+    status_users: Vec<String>,
 }
 
 impl Default for RawWeb {
@@ -639,8 +655,24 @@ impl Default for RawWeb {
             mode: "redirect-to-https".into(),
             http_port: 8080,
             https_port: 8443,
+            status_allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            status_users: Vec::new(),
         }
     }
+}
+
+/// A network in CIDR notation, or one address (a host route).
+fn parse_network(key: &str, s: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    s.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| {
+        invalid(
+            key,
+            format!("{s:?} is not a network (ADDRESS/PREFIX) or an address"),
+        )
+    })
 }
 
 fn listener(
@@ -747,6 +779,14 @@ impl RawConfig {
                 mode,
                 http_port: self.web.http_port,
                 https_port: self.web.https_port,
+                status_allowed_networks: self
+                    .web
+                    .status_allowed_networks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| parse_network(&format!("web.status_allowed_networks[{i}]"), n))
+                    .collect::<Result<Vec<_>, _>>()?,
+                status_users: self.web.status_users,
             },
             users: self.users,
             mta_sts,
@@ -1021,6 +1061,14 @@ mod tests {
                 "tls_rpt.rua[0]",
             ),
             ("[imap]\nport = 2525\n", "imap.port"),
+            (
+                "[web]\nstatus_allowed_networks = [\"10.0.0.0/8\", \"10.1/16\"]\n",
+                "web.status_allowed_networks[1]",
+            ),
+            (
+                "[web]\nstatus_users = [\"nobody\"]\n",
+                "web.status_users[0]",
+            ),
             ("[smtp]\nbare_newline = \"accept\"\n", "smtp.bare_newline"),
             ("[imap]\nbare_newline = \"reject\"\n", "imap.bare_newline"),
             (

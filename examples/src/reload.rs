@@ -295,6 +295,11 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check("web.mode", o.mode != n.mode);
     check("web.http_port", o.http_port != n.http_port);
     check("web.https_port", o.https_port != n.https_port);
+    check(
+        "web.status_allowed_networks",
+        o.status_allowed_networks != n.status_allowed_networks,
+    );
+    check("web.status_users", o.status_users != n.status_users);
     check("users", old.users != new.users);
     // Subsystems read their own sections once, when they start.
     check("outbound", old.outbound != new.outbound);
@@ -312,7 +317,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     for which in MailListener::ALL {
         *probe.listener_mut(which) = *new.listener(which);
     }
-    probe.web = new.web;
+    probe.web = new.web.clone();
     probe.users = new.users.clone();
     probe.mta_sts = new.mta_sts.clone();
     probe.outbound = new.outbound.clone();

@@ -387,6 +387,9 @@ impl Server {
         {
             tracing::warn!(%bind, "the test account test/test is reachable beyond loopback");
         }
+        if let Some(warning) = web::exposure_warning(&shared.config) {
+            tracing::warn!("{warning}");
+        }
         if shared.users.is_empty() {
             tracing::warn!("no [[users]] configured: AUTH, LOGIN and USER/PASS will always fail");
         }
@@ -441,7 +444,7 @@ impl Server {
                     listener,
                     rx,
                     max,
-                    move |tcp, _peer, rx| web::serve_http(tcp, Arc::clone(&shared), rx),
+                    move |tcp, peer, rx| web::serve_http(tcp, peer, Arc::clone(&shared), rx),
                 )),
                 Protocol::Https => tokio::spawn(accept_loop(
                     info.name,
