@@ -140,6 +140,9 @@ pub struct ServerSection {
     pub max_message_size: usize,
     /// Concurrent connections per listener.
     pub max_connections: usize,
+    /// Failed-login limits (`auth_failures_per_address`,
+    /// `auth_failures_per_account`, `auth_failure_window_seconds`).
+    pub auth_limits: crate::auth::AuthLimits,
 }
 
 /// `[tls]`.
@@ -355,6 +358,12 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if self.server.auth_limits.window.is_zero() {
+            return Err(invalid(
+                "server.auth_failure_window_seconds",
+                "must be at least 1",
+            ));
         }
         let mut ports: HashMap<u16, String> = HashMap::new();
         let mut claim = |key: String, port: u16| -> Result<(), ConfigError> {
@@ -586,6 +595,9 @@ struct RawServer {
     local_domains: Option<Vec<String>>,
     max_message_size: usize,
     max_connections: usize,
+    auth_failures_per_address: u32,
+    auth_failures_per_account: u32,
+    auth_failure_window_seconds: u64,
 }
 
 impl Default for RawServer {
@@ -602,6 +614,9 @@ impl Default for RawServer {
             local_domains: None,
             max_message_size: 10 * 1024 * 1024,
             max_connections: 256,
+            auth_failures_per_address: 10,
+            auth_failures_per_account: 30,
+            auth_failure_window_seconds: 900,
         }
     }
 }
@@ -749,6 +764,11 @@ impl RawConfig {
                 local_domains,
                 max_message_size: s.max_message_size,
                 max_connections: s.max_connections,
+                auth_limits: crate::auth::AuthLimits {
+                    per_address: s.auth_failures_per_address,
+                    per_account: s.auth_failures_per_account,
+                    window: std::time::Duration::from_secs(s.auth_failure_window_seconds),
+                },
             },
             tls: TlsSection {
                 cert_dir: self.tls.cert_dir,

@@ -275,6 +275,18 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         "server.max_connections",
         o.max_connections != n.max_connections,
     );
+    check(
+        "server.auth_failures_per_address",
+        o.auth_limits.per_address != n.auth_limits.per_address,
+    );
+    check(
+        "server.auth_failures_per_account",
+        o.auth_limits.per_account != n.auth_limits.per_account,
+    );
+    check(
+        "server.auth_failure_window_seconds",
+        o.auth_limits.window != n.auth_limits.window,
+    );
     let (o, n) = (&old.tls, &new.tls);
     check("tls.cert_dir", o.cert_dir != n.cert_dir);
     check("tls.watch", o.watch != n.watch);

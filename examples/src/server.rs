@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::auth::Users;
+use crate::auth::{AuthGuard, Users};
 use crate::certs::{self, CertsError, CertsReport};
 use crate::config::{BareNewline, Config, ConfigError, MailListener};
 use crate::reload::{Live, ReloadReport};
@@ -178,6 +178,8 @@ impl ListenerAddrs {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) users: Users,
+    /// Failed logins across connections and protocols.
+    pub(crate) auth_guard: AuthGuard,
     pub(crate) spool: Spool,
     pub(crate) tls: TlsSetup,
     pub(crate) local_domains: Vec<DnsName>,
@@ -371,6 +373,7 @@ impl Server {
             smime,
             acme,
             users: Users::new(&config.users),
+            auth_guard: AuthGuard::new(config.server.auth_limits),
             local_domains: config.local_domains(),
             config: config.clone(),
             spool,

@@ -199,7 +199,11 @@ pub(crate) async fn serve(
                     s.tx = None;
                 }
             }
-            "AUTH" => auth_command(&mut s, &mut conn, &shared, &arg).await?,
+            "AUTH" => {
+                if auth_command(&mut s, &mut conn, &shared, &arg).await? {
+                    return Ok(());
+                }
+            }
             "MAIL" => {
                 let max = shared.config.server.max_message_size;
                 mail_command(&mut s, &mut conn, &arg, max).await?;
@@ -284,40 +288,62 @@ fn ehlo_reply(host: &str, client: &str, s: &Session, conn: &Conn, shared: &Share
     out
 }
 
+/// The reply to a login refused by the [`auth::AuthGuard`].
+fn auth_refusal(r: &auth::LoginRefusal) -> String {
+    let (whom, secs) = match r {
+        auth::LoginRefusal::Address { retry_after } => ("from your address", retry_after.as_secs()),
+        auth::LoginRefusal::Account { retry_after } => ("for this account", retry_after.as_secs()),
+    };
+    format!(
+        "454 4.7.0 Too many failed logins {whom}; try again in {} seconds\r\n",
+        secs.max(1)
+    )
+}
+
+/// AUTH PLAIN. Returns true when the connection should end (the error
+/// limit was reached: every failed or refused login counts towards it).
 async fn auth_command(
     s: &mut Session,
     conn: &mut Conn,
     shared: &Shared,
     arg: &str,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     if s.role != SmtpRole::Submission {
-        return conn
-            .send("502 5.5.1 AUTH not available on this port; use submission\r\n")
-            .await;
+        conn.send("502 5.5.1 AUTH not available on this port; use submission\r\n")
+            .await?;
+        return Ok(false);
     }
     if conn.tls.is_none() {
-        return conn
-            .send("530 5.7.0 Must issue a STARTTLS command first\r\n")
-            .await;
+        conn.send("530 5.7.0 Must issue a STARTTLS command first\r\n")
+            .await?;
+        return Ok(false);
     }
     if s.helo.is_none() {
-        return conn.send("503 5.5.1 Send EHLO first\r\n").await;
+        conn.send("503 5.5.1 Send EHLO first\r\n").await?;
+        return Ok(false);
     }
     if s.user.is_some() {
-        return conn.send("503 5.5.1 Already authenticated\r\n").await;
+        conn.send("503 5.5.1 Already authenticated\r\n").await?;
+        return Ok(false);
     }
     if s.tx.is_some() {
-        return conn
-            .send("503 5.5.1 AUTH not allowed during a mail transaction\r\n")
-            .await;
+        conn.send("503 5.5.1 AUTH not allowed during a mail transaction\r\n")
+            .await?;
+        return Ok(false);
     }
     let mut parts = arg.split_whitespace();
     let mechanism = parts.next().unwrap_or("").to_ascii_uppercase();
     let initial = parts.next().map(str::to_owned);
     if mechanism != "PLAIN" {
-        return conn
-            .send("504 5.5.4 Unrecognized authentication type\r\n")
-            .await;
+        conn.send("504 5.5.4 Unrecognized authentication type\r\n")
+            .await?;
+        return Ok(false);
+    }
+    // An address over its limit is refused before it may send a password.
+    if let Err(r) = shared.auth_guard.check(conn.peer.ip(), None) {
+        tracing::info!(peer = %conn.peer, "SMTP AUTH refused: too many failures from this address");
+        conn.send(&auth_refusal(&r)).await?;
+        return bump_errors(s, conn).await;
     }
     let response = match initial {
         // RFC 4954 §4: "=" is an empty initial response.
@@ -328,35 +354,46 @@ async fn auth_command(
             match conn.read_line(MAX_COMMAND_LINE).await? {
                 Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
                 Line::TooLong => {
-                    return conn
-                        .send("500 5.5.6 Authentication line too long\r\n")
-                        .await;
+                    conn.send("500 5.5.6 Authentication line too long\r\n")
+                        .await?;
+                    return bump_errors(s, conn).await;
                 }
-                Line::Eof => return Ok(()),
+                Line::Eof => return Ok(true),
             }
         }
     };
     if response.trim() == "*" {
-        return conn.send("501 5.0.0 Authentication cancelled\r\n").await;
+        conn.send("501 5.0.0 Authentication cancelled\r\n").await?;
+        return Ok(false);
     }
-    match auth::decode_plain(&response) {
+    let c = match auth::decode_plain(&response) {
+        Ok(c) => c,
         Err(_) => {
             conn.send("501 5.5.2 Cannot decode the PLAIN response\r\n")
-                .await
+                .await?;
+            return bump_errors(s, conn).await;
         }
-        Ok(c) if shared.users.verify_plain(&c) => {
-            tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH succeeded");
-            s.user = Some(c.authcid);
-            conn.send("235 2.7.0 Authentication successful\r\n").await
-        }
-        Ok(c) => {
-            tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH failed");
-            // A short pause makes password guessing slow without tying up much.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            conn.send("535 5.7.8 Authentication credentials invalid\r\n")
-                .await
-        }
+    };
+    if let Err(r) = shared.auth_guard.check(conn.peer.ip(), Some(&c.authcid)) {
+        tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH refused: too many failures");
+        conn.send(&auth_refusal(&r)).await?;
+        return bump_errors(s, conn).await;
     }
+    if shared.users.verify_plain(&c) {
+        tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH succeeded");
+        shared.auth_guard.succeeded(&c.authcid);
+        s.user = Some(c.authcid);
+        conn.send("235 2.7.0 Authentication successful\r\n").await?;
+        return Ok(false);
+    }
+    tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH failed");
+    // The pause grows with the failures from this address (or for this
+    // account), across connections.
+    let pause = shared.auth_guard.failed(conn.peer.ip(), &c.authcid);
+    tokio::time::sleep(pause).await;
+    conn.send("535 5.7.8 Authentication credentials invalid\r\n")
+        .await?;
+    bump_errors(s, conn).await
 }
 
 /// Splits `FROM:<addr> PARAMS` (or `TO:`) into the address and parameters.

@@ -201,6 +201,13 @@ fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool, peer: IpAddr) -> 
                     "The status page is not open to your address\n",
                 );
             }
+            Access::TooManyFailures => {
+                return response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "text/plain; charset=utf-8",
+                    "Too many failed logins; try again later\n",
+                );
+            }
             Access::NeedsLogin => {
                 let mut r = response(
                     StatusCode::UNAUTHORIZED,
@@ -246,6 +253,8 @@ enum Access {
     /// Over HTTPS with `web.status_users` set: a (better) login may help.
     NeedsLogin,
     Forbidden,
+    /// The address or account failed too often ([`crate::auth::AuthGuard`]).
+    TooManyFailures,
 }
 
 fn status_access<B>(req: &Request<B>, shared: &Shared, tls: bool, peer: IpAddr) -> Access {
@@ -260,10 +269,20 @@ fn status_access<B>(req: &Request<B>, shared: &Shared, tls: bool, peer: IpAddr) 
     let Some((name, password)) = basic_credentials(req) else {
         return Access::NeedsLogin;
     };
+    // The same failure counts as for mail logins: an address or account
+    // over its limit is refused without a password check.
+    if shared.auth_guard.check(peer, Some(&name)).is_err() {
+        tracing::info!(%peer, user = %name, "status page login refused: too many failures");
+        return Access::TooManyFailures;
+    }
     if web.status_users.contains(&name) && shared.users.verify(&name, &password) {
+        shared.auth_guard.succeeded(&name);
         Access::Allowed
     } else {
         tracing::info!(%peer, user = %name, "status page login failed");
+        // No pause here: the answer is built synchronously, and the
+        // count and the refusal past the limit are what stop guessing.
+        let _ = shared.auth_guard.failed(peer, &name);
         Access::NeedsLogin
     }
 }
