@@ -140,6 +140,8 @@ pub struct ServerSection {
     pub max_message_size: usize,
     /// Concurrent connections per listener.
     pub max_connections: usize,
+    /// Concurrent connections per listener from one client address.
+    pub max_connections_per_address: usize,
     /// Failed-login limits (`auth_failures_per_address`,
     /// `auth_failures_per_account`, `auth_failure_window_seconds`).
     pub auth_limits: crate::auth::AuthLimits,
@@ -358,6 +360,12 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if self.server.max_connections_per_address == 0 {
+            return Err(invalid(
+                "server.max_connections_per_address",
+                "must be at least 1",
+            ));
         }
         if self.server.auth_limits.window.is_zero() {
             return Err(invalid(
@@ -595,6 +603,7 @@ struct RawServer {
     local_domains: Option<Vec<String>>,
     max_message_size: usize,
     max_connections: usize,
+    max_connections_per_address: usize,
     auth_failures_per_address: u32,
     auth_failures_per_account: u32,
     auth_failure_window_seconds: u64,
@@ -614,6 +623,7 @@ impl Default for RawServer {
             local_domains: None,
             max_message_size: 10 * 1024 * 1024,
             max_connections: 256,
+            max_connections_per_address: 32,
             auth_failures_per_address: 10,
             auth_failures_per_account: 30,
             auth_failure_window_seconds: 900,
@@ -764,6 +774,7 @@ impl RawConfig {
                 local_domains,
                 max_message_size: s.max_message_size,
                 max_connections: s.max_connections,
+                max_connections_per_address: s.max_connections_per_address,
                 auth_limits: crate::auth::AuthLimits {
                     per_address: s.auth_failures_per_address,
                     per_account: s.auth_failures_per_account,

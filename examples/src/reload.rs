@@ -276,6 +276,10 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         o.max_connections != n.max_connections,
     );
     check(
+        "server.max_connections_per_address",
+        o.max_connections_per_address != n.max_connections_per_address,
+    );
+    check(
         "server.auth_failures_per_address",
         o.auth_limits.per_address != n.auth_limits.per_address,
     );
