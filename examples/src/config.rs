@@ -140,6 +140,11 @@ pub struct ServerSection {
     pub max_message_size: usize,
     /// Concurrent connections per listener.
     pub max_connections: usize,
+    /// Concurrent connections per listener from one client address.
+    pub max_connections_per_address: usize,
+    /// Failed-login limits (`auth_failures_per_address`,
+    /// `auth_failures_per_account`, `auth_failure_window_seconds`).
+    pub auth_limits: crate::auth::AuthLimits,
 }
 
 /// `[tls]`.
@@ -166,10 +171,52 @@ pub struct ListenerSection {
     pub port: u16,
     /// How it treats TLS.
     pub security: MailSecurity,
+    /// SMTP listeners only: what a bare LF or bare CR in a command or in
+    /// message data gets (`bare_newline`). Always [`BareNewline::Reject`]
+    /// for IMAP and POP3, which do not read it.
+    pub bare_newline: BareNewline,
+}
+
+/// What an SMTP listener does with a line ended by a bare LF, or holding a
+/// bare CR (`[smtp] bare_newline`). Either way the message data ends only
+/// at `<CRLF>.<CRLF>`, so a look-alike end such as `<LF>.<LF>` cannot end
+/// one message and start a second (SMTP smuggling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BareNewline {
+    /// `reject` (the default): the client gets `521 5.5.2 ... Error: bare
+    /// <LF> received` (or `<CR>`) and is disconnected, as Postfix does
+    /// with `smtpd_forbid_bare_newline = reject`; nothing is stored.
+    #[default]
+    Reject,
+    /// `normalize`: a bare LF or bare CR ends a line and is stored as CRLF
+    /// (Postfix's `normalize` also keeps bare CR as it came; turning it into
+    /// CRLF here means no later hop can read it as a line end differently).
+    Normalize,
+}
+
+impl std::str::FromStr for BareNewline {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "reject" => Ok(BareNewline::Reject),
+            "normalize" | "normalise" => Ok(BareNewline::Normalize),
+            _ => Err(format!("unknown value {s:?} (reject or normalize)")),
+        }
+    }
+}
+
+impl std::fmt::Display for BareNewline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BareNewline::Reject => "reject",
+            BareNewline::Normalize => "normalize",
+        })
+    }
 }
 
 /// `[web]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSection {
     /// Whether the web listeners run at all.
     pub enabled: bool,
@@ -181,6 +228,12 @@ pub struct WebSection {
     pub http_port: u16,
     /// HTTPS port.
     pub https_port: u16,
+    /// Client networks that see the status page (`/`, `/status.json`)
+    /// without a password; default: loopback only (`127.0.0.0/8`, `::1`).
+    pub status_allowed_networks: Vec<ipnet::IpNet>,
+    /// `[[users]]` names that may see the status page from anywhere else,
+    /// with HTTP basic authentication over HTTPS (never over plain HTTP).
+    pub status_users: Vec<String>,
 }
 
 /// One account.
@@ -247,6 +300,14 @@ impl MailListener {
 }
 
 impl MailListener {
+    /// Whether it speaks SMTP (`smtp`, `submission`, `submissions`).
+    pub fn is_smtp(self) -> bool {
+        matches!(
+            self,
+            MailListener::Smtp | MailListener::Submission | MailListener::Submissions
+        )
+    }
+
     /// The config key of its port, for error messages.
     pub fn port_key(self) -> &'static str {
         match self {
@@ -300,6 +361,18 @@ impl Config {
         if self.server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        if self.server.max_connections_per_address == 0 {
+            return Err(invalid(
+                "server.max_connections_per_address",
+                "must be at least 1",
+            ));
+        }
+        if self.server.auth_limits.window.is_zero() {
+            return Err(invalid(
+                "server.auth_failure_window_seconds",
+                "must be at least 1",
+            ));
+        }
         let mut ports: HashMap<u16, String> = HashMap::new();
         let mut claim = |key: String, port: u16| -> Result<(), ConfigError> {
             if port == 0 {
@@ -322,6 +395,14 @@ impl Config {
             }
             if self.web.mode.listens_https() {
                 claim("web.https_port".to_owned(), self.web.https_port)?;
+            }
+        }
+        for (i, name) in self.web.status_users.iter().enumerate() {
+            if !self.users.iter().any(|u| &u.name == name) {
+                return Err(invalid(
+                    format!("web.status_users[{i}]"),
+                    format!("{name:?} is not a [[users]] name"),
+                ));
             }
         }
         let mut seen = BTreeSet::new();
@@ -522,6 +603,10 @@ struct RawServer {
     local_domains: Option<Vec<String>>,
     max_message_size: usize,
     max_connections: usize,
+    max_connections_per_address: usize,
+    auth_failures_per_address: u32,
+    auth_failures_per_account: u32,
+    auth_failure_window_seconds: u64,
 }
 
 impl Default for RawServer {
@@ -538,6 +623,10 @@ impl Default for RawServer {
             local_domains: None,
             max_message_size: 10 * 1024 * 1024,
             max_connections: 256,
+            max_connections_per_address: 32,
+            auth_failures_per_address: 10,
+            auth_failures_per_account: 30,
+            auth_failure_window_seconds: 900,
         }
     }
 }
@@ -570,6 +659,7 @@ struct RawListener {
     enabled: Option<bool>,
     port: Option<u16>,
     security: Option<String>,
+    bare_newline: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -579,6 +669,8 @@ struct RawWeb {
     mode: String,
     http_port: u16,
     https_port: u16,
+    status_allowed_networks: Vec<String>,
+    status_users: Vec<String>,
 }
 
 impl Default for RawWeb {
@@ -588,8 +680,24 @@ impl Default for RawWeb {
             mode: "redirect-to-https".into(),
             http_port: 8080,
             https_port: 8443,
+            status_allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            status_users: Vec::new(),
         }
     }
+}
+
+/// A network in CIDR notation, or one address (a host route).
+fn parse_network(key: &str, s: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    s.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| {
+        invalid(
+            key,
+            format!("{s:?} is not a network (ADDRESS/PREFIX) or an address"),
+        )
+    })
 }
 
 fn listener(
@@ -605,10 +713,19 @@ fn listener(
             .map_err(|e| invalid(format!("{}.security", which.name()), e.to_string()))?,
         None => security,
     };
+    let key = || format!("{}.bare_newline", which.name());
+    let bare_newline = match raw.bare_newline {
+        None => BareNewline::default(),
+        Some(_) if !which.is_smtp() => {
+            return Err(invalid(key(), "only SMTP listeners read this key"));
+        }
+        Some(s) => s.parse::<BareNewline>().map_err(|e| invalid(key(), e))?,
+    };
     Ok(ListenerSection {
         enabled: raw.enabled.unwrap_or(true),
         port: raw.port.unwrap_or(port),
         security,
+        bare_newline,
     })
 }
 
@@ -657,6 +774,12 @@ impl RawConfig {
                 local_domains,
                 max_message_size: s.max_message_size,
                 max_connections: s.max_connections,
+                max_connections_per_address: s.max_connections_per_address,
+                auth_limits: crate::auth::AuthLimits {
+                    per_address: s.auth_failures_per_address,
+                    per_account: s.auth_failures_per_account,
+                    window: std::time::Duration::from_secs(s.auth_failure_window_seconds),
+                },
             },
             tls: TlsSection {
                 cert_dir: self.tls.cert_dir,
@@ -687,6 +810,14 @@ impl RawConfig {
                 mode,
                 http_port: self.web.http_port,
                 https_port: self.web.https_port,
+                status_allowed_networks: self
+                    .web
+                    .status_allowed_networks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| parse_network(&format!("web.status_allowed_networks[{i}]"), n))
+                    .collect::<Result<Vec<_>, _>>()?,
+                status_users: self.web.status_users,
             },
             users: self.users,
             mta_sts,
@@ -961,6 +1092,16 @@ mod tests {
                 "tls_rpt.rua[0]",
             ),
             ("[imap]\nport = 2525\n", "imap.port"),
+            (
+                "[web]\nstatus_allowed_networks = [\"10.0.0.0/8\", \"10.1/16\"]\n",
+                "web.status_allowed_networks[1]",
+            ),
+            (
+                "[web]\nstatus_users = [\"nobody\"]\n",
+                "web.status_users[0]",
+            ),
+            ("[smtp]\nbare_newline = \"accept\"\n", "smtp.bare_newline"),
+            ("[imap]\nbare_newline = \"reject\"\n", "imap.bare_newline"),
             (
                 "[[users]]\nname = \"a\"\npassword = \"x\"\n[[users]]\nname = \"a\"\npassword = \"y\"\n",
                 "users[1].name",

@@ -200,8 +200,24 @@ pub(crate) async fn serve(
                             ))
                             .await?;
                         }
+                        Some((name, _))
+                            if shared.auth_guard.check(peer.ip(), Some(&name)).is_err() =>
+                        {
+                            // RFC 5530 UNAVAILABLE: a temporary refusal.
+                            tracing::info!(%peer, user = %name, "IMAP LOGIN refused: too many failures");
+                            conn.send(&format!(
+                                "{tag} NO [UNAVAILABLE] Too many failed logins; try again later\r\n"
+                            ))
+                            .await?;
+                            errors += 1;
+                            if errors >= MAX_ERRORS {
+                                conn.send("* BYE Too many errors\r\n").await?;
+                                return Ok(());
+                            }
+                        }
                         Some((name, password)) if shared.users.verify(&name, &password) => {
                             tracing::info!(%peer, user = %name, "IMAP LOGIN succeeded");
+                            shared.auth_guard.succeeded(&name);
                             user = Some(name);
                             conn.send(&format!(
                                 "{tag} OK [CAPABILITY {}] LOGIN completed\r\n",
@@ -211,11 +227,17 @@ pub(crate) async fn serve(
                         }
                         Some((name, _)) => {
                             tracing::info!(%peer, user = %name, "IMAP LOGIN failed");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let pause = shared.auth_guard.failed(peer.ip(), &name);
+                            tokio::time::sleep(pause).await;
                             conn.send(&format!(
                                 "{tag} NO [AUTHENTICATIONFAILED] Authentication failed\r\n"
                             ))
                             .await?;
+                            errors += 1;
+                            if errors >= MAX_ERRORS {
+                                conn.send("* BYE Too many errors\r\n").await?;
+                                return Ok(());
+                            }
                         }
                     }
                 }

@@ -131,14 +131,31 @@ pub(crate) async fn serve(
                     conn.send("-ERR Send USER first\r\n").await?;
                     continue;
                 };
+                if shared.auth_guard.check(peer.ip(), Some(&name)).is_err() {
+                    // RFC 3206 SYS/TEMP: try again later.
+                    tracing::info!(%peer, user = %name, "POP3 login refused: too many failures");
+                    conn.send("-ERR [SYS/TEMP] Too many failed logins; try again later\r\n")
+                        .await?;
+                    errors += 1;
+                    if errors >= MAX_ERRORS {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 // RFC 1939 §7: the password may contain spaces.
                 if !shared.users.verify(&name, &arg) {
                     tracing::info!(%peer, user = %name, "POP3 login failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let pause = shared.auth_guard.failed(peer.ip(), &name);
+                    tokio::time::sleep(pause).await;
                     conn.send("-ERR [AUTH] Invalid user name or password\r\n")
                         .await?;
+                    errors += 1;
+                    if errors >= MAX_ERRORS {
+                        return Ok(());
+                    }
                     continue;
                 }
+                shared.auth_guard.succeeded(&name);
                 let spool = shared.spool.clone();
                 let listed = tokio::task::spawn_blocking(move || spool.list()).await;
                 match listed {

@@ -275,6 +275,22 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         "server.max_connections",
         o.max_connections != n.max_connections,
     );
+    check(
+        "server.max_connections_per_address",
+        o.max_connections_per_address != n.max_connections_per_address,
+    );
+    check(
+        "server.auth_failures_per_address",
+        o.auth_limits.per_address != n.auth_limits.per_address,
+    );
+    check(
+        "server.auth_failures_per_account",
+        o.auth_limits.per_account != n.auth_limits.per_account,
+    );
+    check(
+        "server.auth_failure_window_seconds",
+        o.auth_limits.window != n.auth_limits.window,
+    );
     let (o, n) = (&old.tls, &new.tls);
     check("tls.cert_dir", o.cert_dir != n.cert_dir);
     check("tls.watch", o.watch != n.watch);
@@ -285,12 +301,21 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         check(&format!("{name}.enabled"), o.enabled != n.enabled);
         check(&format!("{name}.port"), o.port != n.port);
         check(&format!("{name}.security"), o.security != n.security);
+        check(
+            &format!("{name}.bare_newline"),
+            o.bare_newline != n.bare_newline,
+        );
     }
     let (o, n) = (&old.web, &new.web);
     check("web.enabled", o.enabled != n.enabled);
     check("web.mode", o.mode != n.mode);
     check("web.http_port", o.http_port != n.http_port);
     check("web.https_port", o.https_port != n.https_port);
+    check(
+        "web.status_allowed_networks",
+        o.status_allowed_networks != n.status_allowed_networks,
+    );
+    check("web.status_users", o.status_users != n.status_users);
     check("users", old.users != new.users);
     // Subsystems read their own sections once, when they start.
     check("outbound", old.outbound != new.outbound);
@@ -308,7 +333,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     for which in MailListener::ALL {
         *probe.listener_mut(which) = *new.listener(which);
     }
-    probe.web = new.web;
+    probe.web = new.web.clone();
     probe.users = new.users.clone();
     probe.mta_sts = new.mta_sts.clone();
     probe.outbound = new.outbound.clone();

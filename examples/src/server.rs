@@ -1,8 +1,9 @@
 //! Starting and stopping the whole server: certificates, the shared
 //! resolver, every listener, the directory watcher and graceful shutdown.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::auth::Users;
+use crate::auth::{AuthGuard, Users};
 use crate::certs::{self, CertsError, CertsReport};
-use crate::config::{Config, ConfigError, MailListener};
+use crate::config::{BareNewline, Config, ConfigError, MailListener};
 use crate::reload::{Live, ReloadReport};
 use crate::smtp::SmtpRole;
 use crate::spool::{Spool, SpoolError};
@@ -178,6 +179,8 @@ impl ListenerAddrs {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) users: Users,
+    /// Failed logins across connections and protocols.
+    pub(crate) auth_guard: AuthGuard,
     pub(crate) spool: Spool,
     pub(crate) tls: TlsSetup,
     pub(crate) local_domains: Vec<DnsName>,
@@ -283,7 +286,7 @@ impl Server {
 
         let mut addrs = ListenerAddrs::default();
         let mut listeners = Vec::new();
-        let mut bound: Vec<(TcpListener, ListenerInfo, MailSecurity)> = Vec::new();
+        let mut bound: Vec<(TcpListener, ListenerInfo, MailSecurity, BareNewline)> = Vec::new();
         let bind = config.server.bind;
         for which in MailListener::ALL {
             let section = config.listener(which);
@@ -306,7 +309,7 @@ impl Server {
                 addr,
                 mode: section.security.to_string(),
             };
-            bound.push((l, info, section.security));
+            bound.push((l, info, section.security, section.bare_newline));
         }
         let mut web_mode = config.web.mode;
         if config.web.enabled {
@@ -335,10 +338,10 @@ impl Server {
                     addr,
                     mode: web_mode.to_string(),
                 };
-                bound.push((l, info, MailSecurity::Plain));
+                bound.push((l, info, MailSecurity::Plain, BareNewline::Reject));
             }
         }
-        for (_, info, _) in &bound {
+        for (_, info, _, _) in &bound {
             listeners.push(info.clone());
         }
 
@@ -371,6 +374,7 @@ impl Server {
             smime,
             acme,
             users: Users::new(&config.users),
+            auth_guard: AuthGuard::new(config.server.auth_limits),
             local_domains: config.local_domains(),
             config: config.clone(),
             spool,
@@ -387,11 +391,13 @@ impl Server {
         {
             tracing::warn!(%bind, "the test account test/test is reachable beyond loopback");
         }
+        if let Some(warning) = web::exposure_warning(&shared.config) {
+            tracing::warn!("{warning}");
+        }
         if shared.users.is_empty() {
             tracing::warn!("no [[users]] configured: AUTH, LOGIN and USER/PASS will always fail");
         }
         let (shutdown, _) = watch::channel(false);
-        let max = config.server.max_connections;
         let mut tasks = Vec::new();
         if let Some(t) = &shared.tlsrpt {
             let mailer = crate::tlsrpt_run::InternalMailer(Arc::downgrade(&shared));
@@ -400,46 +406,92 @@ impl Server {
                 Arc::clone(t).run_schedule(shutdown.subscribe()),
             ));
         }
-        for (listener, info, security) in bound {
+        let limits = Limits {
+            max_connections: config.server.max_connections,
+            per_address: config.server.max_connections_per_address,
+        };
+        let host = config.server.hostname.to_string();
+        for (listener, info, security, bare_newline) in bound {
             let shared = Arc::clone(&shared);
             let rx = shutdown.subscribe();
             tracing::info!(listener = info.name, addr = %info.addr, mode = %info.mode, "listening");
+            // Who is refused past a limit is told so in the protocol's own
+            // words (over TLS first on an implicit-TLS port).
+            let tls_for = |config: &Arc<rustls::ServerConfig>| {
+                security
+                    .is_implicit()
+                    .then(|| crate::stream::acceptor(config))
+            };
+            let refusal = match info.protocol {
+                Protocol::Smtp(_) => Refusal::Say {
+                    speech: Speech::Smtp(host.clone()),
+                    tls: tls_for(&shared.tls.smtp),
+                },
+                Protocol::Imap => Refusal::Say {
+                    speech: Speech::Imap,
+                    tls: tls_for(&shared.tls.mail),
+                },
+                Protocol::Pop3 => Refusal::Say {
+                    speech: Speech::Pop3,
+                    tls: tls_for(&shared.tls.mail),
+                },
+                Protocol::Http => Refusal::Say {
+                    speech: Speech::Http,
+                    tls: None,
+                },
+                // An HTTPS refusal would cost a handshake to say what a
+                // closed connection says as well.
+                Protocol::Https => Refusal::Close,
+            };
             let task = match info.protocol {
                 Protocol::Smtp(role) => tokio::spawn(accept_loop(
                     info.name,
                     listener,
                     rx,
-                    max,
+                    limits,
+                    refusal,
                     move |tcp, peer, rx| {
-                        smtp::serve(tcp, peer, Arc::clone(&shared), role, security, rx)
+                        smtp::serve(
+                            tcp,
+                            peer,
+                            Arc::clone(&shared),
+                            role,
+                            security,
+                            bare_newline,
+                            rx,
+                        )
                     },
                 )),
                 Protocol::Imap => tokio::spawn(accept_loop(
                     info.name,
                     listener,
                     rx,
-                    max,
+                    limits,
+                    refusal,
                     move |tcp, peer, rx| imap::serve(tcp, peer, Arc::clone(&shared), security, rx),
                 )),
                 Protocol::Pop3 => tokio::spawn(accept_loop(
                     info.name,
                     listener,
                     rx,
-                    max,
+                    limits,
+                    refusal,
                     move |tcp, peer, rx| pop3::serve(tcp, peer, Arc::clone(&shared), security, rx),
                 )),
                 Protocol::Http => tokio::spawn(accept_loop(
                     info.name,
                     listener,
                     rx,
-                    max,
-                    move |tcp, _peer, rx| web::serve_http(tcp, Arc::clone(&shared), rx),
+                    limits,
+                    refusal,
+                    move |tcp, peer, rx| web::serve_http(tcp, peer, Arc::clone(&shared), rx),
                 )),
                 Protocol::Https => tokio::spawn(accept_loop(
                     info.name,
                     listener,
                     rx,
-                    max,
+                    limits,
+                    refusal,
                     move |tcp, peer, rx| web::serve_https(tcp, peer, Arc::clone(&shared), rx),
                 )),
             };
@@ -478,19 +530,163 @@ async fn bind_one(
     Ok((l, local))
 }
 
+/// The connection limits of one listener.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// `server.max_connections`: open connections on the listener.
+    max_connections: usize,
+    /// `server.max_connections_per_address`: open connections from one
+    /// client address on the listener.
+    per_address: usize,
+}
+
+/// Why a connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    /// The listener's limit.
+    Listener,
+    /// The client address's limit.
+    Address,
+}
+
+/// The words a listener's protocol refuses a connection with.
+#[derive(Debug, Clone)]
+enum Speech {
+    /// A `421` greeting (RFC 5321 §3.1), naming the host.
+    Smtp(String),
+    /// An untagged `BYE` greeting (RFC 3501 §7.1.5).
+    Imap,
+    /// An `-ERR` greeting (RFC 2449 `SYS/TEMP`).
+    Pop3,
+    /// `503` with `Retry-After`.
+    Http,
+}
+
+impl Speech {
+    fn text(&self, over: Over) -> String {
+        let why = match over {
+            Over::Listener => "Too many connections",
+            Over::Address => "Too many connections from your address",
+        };
+        match self {
+            Speech::Smtp(host) => format!("421 4.7.0 {host} {why}; try again later\r\n"),
+            Speech::Imap => format!("* BYE {why}; try again later\r\n"),
+            Speech::Pop3 => format!("-ERR [SYS/TEMP] {why}; try again later\r\n"),
+            Speech::Http => {
+                let body = format!("{why}; try again later\n");
+                format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                     Retry-After: 10\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }
+        }
+    }
+}
+
+/// What a listener does with a connection over a limit.
+#[derive(Clone)]
+enum Refusal {
+    /// Says so (after a TLS handshake on an implicit-TLS listener), then
+    /// closes.
+    Say {
+        speech: Speech,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    },
+    /// Closes at once.
+    Close,
+}
+
+/// Refusals being said at once, at most, per listener; beyond, a refused
+/// connection is closed without a word (a flood must not buy handshakes).
+const MAX_REFUSALS_IN_FLIGHT: usize = 32;
+/// How long a refusal may take, handshake included.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Refusal {
+    async fn run(self, tcp: TcpStream, peer: SocketAddr, over: Over) {
+        let Refusal::Say { speech, tls } = self else {
+            return;
+        };
+        let text = speech.text(over);
+        let say = async move {
+            let mut conn = match tls {
+                Some(acceptor) => crate::stream::Conn::implicit_tls(tcp, peer, &acceptor).await?,
+                None => crate::stream::Conn::plain(tcp, peer),
+            };
+            conn.send(&text).await?;
+            conn.close_lingering().await;
+            std::io::Result::Ok(())
+        };
+        if let Ok(Err(e)) = tokio::time::timeout(REFUSAL_TIMEOUT, say).await {
+            tracing::debug!(%peer, error = %e, "refusal not delivered");
+        }
+    }
+}
+
+/// One client address's open connections on a listener; the count goes
+/// down when this is dropped.
+struct AddressSlot {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl AddressSlot {
+    /// A slot for `ip`, or `None` when it already has `limit` connections.
+    fn take(
+        counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        limit: usize,
+    ) -> Option<Self> {
+        let ip = ip.to_canonical();
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts until shutdown, then gives open connections [`SHUTDOWN_GRACE`]
 /// to finish (each sees the same signal and says goodbye) before aborting.
+/// A connection over the listener's limit or its address's gets the
+/// listener's [`Refusal`] instead of a session.
 async fn accept_loop<F, Fut>(
     name: &'static str,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
-    max_connections: usize,
+    limits: Limits,
+    refusal: Refusal,
     handler: F,
 ) where
     F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let limit = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    let per_address = Arc::new(std::sync::Mutex::new(HashMap::new()));
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -504,17 +700,31 @@ async fn accept_loop<F, Fut>(
                         continue;
                     }
                 };
-                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                    tracing::warn!(listener = name, %peer, "connection limit reached; closing");
-                    continue;
-                };
                 let _ = tcp.set_nodelay(true);
+                let slot = AddressSlot::take(&per_address, peer.ip(), limits.per_address);
+                let permit = Arc::clone(&limit).try_acquire_owned();
+                let (permit, slot) = match (permit, slot) {
+                    (Ok(permit), Some(slot)) => (permit, slot),
+                    (_, slot) => {
+                        let over = if slot.is_none() { Over::Address } else { Over::Listener };
+                        tracing::warn!(listener = name, %peer, ?over, "connection limit reached; refusing");
+                        if let Ok(p) = Arc::clone(&refusing).try_acquire_owned() {
+                            let refusal = refusal.clone();
+                            conns.spawn(async move {
+                                refusal.run(tcp, peer, over).await;
+                                drop(p);
+                            });
+                        }
+                        continue;
+                    }
+                };
                 let fut = handler(tcp, peer, shutdown.clone());
                 conns.spawn(async move {
                     if let Err(e) = fut.await {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
                     }
                     drop(permit);
+                    drop(slot);
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}

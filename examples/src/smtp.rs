@@ -22,9 +22,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::auth;
+use crate::config::BareNewline;
 use crate::server::Shared;
 use crate::spool::Envelope;
-use crate::stream::{Conn, Line, Next, acceptor, next_line};
+use crate::stream::{Conn, Line, Next, RawLine, acceptor, next_raw_line};
 
 /// Whether a listener takes mail for local domains (port 25 style) or
 /// submissions from users (ports 587/465).
@@ -60,6 +61,7 @@ struct Transaction {
 struct Session {
     role: SmtpRole,
     security: MailSecurity,
+    bare_newline: BareNewline,
     helo: Option<String>,
     esmtp: bool,
     user: Option<String>,
@@ -84,6 +86,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     role: SmtpRole,
     security: MailSecurity,
+    bare_newline: BareNewline,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let tls_acceptor = acceptor(&shared.tls.smtp);
@@ -97,6 +100,7 @@ pub(crate) async fn serve(
     let mut s = Session {
         role,
         security,
+        bare_newline,
         helo: None,
         esmtp: false,
         user: None,
@@ -104,16 +108,8 @@ pub(crate) async fn serve(
         errors: 0,
     };
     loop {
-        let line = match next_line(&mut conn, MAX_COMMAND_LINE, IDLE, &mut shutdown).await? {
-            Next::Line(Line::Text(l)) => l,
-            Next::Line(Line::TooLong) => {
-                conn.send("500 5.5.6 Line too long\r\n").await?;
-                if bump_errors(&mut s, &mut conn).await? {
-                    return Ok(());
-                }
-                continue;
-            }
-            Next::Line(Line::Eof) => return Ok(()),
+        let raw = match next_raw_line(&mut conn, MAX_COMMAND_LINE, IDLE, &mut shutdown).await? {
+            Next::Line(raw) => raw,
             Next::Idle => {
                 conn.send("421 4.4.2 Idle too long, closing connection\r\n")
                     .await?;
@@ -124,6 +120,39 @@ pub(crate) async fn serve(
                     .await?;
                 return Ok(());
             }
+        };
+        // A command line ended by a bare LF or holding a bare CR: refused
+        // the way DATA refuses one (see `bare_newline_verdict`).
+        if raw.line != Line::Eof {
+            match bare_newline_verdict(&raw, s.bare_newline) {
+                Verdict::Clean => {}
+                Verdict::Disconnect(what) => {
+                    tracing::info!(peer = %conn.peer, what, "bare newline in a command; disconnecting");
+                    conn.send(&bare_newline_reply(&host, what)).await?;
+                    conn.close_lingering().await;
+                    return Ok(());
+                }
+                Verdict::Normalize => {
+                    if raw.bare_cr {
+                        conn.send("500 5.5.2 Bare <CR> in a command\r\n").await?;
+                        if bump_errors(&mut s, &mut conn).await? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        let line = match raw.line {
+            Line::Text(l) => l,
+            Line::TooLong => {
+                conn.send("500 5.5.6 Line too long\r\n").await?;
+                if bump_errors(&mut s, &mut conn).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Line::Eof => return Ok(()),
         };
         let line = String::from_utf8_lossy(&line).into_owned();
         let (verb, arg) = match line.split_once(' ') {
@@ -170,7 +199,11 @@ pub(crate) async fn serve(
                     s.tx = None;
                 }
             }
-            "AUTH" => auth_command(&mut s, &mut conn, &shared, &arg).await?,
+            "AUTH" => {
+                if auth_command(&mut s, &mut conn, &shared, &arg).await? {
+                    return Ok(());
+                }
+            }
             "MAIL" => {
                 let max = shared.config.server.max_message_size;
                 mail_command(&mut s, &mut conn, &arg, max).await?;
@@ -255,40 +288,62 @@ fn ehlo_reply(host: &str, client: &str, s: &Session, conn: &Conn, shared: &Share
     out
 }
 
+/// The reply to a login refused by the [`auth::AuthGuard`].
+fn auth_refusal(r: &auth::LoginRefusal) -> String {
+    let (whom, secs) = match r {
+        auth::LoginRefusal::Address { retry_after } => ("from your address", retry_after.as_secs()),
+        auth::LoginRefusal::Account { retry_after } => ("for this account", retry_after.as_secs()),
+    };
+    format!(
+        "454 4.7.0 Too many failed logins {whom}; try again in {} seconds\r\n",
+        secs.max(1)
+    )
+}
+
+/// AUTH PLAIN. Returns true when the connection should end (the error
+/// limit was reached: every failed or refused login counts towards it).
 async fn auth_command(
     s: &mut Session,
     conn: &mut Conn,
     shared: &Shared,
     arg: &str,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     if s.role != SmtpRole::Submission {
-        return conn
-            .send("502 5.5.1 AUTH not available on this port; use submission\r\n")
-            .await;
+        conn.send("502 5.5.1 AUTH not available on this port; use submission\r\n")
+            .await?;
+        return Ok(false);
     }
     if conn.tls.is_none() {
-        return conn
-            .send("530 5.7.0 Must issue a STARTTLS command first\r\n")
-            .await;
+        conn.send("530 5.7.0 Must issue a STARTTLS command first\r\n")
+            .await?;
+        return Ok(false);
     }
     if s.helo.is_none() {
-        return conn.send("503 5.5.1 Send EHLO first\r\n").await;
+        conn.send("503 5.5.1 Send EHLO first\r\n").await?;
+        return Ok(false);
     }
     if s.user.is_some() {
-        return conn.send("503 5.5.1 Already authenticated\r\n").await;
+        conn.send("503 5.5.1 Already authenticated\r\n").await?;
+        return Ok(false);
     }
     if s.tx.is_some() {
-        return conn
-            .send("503 5.5.1 AUTH not allowed during a mail transaction\r\n")
-            .await;
+        conn.send("503 5.5.1 AUTH not allowed during a mail transaction\r\n")
+            .await?;
+        return Ok(false);
     }
     let mut parts = arg.split_whitespace();
     let mechanism = parts.next().unwrap_or("").to_ascii_uppercase();
     let initial = parts.next().map(str::to_owned);
     if mechanism != "PLAIN" {
-        return conn
-            .send("504 5.5.4 Unrecognized authentication type\r\n")
-            .await;
+        conn.send("504 5.5.4 Unrecognized authentication type\r\n")
+            .await?;
+        return Ok(false);
+    }
+    // An address over its limit is refused before it may send a password.
+    if let Err(r) = shared.auth_guard.check(conn.peer.ip(), None) {
+        tracing::info!(peer = %conn.peer, "SMTP AUTH refused: too many failures from this address");
+        conn.send(&auth_refusal(&r)).await?;
+        return bump_errors(s, conn).await;
     }
     let response = match initial {
         // RFC 4954 §4: "=" is an empty initial response.
@@ -299,35 +354,46 @@ async fn auth_command(
             match conn.read_line(MAX_COMMAND_LINE).await? {
                 Line::Text(l) => String::from_utf8_lossy(&l).into_owned(),
                 Line::TooLong => {
-                    return conn
-                        .send("500 5.5.6 Authentication line too long\r\n")
-                        .await;
+                    conn.send("500 5.5.6 Authentication line too long\r\n")
+                        .await?;
+                    return bump_errors(s, conn).await;
                 }
-                Line::Eof => return Ok(()),
+                Line::Eof => return Ok(true),
             }
         }
     };
     if response.trim() == "*" {
-        return conn.send("501 5.0.0 Authentication cancelled\r\n").await;
+        conn.send("501 5.0.0 Authentication cancelled\r\n").await?;
+        return Ok(false);
     }
-    match auth::decode_plain(&response) {
+    let c = match auth::decode_plain(&response) {
+        Ok(c) => c,
         Err(_) => {
             conn.send("501 5.5.2 Cannot decode the PLAIN response\r\n")
-                .await
+                .await?;
+            return bump_errors(s, conn).await;
         }
-        Ok(c) if shared.users.verify_plain(&c) => {
-            tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH succeeded");
-            s.user = Some(c.authcid);
-            conn.send("235 2.7.0 Authentication successful\r\n").await
-        }
-        Ok(c) => {
-            tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH failed");
-            // A short pause makes password guessing slow without tying up much.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            conn.send("535 5.7.8 Authentication credentials invalid\r\n")
-                .await
-        }
+    };
+    if let Err(r) = shared.auth_guard.check(conn.peer.ip(), Some(&c.authcid)) {
+        tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH refused: too many failures");
+        conn.send(&auth_refusal(&r)).await?;
+        return bump_errors(s, conn).await;
     }
+    if shared.users.verify_plain(&c) {
+        tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH succeeded");
+        shared.auth_guard.succeeded(&c.authcid);
+        s.user = Some(c.authcid);
+        conn.send("235 2.7.0 Authentication successful\r\n").await?;
+        return Ok(false);
+    }
+    tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH failed");
+    // The pause grows with the failures from this address (or for this
+    // account), across connections.
+    let pause = shared.auth_guard.failed(conn.peer.ip(), &c.authcid);
+    tokio::time::sleep(pause).await;
+    conn.send("535 5.7.8 Authentication credentials invalid\r\n")
+        .await?;
+    bump_errors(s, conn).await
 }
 
 /// Splits `FROM:<addr> PARAMS` (or `TO:`) into the address and parameters.
@@ -490,42 +556,117 @@ async fn rcpt_command(
     conn.send("250 2.1.5 Ok\r\n").await
 }
 
+/// What to do with a line that may hold a bare LF or bare CR.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// CRLF-terminated, no bare CR.
+    Clean,
+    /// `reject`: answer [`bare_newline_reply`] for the named character
+    /// (`<LF>` or `<CR>`) and disconnect.
+    Disconnect(&'static str),
+    /// `normalize`: bare CR and bare LF end lines.
+    Normalize,
+}
+
+fn bare_newline_verdict(raw: &RawLine, mode: BareNewline) -> Verdict {
+    let bare_lf = !raw.crlf && raw.line != Line::Eof;
+    if !bare_lf && !raw.bare_cr {
+        return Verdict::Clean;
+    }
+    match mode {
+        BareNewline::Reject if bare_lf => Verdict::Disconnect("<LF>"),
+        BareNewline::Reject => Verdict::Disconnect("<CR>"),
+        BareNewline::Normalize => Verdict::Normalize,
+    }
+}
+
+/// Postfix's wording for `smtpd_forbid_bare_newline = reject`; 521 because
+/// the connection is closed after it (RFC 7504).
+fn bare_newline_reply(host: &str, what: &str) -> String {
+    format!("521 5.5.2 {host} Error: bare {what} received\r\n")
+}
+
+/// The lines of DATA as stored, each with whether it may end the message:
+/// only a line that came after a CRLF and is itself ended by CRLF can be
+/// the "." of `<CRLF>.<CRLF>`. Under `normalize` a bare CR splits a line
+/// (each piece but the last ended by that bare CR, never an end marker).
+fn data_pieces(text: &[u8], raw_crlf: bool, after_crlf: bool, bare_cr: bool) -> Vec<(&[u8], bool)> {
+    if !bare_cr {
+        return vec![(text, after_crlf && raw_crlf)];
+    }
+    // A piece after a bare CR follows no CRLF, a piece before one ends
+    // with none: no piece of such a line can end the message.
+    text.split(|b| *b == b'\r').map(|p| (p, false)).collect()
+}
+
 /// Reads the message after DATA and stores it. Returns false when the
 /// connection should end.
+///
+/// The message ends only at `<CRLF>.<CRLF>`: a "." line reached through
+/// a bare LF or bare CR, or ended by one, is never the end (the SMTP
+/// smuggling look-alikes `<LF>.<LF>`, `<CR>.<CR>`, `<CRLF>.<LF>` ...).
+/// Under `bare_newline = reject` the first bare LF or bare CR ends the
+/// session with 521 and nothing is stored; under `normalize` each one is
+/// stored as a CRLF line end.
 async fn data_command(s: &mut Session, conn: &mut Conn, shared: &Shared) -> io::Result<bool> {
     conn.send("354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+    let host = shared.config.server.hostname.to_string();
     let max = shared.config.server.max_message_size;
     let mut body: Vec<u8> = Vec::new();
     let mut too_big = false;
+    // The DATA command itself ended in CRLF (a bare LF there was refused
+    // or, under `normalize`, accepted like any other line end).
+    let mut after_crlf = true;
     let deadline = tokio::time::Instant::now() + DATA_TIMEOUT;
     loop {
-        let line = match tokio::time::timeout_at(deadline, conn.read_line(MAX_DATA_LINE)).await {
+        let raw = match tokio::time::timeout_at(deadline, conn.read_raw_line(MAX_DATA_LINE)).await {
             Ok(l) => l?,
             Err(_) => {
                 conn.send("421 4.4.2 DATA took too long\r\n").await?;
                 return Ok(false);
             }
         };
-        let line = match line {
+        if let Verdict::Disconnect(what) = bare_newline_verdict(&raw, s.bare_newline) {
+            tracing::info!(peer = %conn.peer, what, "bare newline in message data; message refused, disconnecting");
+            s.tx = None;
+            conn.send(&bare_newline_reply(&host, what)).await?;
+            conn.close_lingering().await;
+            return Ok(false);
+        }
+        let line = match raw.line {
             Line::Eof => return Ok(false),
             Line::TooLong => {
                 too_big = true;
+                after_crlf = raw.crlf;
                 continue;
             }
             Line::Text(l) => l,
         };
-        if line == b"." {
+        let mut end = false;
+        for (piece, may_end) in data_pieces(&line, raw.crlf, after_crlf, raw.bare_cr) {
+            if may_end && piece == b"." {
+                end = true;
+                break;
+            }
+            // Dot-unstuffing; a lone "." that cannot end the message was
+            // never stuffed and is kept as it came.
+            let text = match piece {
+                b"." => piece,
+                _ => piece.strip_prefix(b".").unwrap_or(piece),
+            };
+            if body.len() + text.len() + 2 > max {
+                too_big = true;
+                body = Vec::new();
+            }
+            if !too_big {
+                body.extend_from_slice(text);
+                body.extend_from_slice(b"\r\n");
+            }
+        }
+        if end {
             break;
         }
-        let text = line.strip_prefix(b".").unwrap_or(&line);
-        if body.len() + text.len() + 2 > max {
-            too_big = true;
-            body = Vec::new();
-        }
-        if !too_big {
-            body.extend_from_slice(text);
-            body.extend_from_slice(b"\r\n");
-        }
+        after_crlf = raw.crlf;
     }
     let Some(tx) = s.tx.take() else {
         conn.send("503 5.5.1 Need MAIL command\r\n").await?;
@@ -580,6 +721,17 @@ mod tests {
         );
         assert_eq!(parse_path("TO:u@d.example", "TO:"), None);
         assert_eq!(parse_path("TO:<u d@x>", "TO:"), None);
+    }
+
+    #[test]
+    fn only_a_crlf_dot_crlf_line_ends_the_data() {
+        assert_eq!(data_pieces(b".", true, true, false), [(&b"."[..], true)]);
+        assert_eq!(data_pieces(b".", false, true, false), [(&b"."[..], false)]);
+        assert_eq!(data_pieces(b".", true, false, false), [(&b"."[..], false)]);
+        assert_eq!(
+            data_pieces(b"a\r.\rb", true, true, true),
+            [(&b"a"[..], false), (&b"."[..], false), (&b"b"[..], false)]
+        );
     }
 
     #[test]

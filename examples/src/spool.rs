@@ -68,12 +68,32 @@ pub struct Spool {
 
 impl Spool {
     /// A spool in `dir` (created, owner-only, if missing); `hostname` goes
-    /// into `Received:` headers.
+    /// into `Received:` headers. Temporary files of writes a crash
+    /// interrupted are removed: their message was never acknowledged.
     pub fn open(dir: &Path, hostname: &str) -> Result<Self, SpoolError> {
-        mailtls_core::secret_file::ensure_private_dir(dir).map_err(|source| SpoolError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SpoolError::Io { path, source }
+        };
+        mailtls_core::secret_file::ensure_private_dir(dir).map_err(io(dir))?;
+        let mut removed = 0usize;
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // `write_atomic` writes `.NAME.tmpPID-SEQ` and renames it.
+            if name.starts_with('.') && name.contains(".eml.tmp") && entry.path().is_file() {
+                std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                spool = %dir.display(),
+                removed,
+                "removed temporary files of interrupted spool writes"
+            );
+        }
         Ok(Spool {
             dir: dir.to_owned(),
             hostname: hostname.to_owned(),
@@ -236,6 +256,34 @@ mod tests {
         assert!(text.contains("with ESMTPS id"));
         assert!(text.contains("for <b@example.test>; "));
         assert!(text.ends_with("ho\r\n"));
+    }
+
+    #[test]
+    fn opening_removes_temporary_files_of_interrupted_writes() {
+        let t = private_tempdir();
+        let dir = t.path().join("spool");
+        let spool = Spool::open(&dir, "mail.example.test").unwrap();
+        let env = Envelope {
+            mail_from: String::new(),
+            rcpt_to: vec!["b@example.test".into()],
+            helo: "client".into(),
+            esmtp: true,
+            peer: "127.0.0.1:1234".parse().unwrap(),
+            tls: None,
+            authenticated: false,
+            login: None,
+        };
+        let kept = spool.store(&env, b"Subject: kept\r\n\r\nhi\r\n").unwrap();
+        let leftover = dir.join(format!(".{kept}9.eml.tmp4242-7"));
+        std::fs::write(&leftover, b"half a mess").unwrap();
+        let other = dir.join(".operator-note");
+        std::fs::write(&other, b"not ours").unwrap();
+        let spool = Spool::open(&dir, "mail.example.test").unwrap();
+        assert!(!leftover.exists());
+        assert!(other.exists(), "only interrupted spool writes are removed");
+        let list = spool.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, kept);
     }
 
     /// A temporary directory only its owner can read: where private keys may go

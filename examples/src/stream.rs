@@ -16,6 +16,11 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+/// How long [`Conn::close_lingering`] waits for the client to stop sending.
+const LINGER: Duration = Duration::from_secs(2);
+/// How much [`Conn::close_lingering`] reads and discards at most.
+const LINGER_BYTES: usize = 1024 * 1024;
+
 /// How long a TLS handshake may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -106,18 +111,69 @@ pub(crate) enum Line {
 }
 
 /// Reads one line of at most `max` bytes, never buffering more than that.
+/// The line ends at LF; the LF and any CRs before it are removed.
 pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> io::Result<Line> {
+    Ok(match read_raw_line(r, max).await?.line {
+        Line::Text(mut buf) => {
+            while buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            Line::Text(buf)
+        }
+        other => other,
+    })
+}
+
+/// One line as it came, with what ended it: what SMTP DATA needs to tell
+/// the only real end of a message (`<CRLF>.<CRLF>`) from look-alikes made
+/// of bare LF or bare CR (the 2023 "SMTP smuggling" disclosures).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RawLine {
+    /// The line without its final LF and the one CR before that LF (a
+    /// bare CR elsewhere stays in the text).
+    pub(crate) line: Line,
+    /// Whether it ended in CRLF (false: a bare LF, or end of input).
+    pub(crate) crlf: bool,
+    /// Whether a CR not followed by LF occurred in the line (also in a
+    /// line too long to keep).
+    pub(crate) bare_cr: bool,
+}
+
+/// Reads one line of at most `max` bytes (the LF ends it), reporting how
+/// it ended and whether it held a bare CR; never buffers more than `max`.
+pub(crate) async fn read_raw_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<RawLine> {
     let mut buf = Vec::new();
     let mut too_long = false;
+    let mut bare_cr = false;
+    // The byte before the current one, across buffer refills.
+    let mut prev: Option<u8> = None;
+    let mut crlf = false;
     loop {
         let available = r.fill_buf().await?;
         if available.is_empty() {
-            return Ok(Line::Eof);
+            return Ok(RawLine {
+                line: Line::Eof,
+                crlf: false,
+                bare_cr,
+            });
         }
         let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
             Some(i) => (&available[..=i], true),
             None => (available, false),
         };
+        for &b in chunk {
+            if prev == Some(b'\r') {
+                if b == b'\n' {
+                    crlf = true;
+                } else {
+                    bare_cr = true;
+                }
+            }
+            prev = Some(b);
+        }
         let n = chunk.len();
         if !too_long {
             if buf.len() + n > max + 2 {
@@ -130,12 +186,21 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) ->
         r.consume(n);
         if done {
             if too_long {
-                return Ok(Line::TooLong);
+                return Ok(RawLine {
+                    line: Line::TooLong,
+                    crlf,
+                    bare_cr,
+                });
             }
-            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+            if crlf {
                 buf.pop();
             }
-            return Ok(Line::Text(buf));
+            return Ok(RawLine {
+                line: Line::Text(buf),
+                crlf,
+                bare_cr,
+            });
         }
     }
 }
@@ -216,6 +281,11 @@ impl Conn {
         read_line(&mut self.io, max).await
     }
 
+    /// Reads one line of at most `max` bytes with how it ended.
+    pub(crate) async fn read_raw_line(&mut self, max: usize) -> io::Result<RawLine> {
+        read_raw_line(&mut self.io, max).await
+    }
+
     /// Writes and flushes.
     pub(crate) async fn send(&mut self, text: &str) -> io::Result<()> {
         self.send_bytes(text.as_bytes()).await
@@ -232,6 +302,26 @@ impl Conn {
     pub(crate) async fn close(mut self) {
         let _ = self.io.get_mut().shutdown().await;
     }
+
+    /// Closes the write side, then reads and discards what the client is
+    /// still sending (up to [`LINGER_BYTES`], for at most [`LINGER`])
+    /// before dropping the socket: closing with unread input makes the
+    /// kernel send a reset, which can destroy the final reply before the
+    /// client has read it.
+    pub(crate) async fn close_lingering(&mut self) {
+        let _ = self.io.get_mut().shutdown().await;
+        let drain = async {
+            let mut seen = 0usize;
+            let mut scratch = [0u8; 4096];
+            while seen < LINGER_BYTES {
+                match tokio::io::AsyncReadExt::read(&mut self.io, &mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
 }
 
 async fn handshake(tcp: TcpStream, acceptor: &TlsAcceptor) -> io::Result<TlsStream<TcpStream>> {
@@ -245,8 +335,8 @@ async fn handshake(tcp: TcpStream, acceptor: &TlsAcceptor) -> io::Result<TlsStre
 }
 
 /// What a session's wait for the next line ended with.
-pub(crate) enum Next {
-    Line(Line),
+pub(crate) enum Next<L = Line> {
+    Line(L),
     /// The server is shutting down.
     Shutdown,
     /// The client said nothing for too long.
@@ -262,6 +352,23 @@ pub(crate) async fn next_line(
 ) -> io::Result<Next> {
     tokio::select! {
         r = tokio::time::timeout(idle, conn.read_line(max)) => match r {
+            Ok(line) => line.map(Next::Line),
+            Err(_) => Ok(Next::Idle),
+        },
+        () = shutdown_signalled(shutdown) => Ok(Next::Shutdown),
+    }
+}
+
+/// Waits for the next line as it came ([`RawLine`]), the idle timeout,
+/// or server shutdown.
+pub(crate) async fn next_raw_line(
+    conn: &mut Conn,
+    max: usize,
+    idle: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> io::Result<Next<RawLine>> {
+    tokio::select! {
+        r = tokio::time::timeout(idle, conn.read_raw_line(max)) => match r {
             Ok(line) => line.map(Next::Line),
             Err(_) => Ok(Next::Idle),
         },
@@ -297,5 +404,44 @@ mod tests {
             Line::Text(b"last".to_vec())
         );
         assert_eq!(read_line(&mut r, 10).await.unwrap(), Line::Eof);
+    }
+
+    #[tokio::test]
+    async fn raw_lines_tell_crlf_from_bare_lf_and_bare_cr() {
+        // A small buffer so that a CR and its LF arrive in different reads.
+        let data: &[u8] = b"a\r\nb\nc\rd\r\n.\r\r\n0123456789abc\r\n0123456789\rxyz\n";
+        let mut r = BufReader::with_capacity(2, data);
+        let text = |t: &[u8], crlf, bare_cr| RawLine {
+            line: Line::Text(t.to_vec()),
+            crlf,
+            bare_cr,
+        };
+        assert_eq!(
+            read_raw_line(&mut r, 10).await.unwrap(),
+            text(b"a", true, false)
+        );
+        assert_eq!(
+            read_raw_line(&mut r, 10).await.unwrap(),
+            text(b"b", false, false)
+        );
+        assert_eq!(
+            read_raw_line(&mut r, 10).await.unwrap(),
+            text(b"c\rd", true, true)
+        );
+        assert_eq!(
+            read_raw_line(&mut r, 10).await.unwrap(),
+            text(b".\r", true, true)
+        );
+        let long = read_raw_line(&mut r, 10).await.unwrap();
+        assert_eq!(
+            (long.line, long.crlf, long.bare_cr),
+            (Line::TooLong, true, false)
+        );
+        let long = read_raw_line(&mut r, 10).await.unwrap();
+        assert_eq!(
+            (long.line, long.crlf, long.bare_cr),
+            (Line::TooLong, false, true)
+        );
+        assert_eq!(read_raw_line(&mut r, 10).await.unwrap().line, Line::Eof);
     }
 }

@@ -6,20 +6,28 @@
 //! configuration and everything else the `http/1.1` one; both share the
 //! resolver, which serves the challenge certificate for the former.
 //!
+//! The status page tells a lot about the server (certificate paths, the
+//! outbound queue, the S/MIME partners), so only clients in
+//! `web.status_allowed_networks` (loopback by default) see it freely; the
+//! `web.status_users` may see it from elsewhere with HTTP basic
+//! authentication over HTTPS. Everything else is `403` (`401` where a login
+//! could help). The MTA-STS policy and the ACME challenges stay public.
+//!
 //! Over HTTPS it also serves this server's own MTA-STS policy (RFC 8461
 //! §3.3) at `/.well-known/mta-sts.txt` for the hosts `mta-sts.DOMAIN` of
 //! the domains in `[mta_sts]`; never over plain HTTP, where senders must
 //! not fetch it.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION};
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mailtls_core::WebSecurity;
@@ -41,10 +49,11 @@ type Body = Full<Bytes>;
 /// Serves one plain HTTP connection.
 pub(crate) async fn serve_http(
     tcp: TcpStream,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    serve_conn(tcp, shared, false, shutdown).await
+    serve_conn(tcp, peer, shared, false, shutdown).await
 }
 
 /// Serves one HTTPS connection (or one tls-alpn-01 validation handshake).
@@ -79,11 +88,12 @@ pub(crate) async fn serve_https(
         let _ = tls.shutdown().await;
         return Ok(());
     }
-    serve_conn(tls, shared, true, shutdown).await
+    serve_conn(tls, peer, shared, true, shutdown).await
 }
 
 async fn serve_conn<I>(
     io: I,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     tls: bool,
     mut shutdown: watch::Receiver<bool>,
@@ -93,7 +103,7 @@ where
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(&req, &shared, tls)) }
+        async move { Ok::<_, Infallible>(handle(&req, &shared, tls, peer.ip())) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -133,7 +143,7 @@ fn usable_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
-fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool) -> Response<Body> {
+fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool, peer: IpAddr) -> Response<Body> {
     // ACME http-01 (RFC 8555 §8.3) before any redirect: the CA validates
     // over plain HTTP and follows no redirect to a port it does not know.
     if let Some(r) = crate::acme_run::http01::route(req, shared) {
@@ -179,7 +189,42 @@ fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool) -> Response<Body>
     if tls && req.uri().path() == MTA_STS_PATH {
         return mta_sts_policy(req, shared);
     }
-    match req.uri().path() {
+    let path = req.uri().path();
+    if matches!(path, "/" | "/status.json") {
+        match status_access(req, shared, tls, peer) {
+            Access::Allowed => {}
+            Access::Forbidden => {
+                tracing::info!(%peer, path, "status page refused");
+                return response(
+                    StatusCode::FORBIDDEN,
+                    "text/plain; charset=utf-8",
+                    "The status page is not open to your address\n",
+                );
+            }
+            Access::TooManyFailures => {
+                return response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "text/plain; charset=utf-8",
+                    "Too many failed logins; try again later\n",
+                );
+            }
+            Access::NeedsLogin => {
+                let mut r = response(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain; charset=utf-8",
+                    "The status page needs a login\n",
+                );
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static(
+                        "Basic realm=\"mailtls status\", charset=\"UTF-8\"",
+                    ),
+                );
+                return r;
+            }
+        }
+    }
+    match path {
         "/" => response(
             StatusCode::OK,
             "text/html; charset=utf-8",
@@ -199,6 +244,96 @@ fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool) -> Response<Body>
             "Not found\n",
         ),
     }
+}
+
+/// Whether a request may see the status page.
+#[derive(Debug, PartialEq, Eq)]
+enum Access {
+    Allowed,
+    /// Over HTTPS with `web.status_users` set: a (better) login may help.
+    NeedsLogin,
+    Forbidden,
+    /// The address or account failed too often ([`crate::auth::AuthGuard`]).
+    TooManyFailures,
+}
+
+fn status_access<B>(req: &Request<B>, shared: &Shared, tls: bool, peer: IpAddr) -> Access {
+    let web = &shared.config.web;
+    if in_networks(peer, &web.status_allowed_networks) {
+        return Access::Allowed;
+    }
+    // Never a password over plain HTTP.
+    if !tls || web.status_users.is_empty() {
+        return Access::Forbidden;
+    }
+    let Some((name, password)) = basic_credentials(req) else {
+        return Access::NeedsLogin;
+    };
+    // The same failure counts as for mail logins: an address or account
+    // over its limit is refused without a password check.
+    if shared.auth_guard.check(peer, Some(&name)).is_err() {
+        tracing::info!(%peer, user = %name, "status page login refused: too many failures");
+        return Access::TooManyFailures;
+    }
+    if web.status_users.contains(&name) && shared.users.verify(&name, &password) {
+        shared.auth_guard.succeeded(&name);
+        Access::Allowed
+    } else {
+        tracing::info!(%peer, user = %name, "status page login failed");
+        // No pause here: the answer is built synchronously, and the
+        // count and the refusal past the limit are what stop guessing.
+        let _ = shared.auth_guard.failed(peer, &name);
+        Access::NeedsLogin
+    }
+}
+
+/// Whether `ip` is in one of `networks` (an IPv4-mapped IPv6 address
+/// counts as the IPv4 address it carries).
+pub(crate) fn in_networks(ip: IpAddr, networks: &[ipnet::IpNet]) -> bool {
+    let ip = ip.to_canonical();
+    networks.iter().any(|n| n.contains(&ip))
+}
+
+/// The user and password of an `Authorization: Basic` header (RFC 7617).
+fn basic_credentials<B>(req: &Request<B>) -> Option<(String, String)> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, password) = text.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
+}
+
+/// The warning to log at start when the status page is reachable from
+/// beyond loopback without a password: the web listeners bind to a
+/// non-loopback address and `web.status_allowed_networks` holds more than
+/// loopback. `None` when there is nothing to warn about.
+pub(crate) fn exposure_warning(config: &crate::Config) -> Option<String> {
+    if !config.web.enabled || config.server.bind.is_loopback() {
+        return None;
+    }
+    let open: Vec<String> = config
+        .web
+        .status_allowed_networks
+        .iter()
+        // A network is loopback only when its first and last address are.
+        .filter(|n| !(n.network().is_loopback() && n.broadcast().is_loopback()))
+        .map(ToString::to_string)
+        .collect();
+    if open.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the status page (certificate paths, the outbound queue, S/MIME partners) is open \
+         without a password to {}, and the web listeners bind to {}",
+        open.join(", "),
+        config.server.bind
+    ))
 }
 
 /// Where RFC 8461 §3.3 puts the policy file.
@@ -249,5 +384,31 @@ mod tests {
         assert!(usable_host("[::1]:8080"));
         assert!(!usable_host("evil.example/path"));
         assert!(!usable_host("a@b"));
+    }
+
+    #[test]
+    fn the_page_is_for_loopback_unless_configured() {
+        let mut c = crate::Config::embedded().unwrap();
+        let nets = &c.web.status_allowed_networks;
+        assert!(in_networks("127.0.0.1".parse().unwrap(), nets));
+        assert!(in_networks("127.9.9.9".parse().unwrap(), nets));
+        assert!(in_networks("::1".parse().unwrap(), nets));
+        assert!(in_networks("::ffff:127.0.0.1".parse().unwrap(), nets));
+        assert!(!in_networks("192.0.2.1".parse().unwrap(), nets));
+        assert!(!in_networks("2001:db8::1".parse().unwrap(), nets));
+        // Loopback bind, or beyond it with the page for loopback only: quiet.
+        assert_eq!(exposure_warning(&c), None);
+        c.server.bind = "0.0.0.0".parse().unwrap();
+        assert_eq!(exposure_warning(&c), None);
+        c.web
+            .status_allowed_networks
+            .push("192.0.2.0/24".parse().unwrap());
+        let w = exposure_warning(&c).unwrap();
+        assert!(
+            w.contains("192.0.2.0/24") && !w.contains("127.0.0.0/8"),
+            "{w}"
+        );
+        c.web.enabled = false;
+        assert_eq!(exposure_warning(&c), None);
     }
 }

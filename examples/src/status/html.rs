@@ -103,6 +103,11 @@ pub(crate) fn render(s: &Status) -> String {
             title: "Configuration reload",
             body: value_block(&s.reload),
         },
+        Section {
+            id: "auth-failures",
+            title: "Failed logins",
+            body: value_block(&s.auth_failures),
+        },
     ];
     let mut out = String::new();
     let host = esc(&s.hostname);

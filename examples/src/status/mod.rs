@@ -56,6 +56,9 @@ pub struct Status {
     pub acme: Option<AcmeStatus>,
     /// Configuration reloads (SIGHUP) since start.
     pub reload: ReloadStatus,
+    /// Failed logins per client address and per account, and who is
+    /// refused now.
+    pub auth_failures: crate::auth::AuthFailureStatus,
 }
 
 /// One of this server's own MTA-STS policies in the status report.
@@ -225,6 +228,7 @@ pub(crate) fn status(shared: &Shared) -> Status {
         smime: shared.smime.as_ref().map(|g| g.status()),
         acme: shared.acme.as_ref().map(|a| a.status()),
         reload: shared.live.status(),
+        auth_failures: shared.auth_guard.status(),
     }
 }
 
