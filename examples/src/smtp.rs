@@ -341,7 +341,7 @@ async fn auth_command(
     }
     // An address over its limit is refused before it may send a password.
     if let Err(r) = shared.auth_guard.check(conn.peer.ip(), None) {
-        tracing::info!(peer = %conn.peer, "SMTP AUTH refused: too many failures from this address");
+        tracing::debug!(peer = %conn.peer, "SMTP AUTH refused: too many failures from this address");
         conn.send(&auth_refusal(&r)).await?;
         return bump_errors(s, conn).await;
     }
@@ -375,7 +375,7 @@ async fn auth_command(
         }
     };
     if let Err(r) = shared.auth_guard.check(conn.peer.ip(), Some(&c.authcid)) {
-        tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH refused: too many failures");
+        tracing::debug!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH refused: too many failures");
         conn.send(&auth_refusal(&r)).await?;
         return bump_errors(s, conn).await;
     }
