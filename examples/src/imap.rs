@@ -204,7 +204,7 @@ pub(crate) async fn serve(
                             if shared.auth_guard.check(peer.ip(), Some(&name)).is_err() =>
                         {
                             // RFC 5530 UNAVAILABLE: a temporary refusal.
-                            tracing::info!(%peer, user = %name, "IMAP LOGIN refused: too many failures");
+                            tracing::debug!(%peer, user = %name, "IMAP LOGIN refused: too many failures");
                             conn.send(&format!(
                                 "{tag} NO [UNAVAILABLE] Too many failed logins; try again later\r\n"
                             ))

@@ -133,7 +133,7 @@ pub(crate) async fn serve(
                 };
                 if shared.auth_guard.check(peer.ip(), Some(&name)).is_err() {
                     // RFC 3206 SYS/TEMP: try again later.
-                    tracing::info!(%peer, user = %name, "POP3 login refused: too many failures");
+                    tracing::debug!(%peer, user = %name, "POP3 login refused: too many failures");
                     conn.send("-ERR [SYS/TEMP] Too many failed logins; try again later\r\n")
                         .await?;
                     errors += 1;

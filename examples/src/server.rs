@@ -600,6 +600,8 @@ enum Refusal {
 /// Refusals being said at once, at most, per listener; beyond, a refused
 /// connection is closed without a word (a flood must not buy handshakes).
 const MAX_REFUSALS_IN_FLIGHT: usize = 32;
+/// The shortest time between two "connection limit reached" warnings.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// How long a refusal may take, handshake included.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -687,6 +689,8 @@ async fn accept_loop<F, Fut>(
     let limit = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let per_address = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    let mut refused_since_warning = 0u64;
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -707,7 +711,19 @@ async fn accept_loop<F, Fut>(
                     (Ok(permit), Some(slot)) => (permit, slot),
                     (_, slot) => {
                         let over = if slot.is_none() { Over::Address } else { Over::Listener };
-                        tracing::warn!(listener = name, %peer, ?over, "connection limit reached; refusing");
+                        // One warning a minute at most: under a flood a line
+                        // per refused connection would fill the log.
+                        refused_since_warning += 1;
+                        tracing::debug!(listener = name, %peer, ?over, "connection limit reached; refusing");
+                        if last_warning.is_none_or(|t| t.elapsed() >= LIMIT_WARNING_EVERY) {
+                            tracing::warn!(
+                                listener = name,
+                                refused = refused_since_warning,
+                                "connection limit reached; refusing connections"
+                            );
+                            last_warning = Some(tokio::time::Instant::now());
+                            refused_since_warning = 0;
+                        }
                         if let Ok(p) = Arc::clone(&refusing).try_acquire_owned() {
                             let refusal = refusal.clone();
                             conns.spawn(async move {

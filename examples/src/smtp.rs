@@ -341,7 +341,7 @@ async fn auth_command(
     }
     // An address over its limit is refused before it may send a password.
     if let Err(r) = shared.auth_guard.check(conn.peer.ip(), None) {
-        tracing::info!(peer = %conn.peer, "SMTP AUTH refused: too many failures from this address");
+        tracing::debug!(peer = %conn.peer, "SMTP AUTH refused: too many failures from this address");
         conn.send(&auth_refusal(&r)).await?;
         return bump_errors(s, conn).await;
     }
@@ -375,7 +375,7 @@ async fn auth_command(
         }
     };
     if let Err(r) = shared.auth_guard.check(conn.peer.ip(), Some(&c.authcid)) {
-        tracing::info!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH refused: too many failures");
+        tracing::debug!(peer = %conn.peer, user = %c.authcid, "SMTP AUTH refused: too many failures");
         conn.send(&auth_refusal(&r)).await?;
         return bump_errors(s, conn).await;
     }
@@ -446,6 +446,9 @@ async fn mail_command(
     let Some((from, params)) = parse_path(arg, "FROM:") else {
         return conn.send("501 5.5.4 Syntax: MAIL FROM:<address>\r\n").await;
     };
+    if !from.is_ascii() {
+        return refuse_non_ascii(conn, "sender").await;
+    }
     if !from.is_empty() && !from.contains('@') {
         return conn.send("501 5.1.7 Bad sender address syntax\r\n").await;
     }
@@ -488,6 +491,17 @@ async fn mail_command(
     conn.send("250 2.1.0 Ok\r\n").await
 }
 
+/// RFC 6531 §3.7.4.1: this server does not offer SMTPUTF8, so an address
+/// with anything but ASCII (UTF-8, or bytes that are not even that) is
+/// refused rather than stored altered.
+async fn refuse_non_ascii(conn: &mut Conn, which: &str) -> io::Result<()> {
+    tracing::info!(peer = %conn.peer, which, "non-ASCII address refused (no SMTPUTF8)");
+    conn.send(&format!(
+        "553 5.6.7 Non-ASCII {which} address; this server does not offer SMTPUTF8\r\n"
+    ))
+    .await
+}
+
 /// The reply text for a refused REQUIRETLS parameter, by reply code.
 fn requiretls_refusal(code: u16) -> &'static str {
     if code == 530 {
@@ -517,6 +531,9 @@ async fn rcpt_command(
     let Some((to, params)) = parse_path(arg, "TO:") else {
         return conn.send("501 5.5.4 Syntax: RCPT TO:<address>\r\n").await;
     };
+    if !to.is_ascii() {
+        return refuse_non_ascii(conn, "recipient").await;
+    }
     if !params.is_empty() {
         return conn.send("555 5.5.4 Unsupported RCPT parameter\r\n").await;
     }

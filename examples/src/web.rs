@@ -272,7 +272,7 @@ fn status_access<B>(req: &Request<B>, shared: &Shared, tls: bool, peer: IpAddr) 
     // The same failure counts as for mail logins: an address or account
     // over its limit is refused without a password check.
     if shared.auth_guard.check(peer, Some(&name)).is_err() {
-        tracing::info!(%peer, user = %name, "status page login refused: too many failures");
+        tracing::debug!(%peer, user = %name, "status page login refused: too many failures");
         return Access::TooManyFailures;
     }
     if web.status_users.contains(&name) && shared.users.verify(&name, &password) {

@@ -405,18 +405,23 @@ async fn warn_if_delayed(shared: &Shared, state: &mut MessageState, body: &[u8])
     if late.is_empty() {
         return;
     }
+    // Marked and written before the DSN is submitted: a crash in between
+    // loses this one warning instead of sending it twice (at most one
+    // "delayed" DSN per message). A submission that fails takes the mark
+    // back, so the warning is tried again.
+    state.delay_warned = true;
+    persist(ob, state).await;
     if !state.mail_from.is_empty() {
         let action = DsnAction::Delayed {
             will_retry_until: state.created.saturating_add(ob.config.max_age.as_secs()),
         };
         if !send_dsn(shared, state, body, action, &late).await {
+            state.delay_warned = false;
+            persist(ob, state).await;
             // As for failures: no tight loop while the spool or queue fails.
             tokio::time::sleep(DSN_RETRY_PAUSE).await;
-            return;
         }
     }
-    state.delay_warned = true;
-    persist(ob, state).await;
 }
 
 /// Sends one DSN for the recipients that failed, then marks them returned.
