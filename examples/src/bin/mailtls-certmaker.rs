@@ -19,6 +19,7 @@ use time::format_description::well_known::Rfc3339;
 #[command(
     name = "mailtls-certmaker",
     version,
+    args_override_self = true,
     override_usage = "\
 mailtls-certmaker ca      --out DIR [--stem ca] [--cn NAME] [--org O] [--country CC]
                                  [--days N] [--key TYPE]
@@ -40,23 +41,35 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Make a test CA: CA certificate and key in --out DIR.
-    #[command(override_usage = "\
+    #[command(
+        args_override_self = true,
+        override_usage = "\
 mailtls-certmaker ca --out DIR [--stem ca] [--cn NAME] [--org O] [--country CC]
-                            [--days N] [--key TYPE]")]
+                            [--days N] [--key TYPE]"
+    )]
     Ca(CaArgs),
     /// Make a server certificate, signed by the CA in --ca-dir or self-signed.
-    #[command(override_usage = "\
+    #[command(
+        args_override_self = true,
+        override_usage = "\
 mailtls-certmaker server HOST [--name NAME]... (--ca-dir DIR | --self-signed)
                                 [--org O] [--country CC] [--days N] [--key TYPE]
-                                [--production] [--client-auth] --out DIR [--stem NAME]")]
+                                [--production] [--client-auth] --out DIR [--stem NAME]"
+    )]
     Server(ServerArgs),
     /// Make a key and a certificate signing request for a real CA.
-    #[command(override_usage = "\
+    #[command(
+        args_override_self = true,
+        override_usage = "\
 mailtls-certmaker csr HOST [--name NAME]... [--org O] [--country CC] [--key TYPE]
-                             --out DIR [--stem NAME]")]
+                             --out DIR [--stem NAME]"
+    )]
     Csr(CsrArgs),
     /// Print what a certificate file holds (every certificate of a chain).
-    #[command(override_usage = "mailtls-certmaker inspect FILE")]
+    #[command(
+        args_override_self = true,
+        override_usage = "mailtls-certmaker inspect FILE"
+    )]
     Inspect {
         /// PEM or DER certificate file.
         #[arg(value_name = "FILE")]

@@ -29,6 +29,7 @@ use rustls::pki_types::pem::PemObject;
 #[command(
     name = "mailtls-policy-check",
     version,
+    args_override_self = true,
     override_usage = "\
 mailtls-policy-check --domain DOMAIN --resolver IP:PORT
                             [--trust-anchor FILE | --no-validation]

@@ -44,6 +44,7 @@ Logging follows RUST_LOG (default: info).";
 #[command(
     name = "mailtls-server",
     version,
+    args_override_self = true,
     override_usage = "\
 mailtls-server [--config FILE] [--data-dir DIR]
        mailtls-server dns-records [--config FILE] [--ttl SECONDS]
@@ -76,7 +77,10 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Print the MTA-STS, TLS-RPT and report DKIM records to publish, and exit.
-    #[command(override_usage = "mailtls-server dns-records [--config FILE] [--ttl SECONDS]")]
+    #[command(
+        args_override_self = true,
+        override_usage = "mailtls-server dns-records [--config FILE] [--ttl SECONDS]"
+    )]
     DnsRecords {
         /// TTL of the printed records.
         #[arg(long, value_name = "SECONDS", default_value_t = mailtls_examples::mta_sts_publish::DEFAULT_TTL)]
@@ -84,7 +88,10 @@ enum Command {
     },
     /// List the S/MIME gateway's keys, partner certificates and pending
     /// approvals, and exit.
-    #[command(override_usage = "mailtls-server smime [--config FILE] [--data-dir DIR]")]
+    #[command(
+        args_override_self = true,
+        override_usage = "mailtls-server smime [--config FILE] [--data-dir DIR]"
+    )]
     Smime,
 }
 

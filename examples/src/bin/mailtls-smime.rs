@@ -20,6 +20,7 @@ use time::format_description::well_known::Rfc3339;
 #[command(
     name = "mailtls-smime",
     version,
+    args_override_self = true,
     override_usage = "\
 mailtls-smime sign    --cert CERT --key KEY [--chain PEM] [--opaque]
                              [--digest sha256|sha512] --in FILE --out FILE
@@ -45,23 +46,35 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Sign a message (multipart/signed, or opaque).
-    #[command(override_usage = "\
+    #[command(
+        args_override_self = true,
+        override_usage = "\
 mailtls-smime sign --cert CERT --key KEY [--chain PEM] [--opaque]
-                          [--digest sha256|sha512] --in FILE --out FILE")]
+                          [--digest sha256|sha512] --in FILE --out FILE"
+    )]
     Sign(SignArgs),
     /// Verify a signed message against trust anchors and print the report.
-    #[command(override_usage = "\
-mailtls-smime verify --ca CA [--ca CA]... --in FILE [--out FILE] [--at TIME]")]
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-smime verify --ca CA [--ca CA]... --in FILE [--out FILE] [--at TIME]"
+    )]
     Verify(VerifyArgs),
     /// Encrypt a message to one or more recipients.
-    #[command(override_usage = "\
+    #[command(
+        args_override_self = true,
+        override_usage = "\
 mailtls-smime encrypt --recip CERT [--recip CERT]... [--cipher CIPHER] [--oaep]
-                             --in FILE --out FILE")]
+                             --in FILE --out FILE"
+    )]
     Encrypt(EncryptArgs),
     /// Decrypt a message and remove every layer, verifying a signature inside.
-    #[command(override_usage = "\
+    #[command(
+        args_override_self = true,
+        override_usage = "\
 mailtls-smime decrypt --cert CERT --key KEY [--ca CA]... [--at TIME]
-                             --in FILE --out FILE")]
+                             --in FILE --out FILE"
+    )]
     Decrypt(DecryptArgs),
 }
 
