@@ -4,7 +4,6 @@ pub mod accept;
 pub mod acme_run;
 pub mod auth;
 pub mod certs;
-pub mod cli_args;
 pub mod config;
 pub mod imap;
 pub mod mta_sts_publish;

@@ -211,11 +211,11 @@ fn usage_errors_exit_2_with_a_reason() {
     assert!(text(&help).0.contains("--directory URL"));
 
     let cases: &[(&[&str], &str)] = &[
-        (&[], "usage:"),
-        (&["--name", "a.example"], "give --directory URL"),
+        (&[], "Usage: mailtls-acme --directory URL"),
+        (&["--name", "a.example"], "--directory <URL>"),
         (
             &["--directory", "https://127.0.0.1:1/dir", "--data-dir", "d"],
-            "at least one --name",
+            "--name <NAME>",
         ),
         (
             &[
@@ -232,7 +232,7 @@ fn usage_errors_exit_2_with_a_reason() {
                 "--challenge",
                 "dns-01",
             ],
-            "needs --dns-hook",
+            "--dns-hook <CMD>",
         ),
         (
             &[
@@ -249,13 +249,52 @@ fn usage_errors_exit_2_with_a_reason() {
             ],
             "wildcard name needs --challenge dns-01",
         ),
-        (&["--key-type", "dsa"], "--key-type: \"dsa\""),
-        (&["--challenge", "tls-alpn-01"], "not http-01 or dns-01"),
+        (
+            &["--key-type", "dsa"],
+            "invalid value 'dsa' for '--key-type <TYPE>'",
+        ),
+        (
+            &["--challenge", "tls-alpn-01"],
+            "[possible values: http-01, dns-01]",
+        ),
         (
             &["--http-port", "http"],
-            "--http-port: \"http\" is not a valid number",
+            "invalid value 'http' for '--http-port <N>'",
         ),
-        (&["--bogus"], "unknown option --bogus"),
+        (&["--bogus"], "unexpected argument '--bogus'"),
+        (
+            &[
+                "--directory",
+                "https://x/dir",
+                "--name",
+                "a.example",
+                "--data-dir",
+                "d",
+                "--out-cert",
+                "c",
+                "--out-key",
+                "k",
+                "--dns-hook",
+                "h",
+            ],
+            "--dns-hook applies to --challenge dns-01 only",
+        ),
+        (
+            &[
+                "--directory",
+                "https://x/dir",
+                "--name",
+                "a.example",
+                "--data-dir",
+                "d",
+                "--out-cert",
+                "c",
+                "--out-key",
+                "c",
+            ],
+            "--out-cert and --out-key must be different files",
+        ),
+        (&["--only-extra-roots"], "--extra-root <PEM>"),
     ];
     for (args, want) in cases {
         let out = tool(args);

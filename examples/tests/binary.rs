@@ -218,4 +218,7 @@ fn a_bad_config_is_refused_naming_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'--bogus'"), "{err}");
+    assert!(err.contains("Usage: mailtls-server"), "{err}");
 }

@@ -232,14 +232,10 @@ fn errors_are_clear_and_exit_non_zero() {
         (
             &["server", "h.example", "--out", "o"],
             2,
-            "choose --ca-dir DIR or --self-signed",
+            "<--ca-dir <DIR>|--self-signed>",
         ),
-        (
-            &["server", "h.example", "--self-signed"],
-            2,
-            "give --out DIR",
-        ),
-        (&["csr", "h.example"], 2, "give --out DIR"),
+        (&["server", "h.example", "--self-signed"], 2, "--out <DIR>"),
+        (&["csr", "h.example"], 2, "--out <DIR>"),
         (
             &[
                 "server",
@@ -268,8 +264,8 @@ fn errors_are_clear_and_exit_non_zero() {
         ),
         (
             &["server", "bad host!", "--out", "o", "--self-signed"],
-            1,
-            "HOST",
+            2,
+            "'<HOST>'",
         ),
         (
             &[
@@ -281,8 +277,8 @@ fn errors_are_clear_and_exit_non_zero() {
                 "--name",
                 "w*.example",
             ],
-            1,
-            "--name",
+            2,
+            "'--name <NAME>'",
         ),
         (
             &["server", "h.example", "--out", "o", "--ca-dir", "missing"],
@@ -303,8 +299,47 @@ fn errors_are_clear_and_exit_non_zero() {
             "two letters",
         ),
         (&["inspect", "nope.crt"], 1, "nope.crt"),
-        (&["frobnicate"], 2, "unknown command"),
-        (&[], 2, "usage"),
+        (&["frobnicate"], 2, "unrecognized subcommand 'frobnicate'"),
+        (&[], 2, "Usage:"),
+        (
+            &[
+                "server",
+                "h.example",
+                "--out",
+                "o",
+                "--self-signed",
+                "--cn",
+                "x",
+            ],
+            2,
+            "unexpected argument '--cn'",
+        ),
+        (
+            &[
+                "server",
+                "h.example",
+                "--out",
+                "o",
+                "--self-signed",
+                "--ca-dir",
+                "ca",
+            ],
+            2,
+            "'--self-signed' cannot be used with '--ca-dir <DIR>'",
+        ),
+        (
+            &[
+                "server",
+                "h.example",
+                "--out",
+                "o",
+                "--self-signed",
+                "--days",
+                "soon",
+            ],
+            2,
+            "invalid value 'soon' for '--days <N>'",
+        ),
     ];
     for (args, code, message) in cases {
         let out = certmaker(args, d);

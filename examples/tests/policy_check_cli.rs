@@ -149,25 +149,45 @@ fn requiretls_without_authentication_fails_the_host() {
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [
-        vec!["--resolver", "127.0.0.1:53"],
-        vec!["--domain", "test.example", "--resolver", "not-an-address"],
-        vec!["--domain", "test.example", "--bogus"],
-        vec![
-            "--domain",
-            "test.example",
-            "--resolver",
-            "127.0.0.1:53",
-            "--no-validation",
-            "--trust-anchor",
-            "x",
-        ],
-    ] {
-        let out = Command::new(BIN).args(&args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("usage:"),
-            "{args:?}"
-        );
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "Usage: mailtls-policy-check --domain DOMAIN"),
+        (&["--resolver", "127.0.0.1:53"], "--domain <DOMAIN>"),
+        (
+            &["--domain", "test.example", "--resolver", "not-an-address"],
+            "invalid value 'not-an-address' for '--resolver <IP:PORT>'",
+        ),
+        (
+            &["--domain", "test.example", "--bogus"],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            &[
+                "--domain",
+                "test.example",
+                "--resolver",
+                "127.0.0.1:53",
+                "--no-validation",
+                "--trust-anchor",
+                "x",
+            ],
+            "'--no-validation' cannot be used with '--trust-anchor <FILE>'",
+        ),
+        (
+            &[
+                "--domain",
+                "test.example",
+                "--resolver",
+                "127.0.0.1:53",
+                "--policy-port",
+                "0",
+            ],
+            "invalid value '0' for '--policy-port <N>'",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(BIN).args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
     }
 }

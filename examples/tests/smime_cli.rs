@@ -133,48 +133,58 @@ fn help_and_usage_errors() {
     for cmd in ["sign", "verify", "encrypt", "decrypt"] {
         assert!(help.contains(&format!("mailtls-smime {cmd}")), "{help}");
     }
-    let cases: &[&[&str]] = &[
-        &[],
-        &["frobnicate"],
-        &[
-            "sign",
-            "--key",
-            "alice.key",
-            "--in",
-            "msg.eml",
-            "--out",
-            "x",
-        ],
-        &[
-            "encrypt", "--recip", "bob.crt", "--cipher", "des", "--in", "msg.eml", "--out", "x",
-        ],
-        &["verify", "--in", "msg.eml"],
-        &[
-            "verify",
-            "--ca",
-            "ca.crt",
-            "--cert",
-            "alice.crt",
-            "--in",
-            "msg.eml",
-        ],
-        &[
-            "verify",
-            "--ca",
-            "ca.crt",
-            "--at",
-            "yesterday",
-            "--in",
-            "msg.eml",
-        ],
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "Usage: mailtls-smime sign"),
+        (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        (
+            &[
+                "sign",
+                "--key",
+                "alice.key",
+                "--in",
+                "msg.eml",
+                "--out",
+                "x",
+            ],
+            "--cert <CERT>",
+        ),
+        (
+            &[
+                "encrypt", "--recip", "bob.crt", "--cipher", "des", "--in", "msg.eml", "--out", "x",
+            ],
+            "invalid value 'des' for '--cipher <CIPHER>'",
+        ),
+        (&["verify", "--in", "msg.eml"], "--ca <CA>"),
+        (
+            &[
+                "verify",
+                "--ca",
+                "ca.crt",
+                "--cert",
+                "alice.crt",
+                "--in",
+                "msg.eml",
+            ],
+            "unexpected argument '--cert'",
+        ),
+        (
+            &[
+                "verify",
+                "--ca",
+                "ca.crt",
+                "--at",
+                "yesterday",
+                "--in",
+                "msg.eml",
+            ],
+            "invalid value 'yesterday' for '--at <TIME>'",
+        ),
     ];
-    for args in cases {
+    for (args, want) in cases {
         let out = tool(args, d);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("usage:"),
-            "{args:?}"
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
     }
     // A missing file and an unsigned message are errors (1), not usage errors.
     let out = tool(&["verify", "--ca", "nope.crt", "--in", "msg.eml"], d);

@@ -111,4 +111,6 @@ fn errors_name_the_key_or_the_argument() {
 
     let out = run(&["smime", "dns-records"]);
     assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("'dns-records'"), "{stderr}");
 }

@@ -2,51 +2,22 @@
 //! (RFC 8555) CA over http-01 or dns-01 and writes the chain and the key,
 //! built on the `mailtls-acme` crate.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use mailtls_acme::solver::{Dns01Solver, HookDnsUpdater, Http01Responder, Http01Server};
 use mailtls_acme::{
     AcmeClient, AcmeError, CertificateRequest, ChallengeSolver, ClientConfig, ErrorClass,
     FileStorage, NewAccountOptions, PollPolicy, SigningAlgorithm, Storage,
 };
 use mailtls_core::{CertInfo, CertificateDer, KeyType};
-use mailtls_examples::cli_args::{ArgError, ArgParser, UsageError};
 use rustls::pki_types::pem::PemObject;
-
-const USAGE: &str = "\
-usage:
-  mailtls-acme --directory URL --name NAME [--name NAME]... --data-dir DIR
-               --out-cert FILE --out-key FILE [--email ADDR] [--agree-tos]
-               [--challenge http-01|dns-01] [--http-port N] [--http-address IP]
-               [--dns-hook CMD] [--dns-settle SECS] [--key-type TYPE]
-               [--extra-root PEM]... [--only-extra-roots] [--bad-nonce-retries N]
-               [--timeout SECS]
-
-  --directory   the CA's ACME directory URL
-  --name        a name for the certificate (repeatable; *.NAME needs dns-01)
-  --email       contact address for a new account
-  --agree-tos   agree to the CA's terms of service (needed for a new account
-                when the CA has terms)
-  --challenge   http-01 (default) or dns-01
-  --http-port   port the http-01 responder listens on (default 80)
-  --http-address  address it binds (default 0.0.0.0)
-  --dns-hook    dns-01: run `CMD add|remove NAME VALUE` to publish TXT records
-  --dns-settle  dns-01: seconds to wait after publishing (default 0)
-  --key-type    ecdsa-p256 (default) | rsa2048 | rsa3072
-  --extra-root  also trust this PEM certificate for HTTPS to the CA (repeatable)
-  --only-extra-roots  trust only the --extra-root certificates
-  --data-dir    account storage (created 0700; files 0600); reused next time
-  --out-cert    where the certificate chain is written (PEM, mode 0644)
-  --out-key     where the certificate key is written (PKCS#8 PEM, mode 0600)
-  --bad-nonce-retries  retries per request after badNonce (default 10)
-  --timeout     seconds to wait for the order (default 300)
-
-exit status: 0 issued, 2 usage error, 75 temporary failure or rate limit
-(try again later), 1 any other failure";
 
 /// Exit status for a failure worth retrying later (sysexits EX_TEMPFAIL).
 const EXIT_TEMPFAIL: u8 = 75;
@@ -54,7 +25,8 @@ const EXIT_TEMPFAIL: u8 = 75;
 /// What the run failed on, with how to exit.
 #[derive(Debug)]
 enum Failure {
-    Usage(UsageError),
+    /// A usage mistake found after parsing (exit 2, with the usage).
+    Usage(clap::Error),
     /// The CA or a solver failed; the class picks the exit status.
     Acme(String, AcmeError),
     /// Anything else (files, roots).
@@ -62,102 +34,103 @@ enum Failure {
 }
 
 /// The challenge type to answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Challenge {
+    #[value(name = "http-01")]
     Http01,
+    #[value(name = "dns-01")]
     Dns01,
 }
 
-/// Parsed options; required ones are checked in `Opts::validate`.
-#[derive(Debug)]
+/// Issues one certificate for the given names from an ACME (RFC 8555) CA
+/// over http-01 or dns-01 and writes the chain and the key.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailtls-acme",
+    version,
+    args_override_self = true,
+    override_usage = "\
+mailtls-acme --directory URL --name NAME [--name NAME]... --data-dir DIR
+                    --out-cert FILE --out-key FILE [--email ADDR] [--agree-tos]
+                    [--challenge http-01|dns-01] [--http-port N] [--http-address IP]
+                    [--dns-hook CMD] [--dns-settle SECS] [--key-type TYPE]
+                    [--extra-root PEM]... [--only-extra-roots] [--bad-nonce-retries N]
+                    [--timeout SECS]",
+    after_help = "\
+exit status: 0 issued, 2 usage error, 75 temporary failure or rate limit
+(try again later), 1 any other failure",
+    arg_required_else_help = true
+)]
 struct Opts {
-    directory: Option<String>,
+    /// The CA's ACME directory URL.
+    #[arg(long, value_name = "URL")]
+    directory: String,
+    /// A name for the certificate (repeatable; *.NAME needs dns-01).
+    #[arg(long = "name", value_name = "NAME", required = true)]
     names: Vec<String>,
+    /// Contact address for a new account.
+    #[arg(long, value_name = "ADDR")]
     email: Option<String>,
+    /// Agree to the CA's terms of service (needed for a new account when the
+    /// CA has terms).
+    #[arg(long)]
     agree_tos: bool,
+    /// The challenge to answer.
+    #[arg(long, value_name = "TYPE", default_value = "http-01")]
     challenge: Challenge,
+    /// Port the http-01 responder listens on.
+    #[arg(long, value_name = "N", default_value_t = 80)]
     http_port: u16,
+    /// Address the http-01 responder binds.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     http_address: IpAddr,
+    /// dns-01: run `CMD add|remove NAME VALUE` to publish TXT records.
+    #[arg(long, value_name = "CMD", required_if_eq("challenge", "dns-01"))]
     dns_hook: Option<PathBuf>,
+    /// dns-01: seconds to wait after publishing.
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = seconds)]
     dns_settle: Duration,
+    /// Key type of the certificate.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "ecdsa-p256",
+        value_parser = PossibleValuesParser::new(["ecdsa-p256", "rsa2048", "rsa3072"])
+            .try_map(|v| v.parse::<KeyType>())
+    )]
     key_type: KeyType,
+    /// Also trust this PEM certificate for HTTPS to the CA (repeatable).
+    #[arg(long = "extra-root", value_name = "PEM")]
     extra_roots: Vec<PathBuf>,
+    /// Trust only the --extra-root certificates.
+    #[arg(long, requires = "extra_roots")]
     only_extra_roots: bool,
-    data_dir: Option<PathBuf>,
-    out_cert: Option<PathBuf>,
-    out_key: Option<PathBuf>,
+    /// Account storage (created 0700; files 0600); reused next time.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Where the certificate chain is written (PEM, mode 0644).
+    #[arg(long, value_name = "FILE")]
+    out_cert: PathBuf,
+    /// Where the certificate key is written (PKCS#8 PEM, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    out_key: PathBuf,
+    /// Retries per request after badNonce (default 10).
+    #[arg(long, value_name = "N")]
     bad_nonce_retries: Option<u32>,
+    /// Seconds to wait for the order.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = seconds)]
     timeout: Duration,
 }
 
-impl Default for Opts {
-    fn default() -> Self {
-        Opts {
-            directory: None,
-            names: Vec::new(),
-            email: None,
-            agree_tos: false,
-            challenge: Challenge::Http01,
-            http_port: 80,
-            http_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            dns_hook: None,
-            dns_settle: Duration::ZERO,
-            key_type: KeyType::EcdsaP256,
-            extra_roots: Vec::new(),
-            only_extra_roots: false,
-            data_dir: None,
-            out_cert: None,
-            out_key: None,
-            bad_nonce_retries: None,
-            timeout: Duration::from_secs(300),
-        }
-    }
+/// A number of seconds (`--dns-settle`, `--timeout`).
+fn seconds(v: &str) -> Result<Duration, std::num::ParseIntError> {
+    v.parse().map(Duration::from_secs)
 }
 
-fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
-    const NUMBER: &str = "a valid number";
-    let mut o = Opts::default();
-    let mut p = ArgParser::new(args);
-    while let Some(arg) = p.next() {
-        match arg.as_str() {
-            "--directory" => o.directory = Some(p.value()?),
-            "--name" => o.names.push(p.value()?),
-            "--email" => o.email = Some(p.value()?),
-            "--agree-tos" => o.agree_tos = true,
-            "--challenge" => {
-                o.challenge =
-                    p.choice(&[("http-01", Challenge::Http01), ("dns-01", Challenge::Dns01)])?
-            }
-            "--http-port" => o.http_port = p.parse_value(NUMBER)?,
-            "--http-address" => o.http_address = p.parse_value("an IP address")?,
-            "--dns-hook" => o.dns_hook = Some(PathBuf::from(p.value()?)),
-            "--dns-settle" => o.dns_settle = Duration::from_secs(p.parse_value(NUMBER)?),
-            "--key-type" => {
-                o.key_type = p.choice(&[
-                    ("ecdsa-p256", KeyType::EcdsaP256),
-                    ("rsa2048", KeyType::Rsa2048),
-                    ("rsa3072", KeyType::Rsa3072),
-                ])?
-            }
-            "--extra-root" => o.extra_roots.push(PathBuf::from(p.value()?)),
-            "--only-extra-roots" => o.only_extra_roots = true,
-            "--data-dir" => o.data_dir = Some(PathBuf::from(p.value()?)),
-            "--out-cert" => o.out_cert = Some(PathBuf::from(p.value()?)),
-            "--out-key" => o.out_key = Some(PathBuf::from(p.value()?)),
-            "--bad-nonce-retries" => o.bad_nonce_retries = Some(p.parse_value(NUMBER)?),
-            "--timeout" => o.timeout = Duration::from_secs(p.parse_value(NUMBER)?),
-            // A lone "-" is no positional here either: always an unknown option.
-            f if f.starts_with('-') => {
-                return Err(ArgError::UnknownFlag { flag: f.to_owned() }.into());
-            }
-            other => {
-                return Err(UsageError(format!(
-                    "unexpected argument {other:?}; give names with --name"
-                )));
-            }
-        }
-    }
-    Ok(o)
+/// A usage mistake the flags alone do not show, printed as clap prints its
+/// own.
+fn usage_error(message: impl std::fmt::Display) -> clap::Error {
+    Opts::command().error(ErrorKind::ArgumentConflict, message)
 }
 
 /// The options every run needs, present and consistent.
@@ -169,59 +142,29 @@ struct Checked<'a> {
 }
 
 impl Opts {
-    fn validate(&self) -> Result<Checked<'_>, UsageError> {
-        let directory = self
-            .directory
-            .as_deref()
-            .ok_or_else(|| UsageError("give --directory URL".into()))?;
-        if self.names.is_empty() {
-            return Err(UsageError("give at least one --name".into()));
-        }
-        let data_dir = self
-            .data_dir
-            .as_deref()
-            .ok_or_else(|| UsageError("give --data-dir DIR for the account".into()))?;
-        let out_cert = self
-            .out_cert
-            .as_deref()
-            .ok_or_else(|| UsageError("give --out-cert FILE".into()))?;
-        let out_key = self
-            .out_key
-            .as_deref()
-            .ok_or_else(|| UsageError("give --out-key FILE".into()))?;
-        if out_cert == out_key {
-            return Err(UsageError(
-                "--out-cert and --out-key must be different files".into(),
+    /// The checks between flags that clap's declarations do not make.
+    fn validate(&self) -> Result<Checked<'_>, clap::Error> {
+        if self.out_cert == self.out_key {
+            return Err(usage_error(
+                "--out-cert and --out-key must be different files",
             ));
         }
-        match self.challenge {
-            Challenge::Dns01 if self.dns_hook.is_none() => {
-                return Err(UsageError("--challenge dns-01 needs --dns-hook CMD".into()));
+        // dns-01 without --dns-hook is refused by clap (required_if_eq).
+        if self.challenge == Challenge::Http01 {
+            if self.dns_hook.is_some() {
+                return Err(usage_error("--dns-hook applies to --challenge dns-01 only"));
             }
-            Challenge::Http01 if self.dns_hook.is_some() => {
-                return Err(UsageError(
-                    "--dns-hook applies to --challenge dns-01 only".into(),
-                ));
+            if let Some(w) = self.names.iter().find(|n| n.starts_with("*.")) {
+                return Err(usage_error(format!(
+                    "{w}: a wildcard name needs --challenge dns-01"
+                )));
             }
-            Challenge::Http01 => {
-                if let Some(w) = self.names.iter().find(|n| n.starts_with("*.")) {
-                    return Err(UsageError(format!(
-                        "{w}: a wildcard name needs --challenge dns-01"
-                    )));
-                }
-            }
-            Challenge::Dns01 => {}
-        }
-        if self.only_extra_roots && self.extra_roots.is_empty() {
-            return Err(UsageError(
-                "--only-extra-roots needs at least one --extra-root".into(),
-            ));
         }
         Ok(Checked {
-            directory,
-            data_dir,
-            out_cert,
-            out_key,
+            directory: &self.directory,
+            data_dir: &self.data_dir,
+            out_cert: &self.out_cert,
+            out_key: &self.out_key,
         })
     }
 }
@@ -273,7 +216,7 @@ async fn run(o: &Opts) -> Result<(), Failure> {
             .map_err(|e| Failure::Other(format!("--data-dir {}: {e}", c.data_dir.display())))?
             .is_none_or(|a| a.url.is_empty())
     {
-        return Err(Failure::Usage(UsageError(format!(
+        return Err(Failure::Usage(usage_error(format!(
             "the CA has terms of service ({tos}); read them and pass --agree-tos"
         ))));
     }
@@ -299,7 +242,7 @@ async fn run(o: &Opts) -> Result<(), Failure> {
         }
         Challenge::Dns01 => {
             let hook = o.dns_hook.clone().ok_or_else(|| {
-                Failure::Usage(UsageError("--challenge dns-01 needs --dns-hook CMD".into()))
+                Failure::Usage(usage_error("--challenge dns-01 needs --dns-hook CMD"))
             })?;
             Arc::new(
                 Dns01Solver::new(Arc::new(HookDnsUpdater::new(hook)))
@@ -339,29 +282,20 @@ async fn run(o: &Opts) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    }
-    if args.iter().any(|a| matches!(a.as_str(), "-h" | "--help")) {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let result = match parse_opts(&args) {
-        Ok(o) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(run(&o)),
-            Err(e) => Err(Failure::Other(format!("cannot start the runtime: {e}"))),
-        },
-        Err(e) => Err(Failure::Usage(e)),
+    // Usage mistakes in the flags end here: clap prints them, exit 2.
+    let o = Opts::parse();
+    let result = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(&o)),
+        Err(e) => Err(Failure::Other(format!("cannot start the runtime: {e}"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
-            eprintln!("mailtls-acme: {e}\n\n{USAGE}");
+            // Printed as clap prints usage errors; exit 2 like them.
+            let _ = e.print();
             ExitCode::from(2)
         }
         Err(Failure::Acme(what, e)) => {

@@ -5,159 +5,204 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use mailtls_core::maker::{self, Subject};
 use mailtls_core::{
     CaSpec, CertInfo, CertificateAuthority, DnsName, Expiry, ExtendedKeyUsage, KeyType,
     NamePattern, Purpose, ServerCertSpec,
 };
-use mailtls_examples::cli_args::{ArgError, ArgParser, UsageError, subcommand_main};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-const USAGE: &str = "\
-usage:
-  mailtls-certmaker ca      --out DIR [--stem ca] [--cn NAME] [--org O] [--country CC]
-                            [--days N] [--key TYPE]
-  mailtls-certmaker server  HOST [--name NAME]... (--ca-dir DIR | --self-signed)
-                            [--org O] [--country CC] [--days N] [--key TYPE]
-                            [--production] [--client-auth] --out DIR [--stem NAME]
-  mailtls-certmaker csr     HOST [--name NAME]... [--org O] [--country CC] [--key TYPE]
-                            --out DIR [--stem NAME]
-  mailtls-certmaker inspect FILE
+/// A test CA, server certificates, CSRs and certificate inspection.
+#[derive(Parser)]
+#[command(
+    name = "mailtls-certmaker",
+    version,
+    args_override_self = true,
+    override_usage = "\
+mailtls-certmaker ca      --out DIR [--stem ca] [--cn NAME] [--org O] [--country CC]
+                                 [--days N] [--key TYPE]
+       mailtls-certmaker server  HOST [--name NAME]... (--ca-dir DIR | --self-signed)
+                                 [--org O] [--country CC] [--days N] [--key TYPE]
+                                 [--production] [--client-auth] --out DIR [--stem NAME]
+       mailtls-certmaker csr     HOST [--name NAME]... [--org O] [--country CC] [--key TYPE]
+                                 --out DIR [--stem NAME]
+       mailtls-certmaker inspect FILE",
+    after_help = "exit status: 0 success, 1 failure, 2 usage error",
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-  --name      another SAN: a host name or a *. wildcard (repeatable)
-  --key       rsa2048 | rsa3072 | rsa4096 | ecdsa-p256 (default) | ecdsa-p384 | ed25519
-  --ca-dir    directory holding ca.crt and ca.key (as written by `ca`)
-  --production  leave out the test-certificate marker in the subject
-  --out       output directory; it is created or made owner-only (0700) and
-              keys get mode 0600, so give a directory of its own
-  --stem      file name without extension (default: ca, or the host name)";
+#[derive(Subcommand)]
+enum Command {
+    /// Make a test CA: CA certificate and key in --out DIR.
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-certmaker ca --out DIR [--stem ca] [--cn NAME] [--org O] [--country CC]
+                            [--days N] [--key TYPE]"
+    )]
+    Ca(CaArgs),
+    /// Make a server certificate, signed by the CA in --ca-dir or self-signed.
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-certmaker server HOST [--name NAME]... (--ca-dir DIR | --self-signed)
+                                [--org O] [--country CC] [--days N] [--key TYPE]
+                                [--production] [--client-auth] --out DIR [--stem NAME]"
+    )]
+    Server(ServerArgs),
+    /// Make a key and a certificate signing request for a real CA.
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-certmaker csr HOST [--name NAME]... [--org O] [--country CC] [--key TYPE]
+                             --out DIR [--stem NAME]"
+    )]
+    Csr(CsrArgs),
+    /// Print what a certificate file holds (every certificate of a chain).
+    #[command(
+        args_override_self = true,
+        override_usage = "mailtls-certmaker inspect FILE"
+    )]
+    Inspect {
+        /// PEM or DER certificate file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
 
-type AnyError = Box<dyn std::error::Error>;
-
-#[derive(Default)]
-struct Opts {
-    positional: Vec<String>,
-    names: Vec<String>,
-    out: Option<PathBuf>,
-    stem: Option<String>,
-    cn: Option<String>,
+/// Key type and subject fields, for every command that makes a key.
+#[derive(Args)]
+struct KeyAndSubject {
+    /// Organisation (O) of the subject.
+    #[arg(long, value_name = "O")]
     org: Option<String>,
+    /// Country (C) of the subject: two letters.
+    #[arg(long, value_name = "CC")]
     country: Option<String>,
-    days: Option<u32>,
+    /// rsa2048 | rsa3072 | rsa4096 | ecdsa-p256 (default) | ecdsa-p384 | ed25519
+    #[arg(long, value_name = "TYPE")]
     key: Option<KeyType>,
+}
+
+impl KeyAndSubject {
+    fn subject(&self) -> Subject {
+        Subject {
+            organisation: self.org.clone(),
+            country: self.country.clone(),
+        }
+    }
+}
+
+/// The host a certificate or CSR is for, its further names and where the
+/// files go.
+#[derive(Args)]
+struct HostArgs {
+    /// The host name: subject CN and first SAN.
+    #[arg(value_name = "HOST", value_parser = DnsName::parse)]
+    host: DnsName,
+    /// Another SAN: a host name or a *. wildcard (repeatable).
+    #[arg(long = "name", value_name = "NAME", value_parser = NamePattern::parse)]
+    names: Vec<NamePattern>,
+    #[command(flatten)]
+    subject: KeyAndSubject,
+    /// Output directory; it is created or made owner-only (0700) and keys get
+    /// mode 0600, so give a directory of its own.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// File name without extension (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    stem: Option<String>,
+}
+
+impl HostArgs {
+    fn spec(&self) -> ServerCertSpec {
+        let mut spec = ServerCertSpec::new(self.host.clone());
+        spec.extra_names.extend(self.names.iter().cloned());
+        spec.subject = self.subject.subject();
+        if let Some(k) = self.subject.key {
+            spec.key_type = k;
+        }
+        spec
+    }
+
+    fn stem(&self) -> String {
+        self.stem.clone().unwrap_or_else(|| self.host.to_string())
+    }
+}
+
+#[derive(Args)]
+struct CaArgs {
+    /// Output directory; it is created or made owner-only (0700) and keys get
+    /// mode 0600, so give a directory of its own.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// File name without extension.
+    #[arg(long, value_name = "NAME", default_value = "ca")]
+    stem: String,
+    /// Common name of the CA.
+    #[arg(long, value_name = "NAME")]
+    cn: Option<String>,
+    #[command(flatten)]
+    subject: KeyAndSubject,
+    /// Days the certificate is valid.
+    #[arg(long, value_name = "N")]
+    days: Option<u32>,
+}
+
+// The issuer is required: the CA of a directory or none (self-signed).
+#[derive(Args)]
+#[command(group(ArgGroup::new("issuer").required(true).args(["ca_dir", "self_signed"])))]
+struct ServerArgs {
+    #[command(flatten)]
+    host: HostArgs,
+    /// Directory holding ca.crt and ca.key (as written by `ca`).
+    #[arg(long, value_name = "DIR")]
     ca_dir: Option<PathBuf>,
+    /// Sign the certificate with its own key.
+    #[arg(long)]
     self_signed: bool,
+    /// Days the certificate is valid.
+    #[arg(long, value_name = "N")]
+    days: Option<u32>,
+    /// Leave out the test-certificate marker in the subject.
+    #[arg(long)]
     production: bool,
+    /// Allow TLS client authentication too (clientAuth EKU).
+    #[arg(long)]
     client_auth: bool,
 }
 
-fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
-    let mut o = Opts::default();
-    let mut p = ArgParser::new(args);
-    while let Some(arg) = p.next() {
-        match arg.as_str() {
-            "--name" => o.names.push(p.value()?),
-            "--out" => o.out = Some(PathBuf::from(p.value()?)),
-            "--stem" => o.stem = Some(p.value()?),
-            "--cn" => o.cn = Some(p.value()?),
-            "--org" => o.org = Some(p.value()?),
-            "--country" => o.country = Some(p.value()?),
-            "--days" => o.days = Some(p.parse_value("a number")?),
-            "--key" => {
-                let v = p.value()?;
-                o.key = Some(v.parse().map_err(|e| UsageError(format!("--key: {e}")))?);
-            }
-            "--ca-dir" => o.ca_dir = Some(PathBuf::from(p.value()?)),
-            "--self-signed" => o.self_signed = true,
-            "--production" => o.production = true,
-            "--client-auth" => o.client_auth = true,
-            _ if arg.is_flag() => {
-                return Err(ArgError::UnknownFlag {
-                    flag: arg.into_string(),
-                }
-                .into());
-            }
-            _ => o.positional.push(arg.into_string()),
-        }
-    }
-    Ok(o)
+#[derive(Args)]
+struct CsrArgs {
+    #[command(flatten)]
+    host: HostArgs,
 }
 
-fn subject(o: &Opts) -> Subject {
-    Subject {
-        organisation: o.org.clone(),
-        country: o.country.clone(),
-    }
-}
+type AnyError = Box<dyn std::error::Error>;
 
-fn host_spec(o: &Opts, command: &str) -> Result<ServerCertSpec, AnyError> {
-    let host = match o.positional.as_slice() {
-        [h] => h,
-        [] => return Err(Box::new(UsageError(format!("{command}: give a HOST")))),
-        _ => {
-            return Err(Box::new(UsageError(format!(
-                "{command}: one HOST only; add more names with --name"
-            ))));
-        }
-    };
-    let mut spec = ServerCertSpec::new(DnsName::parse(host).map_err(|e| format!("HOST: {e}"))?);
-    for n in &o.names {
-        spec.extra_names
-            .push(NamePattern::parse(n).map_err(|e| format!("--name: {e}"))?);
-    }
-    spec.subject = subject(o);
-    if let Some(d) = o.days {
-        spec.validity_days = d;
-    }
-    if let Some(k) = o.key {
-        spec.key_type = k;
-    }
-    spec.purpose = if o.production {
-        Purpose::Production
-    } else {
-        Purpose::Testing
-    };
-    spec.client_auth = o.client_auth;
-    Ok(spec)
-}
-
-/// The output directory is required: the maker makes it owner-only (0700),
-/// which must never happen to the current directory by default.
-fn out_dir(o: &Opts, command: &str) -> Result<PathBuf, AnyError> {
-    o.out
-        .clone()
-        .ok_or_else(|| Box::new(UsageError(format!("{command}: give --out DIR"))) as AnyError)
-}
-
-fn cmd_ca(o: &Opts) -> Result<(), AnyError> {
-    if !o.positional.is_empty() {
-        return Err(Box::new(UsageError("ca takes no HOST".into())));
-    }
-    if o.production || o.self_signed || o.ca_dir.is_some() || !o.names.is_empty() {
-        return Err(Box::new(UsageError(
-            "ca: --production, --self-signed, --ca-dir and --name do not apply".into(),
-        )));
-    }
-    let Some(out) = &o.out else {
-        return Err(Box::new(UsageError("ca: give --out DIR".into())));
-    };
+fn cmd_ca(a: &CaArgs) -> Result<(), AnyError> {
     let mut spec = CaSpec {
-        subject: subject(o),
+        subject: a.subject.subject(),
         ..CaSpec::default()
     };
-    if let Some(cn) = &o.cn {
+    if let Some(cn) = &a.cn {
         spec.common_name = cn.clone();
     }
-    if let Some(d) = o.days {
+    if let Some(d) = a.days {
         spec.validity_days = d;
     }
-    if let Some(k) = o.key {
+    if let Some(k) = a.subject.key {
         spec.key_type = k;
     }
     let ca = CertificateAuthority::new_test_ca(&spec)?;
-    let stem = o.stem.as_deref().unwrap_or("ca");
-    let (crt, key) = ca.write_files(out, stem)?;
+    let (crt, key) = ca.write_files(&a.out, &a.stem)?;
     println!("wrote {}\nwrote {}", crt.display(), key.display());
     print_info(&CertInfo::from_der(&ca.certificate().cert_der)?);
     Ok(())
@@ -173,46 +218,32 @@ fn load_ca(dir: &Path) -> Result<CertificateAuthority, AnyError> {
     Ok(ca)
 }
 
-fn cmd_server(o: &Opts) -> Result<(), AnyError> {
-    let out = out_dir(o, "server")?;
-    let spec = host_spec(o, "server")?;
-    if o.cn.is_some() {
-        return Err(Box::new(UsageError(
-            "server: the CN is the HOST; --cn does not apply".into(),
-        )));
+fn cmd_server(a: &ServerArgs) -> Result<(), AnyError> {
+    let mut spec = a.host.spec();
+    if let Some(d) = a.days {
+        spec.validity_days = d;
     }
-    let made = match (&o.ca_dir, o.self_signed) {
-        (Some(dir), false) => load_ca(dir)?.issue(&spec)?,
-        (None, true) => maker::self_signed(&spec)?,
-        (Some(_), true) => {
-            return Err(Box::new(UsageError(
-                "server: --ca-dir and --self-signed exclude each other".into(),
-            )));
-        }
-        (None, false) => {
-            return Err(Box::new(UsageError(
-                "server: choose --ca-dir DIR or --self-signed".into(),
-            )));
-        }
+    spec.purpose = if a.production {
+        Purpose::Production
+    } else {
+        Purpose::Testing
     };
-    let stem = o.stem.clone().unwrap_or_else(|| spec.host.to_string());
-    let (crt, key) = made.write_files(&out, &stem)?;
+    spec.client_auth = a.client_auth;
+    // clap's "issuer" group guarantees exactly one of the two.
+    let made = match &a.ca_dir {
+        Some(dir) => load_ca(dir)?.issue(&spec)?,
+        None => maker::self_signed(&spec)?,
+    };
+    let (crt, key) = made.write_files(&a.host.out, &a.host.stem())?;
     println!("wrote {}\nwrote {}", crt.display(), key.display());
     print_info(&CertInfo::from_der(&made.cert_der)?);
     Ok(())
 }
 
-fn cmd_csr(o: &Opts) -> Result<(), AnyError> {
-    if o.ca_dir.is_some() || o.self_signed || o.days.is_some() || o.client_auth {
-        return Err(Box::new(UsageError(
-            "csr: --ca-dir, --self-signed, --days and --client-auth do not apply".into(),
-        )));
-    }
-    let out = out_dir(o, "csr")?;
-    let spec = host_spec(o, "csr")?;
+fn cmd_csr(a: &CsrArgs) -> Result<(), AnyError> {
+    let spec = a.host.spec();
     let csr = maker::make_csr(&spec)?;
-    let stem = o.stem.clone().unwrap_or_else(|| spec.host.to_string());
-    let (path, key) = csr.write_files(&out, &stem)?;
+    let (path, key) = csr.write_files(&a.host.out, &a.host.stem())?;
     println!("wrote {}\nwrote {}", path.display(), key.display());
     println!(
         "names: {}",
@@ -225,11 +256,8 @@ fn cmd_csr(o: &Opts) -> Result<(), AnyError> {
     Ok(())
 }
 
-fn cmd_inspect(o: &Opts) -> Result<(), AnyError> {
-    let [file] = o.positional.as_slice() else {
-        return Err(Box::new(UsageError("inspect: give one FILE".into())));
-    };
-    let certs = mailtls_core::load::certificates_from_file(Path::new(file))?;
+fn cmd_inspect(file: &Path) -> Result<(), AnyError> {
+    let certs = mailtls_core::load::certificates_from_file(file)?;
     let total = certs.len();
     for (i, der) in certs.iter().enumerate() {
         if total > 1 {
@@ -304,18 +332,19 @@ fn print_info(info: &CertInfo) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    subcommand_main("mailtls-certmaker", USAGE, &args, |command, rest| {
-        parse_opts(rest)
-            .map_err(|e| Box::new(e) as AnyError)
-            .and_then(|o| match command {
-                "ca" => cmd_ca(&o),
-                "server" => cmd_server(&o),
-                "csr" => cmd_csr(&o),
-                "inspect" => cmd_inspect(&o),
-                other => {
-                    Err(Box::new(UsageError(format!("unknown command {other:?}"))) as AnyError)
-                }
-            })
-    })
+    // Usage mistakes end here: clap prints them with the usage, exit 2.
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Ca(a) => cmd_ca(a),
+        Command::Server(a) => cmd_server(a),
+        Command::Csr(a) => cmd_csr(a),
+        Command::Inspect { file } => cmd_inspect(file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailtls-certmaker: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Parser;
 use mailtls_core::DnsName;
-use mailtls_examples::cli_args::{ArgParser, UsageError};
 use mailtls_policy::dane::TlsaSet;
 use mailtls_policy::dns::{DnsResolver, HickoryResolver, HickoryResolverConfig, Validation};
 use mailtls_policy::mta_sts::{
@@ -23,20 +23,46 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-const USAGE: &str = "\
-usage:
-  mailtls-policy-check --domain DOMAIN --resolver IP:PORT
-                       [--trust-anchor FILE | --no-validation]
-                       [--policy-root PEM]... [--requiretls] [--policy-port N]
-
-  --resolver      the name server to ask (UDP with TCP fallback)
-  --trust-anchor  validate DNSSEC from the DNSKEY records in FILE
-                  (default: validate from the IANA root keys)
-  --no-validation do not validate DNSSEC (DANE cannot apply)
-  --policy-root   a PEM file of roots for the MTA-STS policy host (repeatable;
-                  without one, no policy fetch can succeed)
-  --requiretls    plan for a message carrying REQUIRETLS (RFC 8689)
-  --policy-port   HTTPS port of the policy host (default 443)";
+/// Prints the delivery plan for a recipient domain: its MX hosts, MTA-STS
+/// policy and TLSA records, resolved through the given name server.
+#[derive(Parser)]
+#[command(
+    name = "mailtls-policy-check",
+    version,
+    args_override_self = true,
+    override_usage = "\
+mailtls-policy-check --domain DOMAIN --resolver IP:PORT
+                            [--trust-anchor FILE | --no-validation]
+                            [--policy-root PEM]... [--requiretls] [--policy-port N]",
+    after_help = "exit status: 0 a plan, 1 no plan or failure, 2 usage error",
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// The recipient domain.
+    #[arg(long, value_name = "DOMAIN", value_parser = DnsName::parse)]
+    domain: DnsName,
+    /// The name server to ask (UDP with TCP fallback).
+    #[arg(long, value_name = "IP:PORT")]
+    resolver: SocketAddr,
+    /// Validate DNSSEC from the DNSKEY records in FILE (default: validate
+    /// from the IANA root keys).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_validation")]
+    trust_anchor: Option<PathBuf>,
+    /// Do not validate DNSSEC (DANE cannot apply).
+    #[arg(long)]
+    no_validation: bool,
+    /// A PEM file of roots for the MTA-STS policy host (repeatable; without
+    /// one, no policy fetch can succeed).
+    #[arg(long = "policy-root", value_name = "PEM")]
+    policy_roots: Vec<PathBuf>,
+    /// Plan for a message carrying REQUIRETLS (RFC 8689).
+    #[arg(long)]
+    requiretls: bool,
+    /// HTTPS port of the policy host.
+    #[arg(long, value_name = "N", default_value_t = 443,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    policy_port: u16,
+}
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -49,68 +75,27 @@ struct Opts {
     policy_port: u16,
 }
 
-fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
-    let mut domain = None;
-    let mut resolver = None;
-    let mut anchor = None;
-    let mut no_validation = false;
-    let mut roots = Vec::new();
-    let mut requiretls = false;
-    let mut policy_port = 443;
-    let mut p = ArgParser::new(args);
-    while let Some(arg) = p.next() {
-        match arg.as_str() {
-            "--domain" => {
-                let v = p.value()?;
-                let name =
-                    DnsName::parse(&v).map_err(|e| UsageError(format!("--domain {v:?}: {e}")))?;
-                domain = Some(name);
-            }
-            "--resolver" => {
-                let v = p.value()?;
-                let addr = v
-                    .parse::<SocketAddr>()
-                    .map_err(|_| UsageError(format!("--resolver {v:?}: expected IP:PORT")))?;
-                resolver = Some(addr);
-            }
-            "--trust-anchor" => anchor = Some(PathBuf::from(p.value()?)),
-            "--no-validation" => no_validation = true,
-            "--policy-root" => roots.push(PathBuf::from(p.value()?)),
-            "--requiretls" => requiretls = true,
-            "--policy-port" => {
-                let v = p.value()?;
-                policy_port = v
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| UsageError(format!("--policy-port {v:?}: not a port")))?;
-            }
-            "-h" | "--help" => return Err(UsageError(String::new())),
-            other => return Err(UsageError(format!("unknown argument {other:?}"))),
+impl From<Cli> for Opts {
+    fn from(cli: Cli) -> Self {
+        // --trust-anchor and --no-validation exclude each other (clap).
+        let validation = match (cli.trust_anchor, cli.no_validation) {
+            (Some(file), _) => Validation::AnchorFile(file),
+            (None, true) => Validation::Off,
+            (None, false) => Validation::Root,
+        };
+        Opts {
+            domain: cli.domain,
+            resolver: cli.resolver,
+            validation,
+            roots: cli.policy_roots,
+            demand: if cli.requiretls {
+                TlsDemand::RequireTls
+            } else {
+                TlsDemand::Default
+            },
+            policy_port: cli.policy_port,
         }
     }
-    let validation = match (anchor, no_validation) {
-        (Some(_), true) => {
-            return Err(UsageError(
-                "--trust-anchor and --no-validation exclude each other".into(),
-            ));
-        }
-        (Some(file), false) => Validation::AnchorFile(file),
-        (None, true) => Validation::Off,
-        (None, false) => Validation::Root,
-    };
-    Ok(Opts {
-        domain: domain.ok_or_else(|| UsageError("--domain is required".into()))?,
-        resolver: resolver.ok_or_else(|| UsageError("--resolver is required".into()))?,
-        validation,
-        roots,
-        demand: if requiretls {
-            TlsDemand::RequireTls
-        } else {
-            TlsDemand::Default
-        },
-        policy_port,
-    })
 }
 
 fn load_roots(files: &[PathBuf]) -> Result<RootCertStore, AnyError> {
@@ -350,17 +335,8 @@ fn print_plan(delivery: &DeliveryPlan) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_opts(&args) {
-        Ok(o) => o,
-        Err(UsageError(msg)) => {
-            if !msg.is_empty() {
-                eprintln!("mailtls-policy-check: {msg}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // Usage mistakes end here: clap prints them with the usage, exit 2.
+    let opts = Opts::from(Cli::parse());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

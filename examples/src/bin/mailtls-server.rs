@@ -14,21 +14,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mailtls_examples::cli_args::ArgParser;
+use clap::{Parser, Subcommand};
 use mailtls_examples::{Config, RunningServer, Server};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "\
-usage: mailtls-server [--config FILE] [--data-dir DIR]
-       mailtls-server dns-records [--config FILE] [--ttl SECONDS]
-       mailtls-server smime [--config FILE] [--data-dir DIR]
-
-  --config FILE     TOML configuration (default: embedded defaults)
-  --data-dir DIR    data directory (overrides server.data_dir)
-  --print-config    print the embedded default configuration and exit
-  --ttl SECONDS     TTL of the printed records (dns-records; default 3600)
-  -h, --help        this help
-
+/// What `--help` says after the options.
+const AFTER_HELP: &str = "\
 dns-records prints, as a zone-file fragment, the _mta-sts and _smtp._tls
 TXT records for the domains in [mta_sts] and, with [tlsrpt_reports] on,
 the DKIM key record of the report mails (making the key if needed), and
@@ -47,65 +38,61 @@ that does not validate changes nothing.
 
 Logging follows RUST_LOG (default: info).";
 
+/// The mailtls reference server: SMTP, submission, IMAP, POP3 and a status
+/// page over HTTP/HTTPS, all TLS through one SNI resolver.
+#[derive(Parser)]
+#[command(
+    name = "mailtls-server",
+    version,
+    args_override_self = true,
+    override_usage = "\
+mailtls-server [--config FILE] [--data-dir DIR]
+       mailtls-server dns-records [--config FILE] [--ttl SECONDS]
+       mailtls-server smime [--config FILE] [--data-dir DIR]",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+    /// Print the embedded default configuration and exit.
+    #[arg(long, exclusive = true)]
+    print_config: bool,
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Where the configuration comes from; the server and both commands read
+/// it, so these may stand before or after the command.
+#[derive(clap::Args)]
 struct Args {
+    /// TOML configuration (default: embedded defaults).
+    #[arg(short, long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(short, long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
-    /// `Some(ttl)`: the `dns-records` subcommand.
-    dns_records: Option<u32>,
-    /// The `smime` subcommand.
-    smime: bool,
 }
 
-enum Parsed {
-    Run(Args),
-    Exit(ExitCode),
-}
-
-fn parse_args() -> Result<Parsed, String> {
-    let mut args = Args {
-        config: None,
-        data_dir: None,
-        dns_records: None,
-        smime: false,
-    };
-    let mut ttl: Option<u32> = None;
-    let mut p = ArgParser::new(std::env::args_os().skip(1))
-        .with_aliases(&[("-c", "--config"), ("-d", "--data-dir")]);
-    while let Some(arg) = p.next() {
-        let mut path = || p.value_os().map(PathBuf::from).map_err(|e| e.to_string());
-        match arg.as_str() {
-            "--config" => args.config = Some(path()?),
-            "--data-dir" => args.data_dir = Some(path()?),
-            "--ttl" => {
-                ttl = Some(
-                    p.parse_value("a number of seconds")
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            "dns-records" if args.dns_records.is_none() => {
-                args.dns_records = Some(mailtls_examples::mta_sts_publish::DEFAULT_TTL);
-            }
-            "smime" if !args.smime && args.dns_records.is_none() => args.smime = true,
-            "--print-config" => {
-                print!("{}", mailtls_examples::config::DEFAULT_CONFIG_TOML);
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    match (ttl, &mut args.dns_records) {
-        (Some(t), Some(slot)) => *slot = t,
-        (Some(_), None) => return Err("--ttl is only for dns-records".into()),
-        (None, _) => {}
-    }
-    if args.smime && args.dns_records.is_some() {
-        return Err("dns-records and smime are separate commands".into());
-    }
-    Ok(Parsed::Run(args))
+#[derive(Subcommand)]
+enum Command {
+    /// Print the MTA-STS, TLS-RPT and report DKIM records to publish, and exit.
+    #[command(
+        args_override_self = true,
+        override_usage = "mailtls-server dns-records [--config FILE] [--ttl SECONDS]"
+    )]
+    DnsRecords {
+        /// TTL of the printed records.
+        #[arg(long, value_name = "SECONDS", default_value_t = mailtls_examples::mta_sts_publish::DEFAULT_TTL)]
+        ttl: u32,
+    },
+    /// List the S/MIME gateway's keys, partner certificates and pending
+    /// approvals, and exit.
+    #[command(
+        args_override_self = true,
+        override_usage = "mailtls-server smime [--config FILE] [--data-dir DIR]"
+    )]
+    Smime,
 }
 
 async fn wait_for_signal() {
@@ -265,19 +252,17 @@ fn print_smime(args: &Args) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Parsed::Run(a)) => a,
-        Ok(Parsed::Exit(code)) => return code,
-        Err(e) => {
-            eprintln!("mailtls-server: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(ttl) = args.dns_records {
-        return print_dns_records(&args, ttl);
+    // Usage mistakes end here: clap prints them with the usage, exit 2.
+    let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", mailtls_examples::config::DEFAULT_CONFIG_TOML);
+        return ExitCode::SUCCESS;
     }
-    if args.smime {
-        return print_smime(&args);
+    let args = cli.args;
+    match cli.command {
+        Some(Command::DnsRecords { ttl }) => return print_dns_records(&args, ttl),
+        Some(Command::Smime) => return print_smime(&args),
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailtls_core::{CertInfo, KeyAlgorithm};
-use mailtls_examples::cli_args::{ArgParser, UsageError, subcommand_main};
 use mailtls_smime::{
     Certificate, Check, ContentEncryption, Decryptor, DigestAlgorithm, Encryptor, Failure,
     KeyManagement, OpenedLayer, PrivateKey, SignatureForm, Signer, Verifier, VerifyReport,
@@ -14,131 +14,209 @@ use mailtls_smime::{
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-const USAGE: &str = "\
-usage:
-  mailtls-smime sign    --cert CERT --key KEY [--chain PEM] [--opaque]
-                        [--digest sha256|sha512] --in FILE --out FILE
-  mailtls-smime verify  --ca CA [--ca CA]... --in FILE [--out FILE] [--at TIME]
-  mailtls-smime encrypt --recip CERT [--recip CERT]... [--cipher CIPHER] [--oaep]
-                        --in FILE --out FILE
-  mailtls-smime decrypt --cert CERT --key KEY [--ca CA]... [--at TIME]
-                        --in FILE --out FILE
-
-  FILE        a whole RFC 5322 message (header fields other than Content-*
-              stay outside the S/MIME layer)
-  --cert      PEM (or DER) certificate; for sign, further certificates in the
-              file are sent along as the chain
-  --key       PKCS #8 PEM private key (RSA, ECDSA P-256/P-384, Ed25519)
-  --chain     PEM file of intermediate certificates to include
-  --opaque    application/pkcs7-mime signed-data instead of multipart/signed
-  --digest    RSA keys only; ECDSA and Ed25519 keys use their own
-  --ca        trust anchor PEM file (repeatable; each may hold several); for
-              decrypt, what a signature inside the encryption is checked
-              against
-  --out       for verify: where to write the verified message; for decrypt:
-              the message with every layer removed (a signature inside is
-              verified and its report printed)
-  --at        verify as of this RFC 3339 time, e.g. 2030-01-01T00:00:00Z
-  --recip     recipient certificate (repeatable): RSA or ECDSA P-256
-  --cipher    aes128-cbc | aes256-cbc (default) | aes128-gcm | aes256-gcm
-  --oaep      RSA-OAEP with SHA-256 instead of PKCS #1 v1.5 for RSA recipients
+/// Sign, verify, encrypt and decrypt a message file (S/MIME), interoperable
+/// with `openssl cms`.
+#[derive(Parser)]
+#[command(
+    name = "mailtls-smime",
+    version,
+    args_override_self = true,
+    override_usage = "\
+mailtls-smime sign    --cert CERT --key KEY [--chain PEM] [--opaque]
+                             [--digest sha256|sha512] --in FILE --out FILE
+       mailtls-smime verify  --ca CA [--ca CA]... --in FILE [--out FILE] [--at TIME]
+       mailtls-smime encrypt --recip CERT [--recip CERT]... [--cipher CIPHER] [--oaep]
+                             --in FILE --out FILE
+       mailtls-smime decrypt --cert CERT --key KEY [--ca CA]... [--at TIME]
+                             --in FILE --out FILE",
+    after_help = "\
+FILE is a whole RFC 5322 message (header fields other than Content-* stay
+outside the S/MIME layer).
 
 exit status: 0 success (verify, and decrypt of signed content: every signer
-valid), 1 failure, 2 usage error";
+valid), 1 failure, 2 usage error",
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign a message (multipart/signed, or opaque).
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-smime sign --cert CERT --key KEY [--chain PEM] [--opaque]
+                          [--digest sha256|sha512] --in FILE --out FILE"
+    )]
+    Sign(SignArgs),
+    /// Verify a signed message against trust anchors and print the report.
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-smime verify --ca CA [--ca CA]... --in FILE [--out FILE] [--at TIME]"
+    )]
+    Verify(VerifyArgs),
+    /// Encrypt a message to one or more recipients.
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-smime encrypt --recip CERT [--recip CERT]... [--cipher CIPHER] [--oaep]
+                             --in FILE --out FILE"
+    )]
+    Encrypt(EncryptArgs),
+    /// Decrypt a message and remove every layer, verifying a signature inside.
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-smime decrypt --cert CERT --key KEY [--ca CA]... [--at TIME]
+                             --in FILE --out FILE"
+    )]
+    Decrypt(DecryptArgs),
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// PEM (or DER) certificate; further certificates in the file are sent
+    /// along as the chain.
+    #[arg(long, value_name = "CERT")]
+    cert: PathBuf,
+    /// PKCS #8 PEM private key (RSA, ECDSA P-256/P-384, Ed25519).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// PEM file of intermediate certificates to include.
+    #[arg(long, value_name = "PEM")]
+    chain: Option<PathBuf>,
+    /// application/pkcs7-mime signed-data instead of multipart/signed.
+    #[arg(long)]
+    opaque: bool,
+    /// RSA keys only; ECDSA and Ed25519 keys use their own.
+    #[arg(long, value_name = "DIGEST")]
+    digest: Option<Digest>,
+    /// The message to sign.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// Where the signed message is written.
+    #[arg(long = "out", value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Trust anchor PEM file (repeatable; each may hold several).
+    #[arg(long = "ca", value_name = "CA", required = true)]
+    cas: Vec<PathBuf>,
+    /// The signed message.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// Where to write the verified message.
+    #[arg(long = "out", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Verify as of this RFC 3339 time, e.g. 2030-01-01T00:00:00Z.
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    at: Option<SystemTime>,
+}
+
+#[derive(Args)]
+struct EncryptArgs {
+    /// Recipient certificate (repeatable): RSA or ECDSA P-256.
+    #[arg(long = "recip", value_name = "CERT", required = true)]
+    recips: Vec<PathBuf>,
+    /// Content encryption.
+    #[arg(long, value_name = "CIPHER", default_value = "aes256-cbc")]
+    cipher: Cipher,
+    /// RSA-OAEP with SHA-256 instead of PKCS #1 v1.5 for RSA recipients.
+    #[arg(long)]
+    oaep: bool,
+    /// The message to encrypt.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// Where the encrypted message is written.
+    #[arg(long = "out", value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct DecryptArgs {
+    /// PEM (or DER) certificate of the recipient.
+    #[arg(long, value_name = "CERT")]
+    cert: PathBuf,
+    /// PKCS #8 PEM private key of the recipient.
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// Trust anchor PEM file (repeatable) a signature inside the encryption
+    /// is checked against.
+    #[arg(long = "ca", value_name = "CA")]
+    cas: Vec<PathBuf>,
+    /// Verify a signature inside as of this RFC 3339 time.
+    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    at: Option<SystemTime>,
+    /// The encrypted message.
+    #[arg(long = "in", value_name = "FILE")]
+    input: PathBuf,
+    /// The message with every layer removed (a signature inside is verified
+    /// and its report printed).
+    #[arg(long = "out", value_name = "FILE")]
+    output: PathBuf,
+}
+
+/// `--digest` words.
+#[derive(Clone, Copy, ValueEnum)]
+enum Digest {
+    #[value(name = "sha256")]
+    Sha256,
+    #[value(name = "sha512")]
+    Sha512,
+}
+
+impl From<Digest> for DigestAlgorithm {
+    fn from(d: Digest) -> Self {
+        match d {
+            Digest::Sha256 => DigestAlgorithm::Sha256,
+            Digest::Sha512 => DigestAlgorithm::Sha512,
+        }
+    }
+}
+
+/// `--cipher` words.
+#[derive(Clone, Copy, ValueEnum)]
+enum Cipher {
+    #[value(name = "aes128-cbc")]
+    Aes128Cbc,
+    #[value(name = "aes256-cbc")]
+    Aes256Cbc,
+    #[value(name = "aes128-gcm")]
+    Aes128Gcm,
+    #[value(name = "aes256-gcm")]
+    Aes256Gcm,
+}
+
+impl From<Cipher> for ContentEncryption {
+    fn from(c: Cipher) -> Self {
+        match c {
+            Cipher::Aes128Cbc => ContentEncryption::Aes128Cbc,
+            Cipher::Aes256Cbc => ContentEncryption::Aes256Cbc,
+            Cipher::Aes128Gcm => ContentEncryption::Aes128Gcm,
+            Cipher::Aes256Gcm => ContentEncryption::Aes256Gcm,
+        }
+    }
+}
+
+/// `--at`: an RFC 3339 time.
+fn rfc3339(v: &str) -> Result<SystemTime, String> {
+    OffsetDateTime::parse(v, &Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|e| format!("not an RFC 3339 time: {e}"))
+}
 
 /// A signature that parsed but did not verify: exit code 1, report printed.
 #[derive(Debug)]
 struct NotValid;
 
 type AnyError = Box<dyn std::error::Error>;
-
-#[derive(Default)]
-struct Opts {
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    chain: Option<PathBuf>,
-    opaque: bool,
-    digest: Option<DigestAlgorithm>,
-    cas: Vec<PathBuf>,
-    input: Option<PathBuf>,
-    output: Option<PathBuf>,
-    at: Option<SystemTime>,
-    recips: Vec<PathBuf>,
-    cipher: Option<ContentEncryption>,
-    oaep: bool,
-}
-
-fn usage(msg: impl Into<String>) -> AnyError {
-    Box::new(UsageError(msg.into()))
-}
-
-fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
-    let mut o = Opts::default();
-    let mut p = ArgParser::new(args);
-    while let Some(arg) = p.next() {
-        match arg.as_str() {
-            "--cert" => o.cert = Some(PathBuf::from(p.value()?)),
-            "--key" => o.key = Some(PathBuf::from(p.value()?)),
-            "--chain" => o.chain = Some(PathBuf::from(p.value()?)),
-            "--opaque" => o.opaque = true,
-            "--digest" => {
-                o.digest = Some(p.choice(&[
-                    ("sha256", DigestAlgorithm::Sha256),
-                    ("sha512", DigestAlgorithm::Sha512),
-                ])?)
-            }
-            "--ca" => o.cas.push(PathBuf::from(p.value()?)),
-            "--in" => o.input = Some(PathBuf::from(p.value()?)),
-            "--out" => o.output = Some(PathBuf::from(p.value()?)),
-            "--at" => {
-                let v = p.value()?;
-                let t = OffsetDateTime::parse(&v, &Rfc3339)
-                    .map_err(|e| UsageError(format!("--at: {v:?} is not an RFC 3339 time: {e}")))?;
-                o.at = Some(SystemTime::from(t));
-            }
-            "--recip" => o.recips.push(PathBuf::from(p.value()?)),
-            "--cipher" => {
-                o.cipher = Some(p.choice(&[
-                    ("aes128-cbc", ContentEncryption::Aes128Cbc),
-                    ("aes256-cbc", ContentEncryption::Aes256Cbc),
-                    ("aes128-gcm", ContentEncryption::Aes128Gcm),
-                    ("aes256-gcm", ContentEncryption::Aes256Gcm),
-                ])?)
-            }
-            "--oaep" => o.oaep = true,
-            f => return Err(UsageError(format!("unknown argument {f}"))),
-        }
-    }
-    Ok(o)
-}
-
-/// Rejects options that the command does not use, so a typo such as
-/// `verify --cert` is not silently ignored.
-fn only(o: &Opts, command: &str, allowed: &[&str]) -> Result<(), AnyError> {
-    let given = [
-        ("--cert", o.cert.is_some()),
-        ("--key", o.key.is_some()),
-        ("--chain", o.chain.is_some()),
-        ("--opaque", o.opaque),
-        ("--digest", o.digest.is_some()),
-        ("--ca", !o.cas.is_empty()),
-        ("--at", o.at.is_some()),
-        ("--recip", !o.recips.is_empty()),
-        ("--cipher", o.cipher.is_some()),
-        ("--oaep", o.oaep),
-    ];
-    for (flag, present) in given {
-        if present && !allowed.contains(&flag) {
-            return Err(usage(format!("{command}: {flag} does not apply")));
-        }
-    }
-    Ok(())
-}
-
-fn required<'a>(v: &'a Option<PathBuf>, command: &str, flag: &str) -> Result<&'a Path, AnyError> {
-    v.as_deref()
-        .ok_or_else(|| usage(format!("{command}: give {flag} FILE")))
-}
 
 fn read(path: &Path) -> Result<Vec<u8>, AnyError> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
@@ -168,23 +246,18 @@ fn private_key(path: &Path) -> Result<PrivateKey, AnyError> {
     PrivateKey::from_pem(&data).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-fn cmd_sign(o: &Opts) -> Result<(), AnyError> {
-    only(
-        o,
-        "sign",
-        &["--cert", "--key", "--chain", "--opaque", "--digest"],
-    )?;
-    let cert = required(&o.cert, "sign", "--cert")?;
-    let key = private_key(required(&o.key, "sign", "--key")?)?;
-    let input = read(required(&o.input, "sign", "--in")?)?;
-    let out = required(&o.output, "sign", "--out")?;
+fn cmd_sign(o: &SignArgs) -> Result<(), AnyError> {
+    let cert = &o.cert;
+    let key = private_key(&o.key)?;
+    let input = read(&o.input)?;
+    let out = &o.output;
     let mut chain = certificates(cert)?;
     if let Some(p) = &o.chain {
         chain.extend(certificates(p)?);
     }
     let mut signer = Signer::new(key, chain).map_err(|e| format!("{}: {e}", cert.display()))?;
     if let Some(d) = o.digest {
-        signer = signer.with_digest(d)?;
+        signer = signer.with_digest(d.into())?;
     }
     if o.opaque {
         signer = signer.with_form(SignatureForm::Opaque);
@@ -193,25 +266,21 @@ fn cmd_sign(o: &Opts) -> Result<(), AnyError> {
 }
 
 /// A verifier trusting every `--ca` file, as of `--at` when given.
-fn verifier(o: &Opts) -> Result<Verifier, AnyError> {
+fn verifier(cas: &[PathBuf], at: Option<SystemTime>) -> Result<Verifier, AnyError> {
     let mut anchors = Vec::new();
-    for p in &o.cas {
+    for p in cas {
         anchors.extend(certificates(p)?);
     }
     let mut verifier = Verifier::new(anchors);
-    if let Some(t) = o.at {
+    if let Some(t) = at {
         verifier = verifier.at_time(t);
     }
     Ok(verifier)
 }
 
-fn cmd_verify(o: &Opts) -> Result<(), AnyError> {
-    only(o, "verify", &["--ca", "--at"])?;
-    if o.cas.is_empty() {
-        return Err(usage("verify: give at least one --ca FILE"));
-    }
-    let input = read(required(&o.input, "verify", "--in")?)?;
-    let verifier = verifier(o)?;
+fn cmd_verify(o: &VerifyArgs) -> Result<(), AnyError> {
+    let input = read(&o.input)?;
+    let verifier = verifier(&o.cas, o.at)?;
     let verified = verifier.verify_message(&input)?;
     print_report(&verified.report);
     if !verified.report.is_valid() {
@@ -223,14 +292,10 @@ fn cmd_verify(o: &Opts) -> Result<(), AnyError> {
     Ok(())
 }
 
-fn cmd_encrypt(o: &Opts) -> Result<(), AnyError> {
-    only(o, "encrypt", &["--recip", "--cipher", "--oaep"])?;
-    if o.recips.is_empty() {
-        return Err(usage("encrypt: give at least one --recip CERT"));
-    }
-    let input = read(required(&o.input, "encrypt", "--in")?)?;
-    let out = required(&o.output, "encrypt", "--out")?;
-    let mut encryptor = Encryptor::new(o.cipher.unwrap_or(ContentEncryption::Aes256Cbc));
+fn cmd_encrypt(o: &EncryptArgs) -> Result<(), AnyError> {
+    let input = read(&o.input)?;
+    let out = &o.output;
+    let mut encryptor = Encryptor::new(o.cipher.into());
     for p in &o.recips {
         let certs = certificates(p)?;
         let cert = certs.into_iter().next().ok_or("no certificate")?;
@@ -254,19 +319,18 @@ fn cmd_encrypt(o: &Opts) -> Result<(), AnyError> {
     write(out, &encryptor.encrypt_message(&input)?)
 }
 
-fn cmd_decrypt(o: &Opts) -> Result<(), AnyError> {
-    only(o, "decrypt", &["--cert", "--key", "--ca", "--at"])?;
-    let cert_path = required(&o.cert, "decrypt", "--cert")?;
-    let key = private_key(required(&o.key, "decrypt", "--key")?)?;
-    let input = read(required(&o.input, "decrypt", "--in")?)?;
-    let out = required(&o.output, "decrypt", "--out")?;
+fn cmd_decrypt(o: &DecryptArgs) -> Result<(), AnyError> {
+    let cert_path = &o.cert;
+    let key = private_key(&o.key)?;
+    let input = read(&o.input)?;
+    let out = &o.output;
     let cert = certificates(cert_path)?
         .into_iter()
         .next()
         .ok_or("no certificate")?;
     let decryptor =
         Decryptor::new(key, cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    let verifier = verifier(o)?;
+    let verifier = verifier(&o.cas, o.at)?;
     // Every layer comes off: the encryption, a signature inside it
     // (sign-then-encrypt), and further layers (triple wrap).
     let opened = mailtls_smime::open(&input, &verifier, std::slice::from_ref(&decryptor))?;
@@ -375,16 +439,19 @@ impl std::fmt::Display for NotValid {
 impl std::error::Error for NotValid {}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    subcommand_main("mailtls-smime", USAGE, &args, |command, rest| {
-        parse_opts(rest)
-            .map_err(|e| Box::new(e) as AnyError)
-            .and_then(|o| match command {
-                "sign" => cmd_sign(&o),
-                "verify" => cmd_verify(&o),
-                "encrypt" => cmd_encrypt(&o),
-                "decrypt" => cmd_decrypt(&o),
-                other => Err(usage(format!("unknown command {other:?}"))),
-            })
-    })
+    // Usage mistakes end here: clap prints them with the usage, exit 2.
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Sign(a) => cmd_sign(a),
+        Command::Verify(a) => cmd_verify(a),
+        Command::Encrypt(a) => cmd_encrypt(a),
+        Command::Decrypt(a) => cmd_decrypt(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailtls-smime: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
