@@ -40,7 +40,8 @@ usage:
               verified and its report printed)
   --at        verify as of this RFC 3339 time, e.g. 2030-01-01T00:00:00Z
   --recip     recipient certificate (repeatable): RSA or ECDSA P-256
-  --cipher    aes128-cbc | aes256-cbc (default) | aes128-gcm | aes256-gcm
+  --cipher    aes128-cbc | aes192-cbc | aes256-cbc (default) | aes128-gcm |
+              aes192-gcm | aes256-gcm
   --oaep      RSA-OAEP with SHA-256 instead of PKCS #1 v1.5 for RSA recipients
 
 exit status: 0 success (verify, and decrypt of signed content: every signer
@@ -100,8 +101,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, UsageError> {
             "--cipher" => {
                 o.cipher = Some(p.choice(&[
                     ("aes128-cbc", ContentEncryption::Aes128Cbc),
+                    ("aes192-cbc", ContentEncryption::Aes192Cbc),
                     ("aes256-cbc", ContentEncryption::Aes256Cbc),
                     ("aes128-gcm", ContentEncryption::Aes128Gcm),
+                    ("aes192-gcm", ContentEncryption::Aes192Gcm),
                     ("aes256-gcm", ContentEncryption::Aes256Gcm),
                 ])?)
             }

@@ -236,7 +236,9 @@ struct State {
 ///
 /// Loading and every change are async (they go through the
 /// [`SnapshotStorage`]); reads and [`PartnerStore::lookup`] are served from
-/// memory and do not block.
+/// memory and do not block. A change whose future is dropped before it
+/// completes may already be saved without being shown; it shows when the
+/// store is opened again. Drive changes to completion.
 ///
 /// ```
 /// use mailtls_smime::gateway::{HarvestMode, MemoryStorage, PartnerStore};
