@@ -454,6 +454,8 @@ fn encrypted_by_the_tool_decrypts_with_openssl() {
         &["--oaep", "--cipher", "aes128-cbc"],
         &["--cipher", "aes256-gcm"],
         &["--oaep", "--cipher", "aes128-gcm"],
+        &["--cipher", "aes192-cbc"],
+        &["--cipher", "aes192-gcm"],
     ];
     for extra in runs {
         let mut args = vec![
@@ -512,7 +514,7 @@ fn encrypted_by_openssl_decrypts_with_the_tool() {
         "Content-Type: text/plain\r\n\r\nSecret from OpenSSL.\r\n",
     )
     .unwrap();
-    for cipher in ["-aes256", "-aes-128-gcm"] {
+    for cipher in ["-aes256", "-aes-128-gcm", "-aes192", "-aes-192-gcm"] {
         let out = openssl(
             &[
                 "cms",

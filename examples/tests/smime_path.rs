@@ -114,15 +114,23 @@ password = "mallory"
                 .unwrap();
         }
         let storage = FileStorage::in_dir(&smime, "partners.json").unwrap();
-        let mut partners = PartnerStore::open(Box::new(storage), HarvestMode::Automatic).unwrap();
-        partners
-            .upload(
-                world.carol.pem.as_bytes(),
-                "carol.pem",
-                Binding::Addresses,
-                SystemTime::now(),
-            )
-            .unwrap();
+        // The partner store is async; this set-up closure is not.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let mut partners = PartnerStore::open(Box::new(storage), HarvestMode::Automatic)
+                    .await
+                    .unwrap();
+                partners
+                    .upload(
+                        world.carol.pem.as_bytes(),
+                        "carol.pem",
+                        Binding::Addresses,
+                        SystemTime::now(),
+                    )
+                    .await
+                    .unwrap();
+            })
+        });
     })
     .await
 }
@@ -832,7 +840,9 @@ async fn a_reload_applies_smime_rules_and_rereads_the_partner_store() {
     // server runs (as the `mailtls-smime` tool would); a reload reads it.
     let erin = world.ca.issue(&Spec::rsa(&["erin@nocert.example"]));
     let storage = FileStorage::in_dir(&ts.data_dir().join("smime"), "partners.json").unwrap();
-    let mut partners = PartnerStore::open(Box::new(storage), HarvestMode::Automatic).unwrap();
+    let mut partners = PartnerStore::open(Box::new(storage), HarvestMode::Automatic)
+        .await
+        .unwrap();
     partners
         .upload(
             erin.pem.as_bytes(),
@@ -840,6 +850,7 @@ async fn a_reload_applies_smime_rules_and_rereads_the_partner_store() {
             Binding::Addresses,
             SystemTime::now(),
         )
+        .await
         .unwrap();
     let report = ts.server.reload(config.clone()).await.unwrap();
     assert!(report.restart_required.is_empty(), "{report:?}");

@@ -53,15 +53,24 @@ fn the_listing_shows_own_keys_and_partners() {
     keys.add_user_key(own.pem.as_bytes(), own.key_pem.as_bytes(), "test")
         .unwrap();
     let storage = FileStorage::in_dir(&smime, "partners.json").unwrap();
-    let mut partners = PartnerStore::open(Box::new(storage), HarvestMode::Automatic).unwrap();
-    partners
-        .upload(
-            partner.pem.as_bytes(),
-            "carol.pem",
-            Binding::Addresses,
-            SystemTime::now(),
-        )
+    // The partner store is async; this test has no runtime of its own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
         .unwrap();
+    runtime.block_on(async {
+        let mut partners = PartnerStore::open(Box::new(storage), HarvestMode::Automatic)
+            .await
+            .unwrap();
+        partners
+            .upload(
+                partner.pem.as_bytes(),
+                "carol.pem",
+                Binding::Addresses,
+                SystemTime::now(),
+            )
+            .await
+            .unwrap();
+    });
 
     let out = run(&["smime", "--config", config_file.to_str().unwrap()]);
     let stdout = String::from_utf8(out.stdout).unwrap();

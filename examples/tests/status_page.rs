@@ -357,19 +357,26 @@ async fn chromium_shows_queue_tlsrpt_and_smime_when_configured() {
         let pem = partner_certificate(dir, "bob@partner.example");
         let storage =
             mailtls_smime::gateway::FileStorage::in_dir(&smime_dir, "partners.json").unwrap();
-        let mut store = mailtls_smime::gateway::PartnerStore::open(
-            Box::new(storage),
-            mailtls_smime::gateway::HarvestMode::Automatic,
-        )
-        .unwrap();
-        store
-            .upload(
-                &pem,
-                "partner.crt",
-                mailtls_smime::gateway::Binding::Addresses,
-                SystemTime::now(),
-            )
-            .unwrap();
+        // The partner store is async; this set-up closure is not.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let mut store = mailtls_smime::gateway::PartnerStore::open(
+                    Box::new(storage),
+                    mailtls_smime::gateway::HarvestMode::Automatic,
+                )
+                .await
+                .unwrap();
+                store
+                    .upload(
+                        &pem,
+                        "partner.crt",
+                        mailtls_smime::gateway::Binding::Addresses,
+                        SystemTime::now(),
+                    )
+                    .await
+                    .unwrap();
+            })
+        });
     })
     .await;
     let http = ts.server.addrs().http.unwrap();

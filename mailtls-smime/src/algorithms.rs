@@ -18,12 +18,18 @@ pub(crate) const SHA_512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.
 /// `id-aes128-GCM` (RFC 5084 section 3.2).
 pub(crate) const AES_128_GCM: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.6");
+/// `id-aes192-GCM` (RFC 5084 section 3.2).
+pub(crate) const AES_192_GCM: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.26");
 /// `id-aes256-GCM` (RFC 5084 section 3.2).
 pub(crate) const AES_256_GCM: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.46");
 /// `id-aes128-CBC`.
 pub(crate) const AES_128_CBC: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.2");
+/// `id-aes192-CBC` (what `openssl cms -aes192` and gpgsm write on request).
+pub(crate) const AES_192_CBC: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.22");
 /// `id-aes256-CBC`.
 pub(crate) const AES_256_CBC: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.42");
@@ -149,10 +155,14 @@ impl DigestAlgorithm {
 pub enum ContentEncryption {
     /// AES-128 in CBC mode (EnvelopedData).
     Aes128Cbc,
+    /// AES-192 in CBC mode (EnvelopedData).
+    Aes192Cbc,
     /// AES-256 in CBC mode (EnvelopedData).
     Aes256Cbc,
     /// AES-128 in GCM mode (AuthEnvelopedData, RFC 5083/5084).
     Aes128Gcm,
+    /// AES-192 in GCM mode (AuthEnvelopedData, RFC 5083/5084).
+    Aes192Gcm,
     /// AES-256 in GCM mode (AuthEnvelopedData, RFC 5083/5084).
     Aes256Gcm,
 }
@@ -162,20 +172,23 @@ impl ContentEncryption {
     pub fn oid(self) -> ObjectIdentifier {
         match self {
             Self::Aes128Cbc => AES_128_CBC,
+            Self::Aes192Cbc => AES_192_CBC,
             Self::Aes256Cbc => AES_256_CBC,
             Self::Aes128Gcm => AES_128_GCM,
+            Self::Aes192Gcm => AES_192_GCM,
             Self::Aes256Gcm => AES_256_GCM,
         }
     }
 
     /// Whether this is an authenticated mode (written as AuthEnvelopedData).
     pub fn is_authenticated(self) -> bool {
-        matches!(self, Self::Aes128Gcm | Self::Aes256Gcm)
+        matches!(self, Self::Aes128Gcm | Self::Aes192Gcm | Self::Aes256Gcm)
     }
 
     pub(crate) fn key_len(self) -> usize {
         match self {
             Self::Aes128Cbc | Self::Aes128Gcm => 16,
+            Self::Aes192Cbc | Self::Aes192Gcm => 24,
             Self::Aes256Cbc | Self::Aes256Gcm => 32,
         }
     }
@@ -183,8 +196,10 @@ impl ContentEncryption {
     pub(crate) fn from_oid(oid: &ObjectIdentifier) -> Option<Self> {
         [
             Self::Aes128Cbc,
+            Self::Aes192Cbc,
             Self::Aes256Cbc,
             Self::Aes128Gcm,
+            Self::Aes192Gcm,
             Self::Aes256Gcm,
         ]
         .into_iter()
@@ -217,10 +232,13 @@ impl ContentEncryption {
             Some(c) => c.advertises(&alg.oid()),
             None => !alg.is_authenticated(),
         };
+        // AES-192 only where a recipient lists it but not AES-256.
         [
             Self::Aes256Gcm,
+            Self::Aes192Gcm,
             Self::Aes128Gcm,
             Self::Aes256Cbc,
+            Self::Aes192Cbc,
             Self::Aes128Cbc,
         ]
         .into_iter()

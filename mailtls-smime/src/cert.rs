@@ -21,10 +21,44 @@ const EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 const BC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
 
 /// An X.509 certificate: its DER encoding and its parsed form.
+///
+/// Made from DER or PEM, or from a `rustls_pki_types::CertificateDer` as
+/// rustls and mailtls-core hold it (`TryFrom`); turned back into one with
+/// `CertificateDer::from(&certificate)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Certificate {
     der: Vec<u8>,
     parsed: x509_cert::Certificate,
+}
+
+impl TryFrom<&CertificateDer<'_>> for Certificate {
+    type Error = Error;
+
+    fn try_from(der: &CertificateDer<'_>) -> Result<Self> {
+        Self::from_der(der.as_ref())
+    }
+}
+
+impl TryFrom<CertificateDer<'_>> for Certificate {
+    type Error = Error;
+
+    fn try_from(der: CertificateDer<'_>) -> Result<Self> {
+        Self::from_der(der.as_ref())
+    }
+}
+
+impl From<&Certificate> for CertificateDer<'static> {
+    fn from(certificate: &Certificate) -> Self {
+        CertificateDer::from(certificate.der.clone())
+    }
+}
+
+impl Certificate {
+    /// Parses every certificate of a chain as rustls and mailtls-core hold
+    /// it (leaf first), keeping the order.
+    pub fn from_chain(chain: &[CertificateDer<'_>]) -> Result<Vec<Self>> {
+        chain.iter().map(Self::try_from).collect()
+    }
 }
 
 impl Certificate {

@@ -7,6 +7,9 @@ use cms::enveloped_data::{
     EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
 };
 use der::Decode;
+#[cfg(feature = "mailtls-core")]
+use mailtls_core::CertificateWithKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::algorithms::{ID_AUTH_ENVELOPED_DATA, ID_ENVELOPED_DATA, KeyManagement};
 use crate::ber;
@@ -46,6 +49,30 @@ pub struct Decryptor {
     certificate: Certificate,
 }
 
+/// A decryptor for the leaf of a certificate and key loaded by
+/// mailtls-core.
+#[cfg(feature = "mailtls-core")]
+impl TryFrom<&CertificateWithKey> for Decryptor {
+    type Error = Error;
+
+    fn try_from(credentials: &CertificateWithKey) -> Result<Self> {
+        let leaf = credentials
+            .chain
+            .first()
+            .ok_or_else(|| Error::Certificate("the chain is empty".into()))?;
+        Self::from_der(leaf, &credentials.key)
+    }
+}
+
+#[cfg(feature = "mailtls-core")]
+impl TryFrom<CertificateWithKey> for Decryptor {
+    type Error = Error;
+
+    fn try_from(credentials: CertificateWithKey) -> Result<Self> {
+        Self::try_from(&credentials)
+    }
+}
+
 impl Decryptor {
     /// A decryptor for `key`, whose certificate is `certificate`.
     pub fn new(key: PrivateKey, certificate: Certificate) -> Result<Self> {
@@ -58,6 +85,15 @@ impl Decryptor {
             ));
         }
         Ok(Self { key, certificate })
+    }
+
+    /// A decryptor from a certificate and key as rustls and mailtls-core
+    /// hold them; the key may be PKCS #8, PKCS #1 or SEC1.
+    pub fn from_der(certificate: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<Self> {
+        Self::new(
+            PrivateKey::from_der(key)?,
+            Certificate::try_from(certificate)?,
+        )
     }
 
     /// The certificate this decryptor answers for.

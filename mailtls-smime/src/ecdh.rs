@@ -27,6 +27,7 @@ const STD_DH_SHA256_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.13
 const STD_DH_SHA384_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.1.11.2");
 const STD_DH_SHA512_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.1.11.3");
 const AES128_WRAP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.5");
+const AES192_WRAP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.25");
 const AES256_WRAP: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.45");
 
 /// ECC-CMS-SharedInfo (RFC 5753 section 7.2).
@@ -205,7 +206,14 @@ pub(crate) fn unwrap_key(
         .ok_or_else(|| Error::cms("keyEncryptionAlgorithm", "key wrap algorithm missing"))?
         .decode_as()
         .map_err(|e| Error::cms("KeyWrapAlgorithm", e))?;
-    let (wrap_cipher, kek_len) = wrap_params(wrap_alg.oid)?;
+    // OpenSSL wraps an AES-192 content key with AES-192 key wrap, which
+    // aws-lc-rs's key_wrap module lacks: that one is unwrapped here.
+    let (wrap_cipher, kek_len) = if wrap_alg.oid == AES192_WRAP {
+        (None, 24)
+    } else {
+        let (c, l) = wrap_params(wrap_alg.oid)?;
+        (Some(c), l)
+    };
     let point = originator
         .public_key
         .as_bytes()
@@ -216,8 +224,11 @@ pub(crate) fn unwrap_key(
         Error::DecryptionFailed,
         |z| derive_kek(hash, z, &wrap_alg, kari.ukm.as_ref(), kek_len),
     )?;
-    let kek = AesKek::new(wrap_cipher, &kek).map_err(|_| Error::DecryptionFailed)?;
     let enc = encrypted_key.as_bytes();
+    let Some(wrap_cipher) = wrap_cipher else {
+        return unwrap_aes192(&kek, enc);
+    };
+    let kek = AesKek::new(wrap_cipher, &kek).map_err(|_| Error::DecryptionFailed)?;
     let mut out = vec![0u8; enc.len()];
     let cek = kek
         .unwrap(enc, &mut out)
@@ -225,9 +236,66 @@ pub(crate) fn unwrap_key(
     Ok(cek.to_vec())
 }
 
+/// AES-192 key unwrap (RFC 3394 section 2.2.2, index form) over AES-192
+/// ECB block decryption. Every failure, the integrity check included, is
+/// [`Error::DecryptionFailed`].
+fn unwrap_aes192(kek: &[u8], wrapped: &[u8]) -> Result<Vec<u8>> {
+    use aws_lc_rs::cipher::{AES_192, DecryptingKey, DecryptionContext, UnboundCipherKey};
+    const IV: [u8; 8] = [0xA6; 8];
+    let fail = |_| Error::DecryptionFailed;
+    if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
+        return Err(Error::DecryptionFailed);
+    }
+    let key =
+        DecryptingKey::ecb(UnboundCipherKey::new(&AES_192, kek).map_err(fail)?).map_err(fail)?;
+    let n = wrapped.len() / 8 - 1;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&wrapped[..8]);
+    let mut r = wrapped[8..].to_vec();
+    for j in (0..6u64).rev() {
+        for i in (1..=n).rev() {
+            let t = (n as u64) * j + i as u64;
+            let mut block = [0u8; 16];
+            block[..8].copy_from_slice(&(u64::from_be_bytes(a) ^ t).to_be_bytes());
+            block[8..].copy_from_slice(&r[(i - 1) * 8..i * 8]);
+            key.decrypt(&mut block, DecryptionContext::None)
+                .map_err(fail)?;
+            a.copy_from_slice(&block[..8]);
+            r[(i - 1) * 8..i * 8].copy_from_slice(&block[8..]);
+        }
+    }
+    aws_lc_rs::constant_time::verify_slices_are_equal(&a, &IV).map_err(fail)?;
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 3394 section 4.3: 128 bits of key data wrapped with a 192-bit KEK.
+    #[test]
+    fn aes192_unwrap_matches_the_rfc_3394_vector() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let kek = hex("000102030405060708090A0B0C0D0E0F1011121314151617");
+        let wrapped = hex("96778B25AE6CA435F92B5B97C050AED2468AB8A17AD84E5D");
+        let key = unwrap_aes192(&kek, &wrapped).unwrap();
+        assert_eq!(key, hex("00112233445566778899AABBCCDDEEFF"));
+        let mut tampered = wrapped.clone();
+        tampered[3] ^= 1;
+        assert!(matches!(
+            unwrap_aes192(&kek, &tampered),
+            Err(Error::DecryptionFailed)
+        ));
+        assert!(matches!(
+            unwrap_aes192(&kek, &wrapped[..16]),
+            Err(Error::DecryptionFailed)
+        ));
+    }
 
     /// The KDF is Hash(Z || counter || SharedInfo) with the counter
     /// starting at 1 (SEC 1 section 3.6.1), truncated to the KEK length.

@@ -68,10 +68,25 @@ pub(crate) fn random(len: usize) -> Result<Vec<u8>> {
 }
 
 fn aes(alg: ContentEncryption) -> &'static cipher::Algorithm {
-    if alg.key_len() == 16 {
-        &cipher::AES_128
-    } else {
-        &cipher::AES_256
+    aes_cipher(alg.key_len())
+}
+
+/// AES with a key of `key_len` bytes (16, 24 or 32; the lengths
+/// [`ContentEncryption`] has).
+pub(crate) fn aes_cipher(key_len: usize) -> &'static cipher::Algorithm {
+    match key_len {
+        16 => &cipher::AES_128,
+        24 => &cipher::AES_192,
+        _ => &cipher::AES_256,
+    }
+}
+
+/// AES-GCM with a key of `key_len` bytes (16, 24 or 32).
+pub(crate) fn aes_gcm(key_len: usize) -> &'static aead::Algorithm {
+    match key_len {
+        16 => &aead::AES_128_GCM,
+        24 => &aead::AES_192_GCM,
+        _ => &aead::AES_256_GCM,
     }
 }
 
@@ -133,11 +148,7 @@ pub(crate) struct Sealed {
 pub(crate) fn seal(alg: ContentEncryption, key: &[u8], content: &[u8]) -> Result<Sealed> {
     let crypto = |_| Error::Crypto("content encryption");
     let (params, data, tag) = if alg.is_authenticated() {
-        let aead_alg = if alg.key_len() == 16 {
-            &aead::AES_128_GCM
-        } else {
-            &aead::AES_256_GCM
-        };
+        let aead_alg = aes_gcm(alg.key_len());
         let nonce_bytes = random(12)?;
         let key = LessSafeKey::new(UnboundKey::new(aead_alg, key).map_err(crypto)?);
         let nonce = Nonce::try_assume_unique_for_key(&nonce_bytes).map_err(crypto)?;
@@ -255,11 +266,7 @@ pub(crate) fn open(
                     oid: alg.oid().to_string(),
                 });
             }
-            let aead_alg = if alg.key_len() == 16 {
-                &aead::AES_128_GCM
-            } else {
-                &aead::AES_256_GCM
-            };
+            let aead_alg = aes_gcm(alg.key_len());
             let key = LessSafeKey::new(UnboundKey::new(aead_alg, key).map_err(fail)?);
             let nonce = Nonce::try_assume_unique_for_key(p.nonce.as_bytes())
                 .map_err(|_| Error::cms("GCMParameters", "nonce is not 12 bytes"))?;

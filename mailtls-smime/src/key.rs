@@ -5,7 +5,8 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::PrivateDecryptingKey;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use const_oid::ObjectIdentifier;
-use der::asn1::Any;
+use der::asn1::{Any, OctetString};
+use der::{Encode, Sequence};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use spki::AlgorithmIdentifierOwned;
@@ -30,8 +31,49 @@ enum Inner {
 }
 
 /// A private key: RSA, ECDSA P-256 / P-384 or Ed25519.
+///
+/// Made from PKCS #8 DER or PEM, or from a `rustls_pki_types::PrivateKeyDer`
+/// (`TryFrom`, [`PrivateKey::from_der`]) as rustls and mailtls-core hold it.
 pub struct PrivateKey {
     inner: Inner,
+}
+
+impl TryFrom<&PrivateKeyDer<'_>> for PrivateKey {
+    type Error = Error;
+
+    fn try_from(key: &PrivateKeyDer<'_>) -> Result<Self> {
+        Self::from_der(key)
+    }
+}
+
+impl TryFrom<PrivateKeyDer<'_>> for PrivateKey {
+    type Error = Error;
+
+    fn try_from(key: PrivateKeyDer<'_>) -> Result<Self> {
+        Self::from_der(&key)
+    }
+}
+
+/// PrivateKeyInfo (RFC 5208) around an RSAPrivateKey.
+#[derive(Sequence)]
+struct RsaPrivateKeyInfo {
+    version: u8,
+    algorithm: AlgorithmIdentifierOwned,
+    private_key: OctetString,
+}
+
+fn rsa_pkcs1_to_pkcs8(pkcs1: &[u8]) -> Result<Vec<u8>> {
+    let info = RsaPrivateKeyInfo {
+        version: 0,
+        algorithm: AlgorithmIdentifierOwned {
+            oid: RSA_ENCRYPTION,
+            parameters: Some(Any::null()),
+        },
+        private_key: OctetString::new(pkcs1)
+            .map_err(|e| Error::Key(format!("PKCS #1 key: {e}")))?,
+    };
+    info.to_der()
+        .map_err(|e| Error::Key(format!("PKCS #1 key: {e}")))
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -79,13 +121,47 @@ impl PrivateKey {
         ))
     }
 
-    /// Loads the first `PRIVATE KEY` (PKCS #8) block of a PEM text.
+    /// Loads a key in any of the forms `rustls-pki-types` (and so rustls
+    /// and mailtls-core) carries: PKCS #8, PKCS #1 (RSA) or SEC1 (EC).
+    pub fn from_der(key: &PrivateKeyDer<'_>) -> Result<Self> {
+        match key {
+            PrivateKeyDer::Pkcs8(k) => Self::from_pkcs8_der(k.secret_pkcs8_der()),
+            // aws-lc-rs reads RSA decryption keys from PKCS #8 only: the
+            // RSAPrivateKey is wrapped in a PrivateKeyInfo first.
+            PrivateKeyDer::Pkcs1(k) => {
+                Self::from_pkcs8_der(&rsa_pkcs1_to_pkcs8(k.secret_pkcs1_der())?)
+            }
+            PrivateKeyDer::Sec1(k) => Self::from_sec1_der(k.secret_sec1_der()),
+            _ => Err(Error::Key("unknown private key encoding".into())),
+        }
+    }
+
+    /// Loads an RFC 5915 ECPrivateKey (SEC1) on P-256 or P-384.
+    fn from_sec1_der(der: &[u8]) -> Result<Self> {
+        if let Ok(sign) =
+            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der)
+        {
+            let agree = agreement::PrivateKey::from_private_key_der(&agreement::ECDH_P256, der)
+                .map_err(|e| Error::Key(format!("P-256 key unusable for ECDH: {e}")))?;
+            return Ok(Self {
+                inner: Inner::P256 { sign, agree },
+            });
+        }
+        if let Ok(k) =
+            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der)
+        {
+            return Ok(Self {
+                inner: Inner::P384(k),
+            });
+        }
+        Err(Error::Key("not a SEC1 ECDSA P-256/P-384 key".into()))
+    }
+
+    /// Loads the first private key block of a PEM text: `PRIVATE KEY`
+    /// (PKCS #8), `RSA PRIVATE KEY` (PKCS #1) or `EC PRIVATE KEY` (SEC1).
     pub fn from_pem(pem: &[u8]) -> Result<Self> {
         match PrivateKeyDer::from_pem_slice(pem) {
-            Ok(PrivateKeyDer::Pkcs8(k)) => Self::from_pkcs8_der(k.secret_pkcs8_der()),
-            Ok(_) => Err(Error::Key(
-                "only PKCS #8 (BEGIN PRIVATE KEY) keys are accepted".into(),
-            )),
+            Ok(k) => Self::from_der(&k),
             Err(e) => Err(Error::Key(format!("PEM: {e}"))),
         }
     }

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod algorithms;
 mod ber;
@@ -8,6 +9,8 @@ mod ecdh;
 mod encrypt;
 mod envelope;
 mod error;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod gateway;
 mod key;
 mod mime;

@@ -11,6 +11,9 @@ use cms::signed_data::{
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, OctetString, SetOfVec, UtcTime};
 use der::{Encode, Sequence};
+#[cfg(feature = "mailtls-core")]
+use mailtls_core::CertificateWithKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 
@@ -63,6 +66,26 @@ pub struct Signer {
     co_signers: Vec<Signer>,
 }
 
+/// A signer for a certificate and key loaded by mailtls-core (a pair of
+/// PEM files, or one made by its certificate maker).
+#[cfg(feature = "mailtls-core")]
+impl TryFrom<&CertificateWithKey> for Signer {
+    type Error = Error;
+
+    fn try_from(credentials: &CertificateWithKey) -> Result<Self> {
+        Self::from_der(&credentials.chain, &credentials.key)
+    }
+}
+
+#[cfg(feature = "mailtls-core")]
+impl TryFrom<CertificateWithKey> for Signer {
+    type Error = Error;
+
+    fn try_from(credentials: CertificateWithKey) -> Result<Self> {
+        Self::try_from(&credentials)
+    }
+}
+
 impl Signer {
     /// A signer for `key`, whose certificate is `chain[0]`; the rest of the
     /// chain (intermediates) is included in every signature so that
@@ -85,6 +108,12 @@ impl Signer {
             rsa_pss: false,
             co_signers: Vec::new(),
         })
+    }
+
+    /// A signer from a chain (leaf first) and key as rustls and
+    /// mailtls-core hold them; the key may be PKCS #8, PKCS #1 or SEC1.
+    pub fn from_der(chain: &[CertificateDer<'_>], key: &PrivateKeyDer<'_>) -> Result<Self> {
+        Self::new(PrivateKey::from_der(key)?, Certificate::from_chain(chain)?)
     }
 
     /// Adds another signer: every signature this signer makes then holds a

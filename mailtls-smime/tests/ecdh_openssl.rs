@@ -15,8 +15,10 @@ fn our_ecdh_decrypts_in_openssl() {
     let bob = user(&ca, &PKCS_ECDSA_P256_SHA256, "bob@example.net");
     for cipher in [
         ContentEncryption::Aes128Cbc,
+        ContentEncryption::Aes192Cbc,
         ContentEncryption::Aes256Cbc,
         ContentEncryption::Aes128Gcm,
+        ContentEncryption::Aes192Gcm,
         ContentEncryption::Aes256Gcm,
     ] {
         for method in [
@@ -68,6 +70,16 @@ fn openssl_ecdh_with_sha1_and_sha256_kdf_decrypts() {
             "ecdh_kdf_md:sha256",
         ],
         vec!["-encrypt", "-aes-256-cbc", "-stream", "-recip", c],
+        // AES-192 content: OpenSSL wraps its key with AES-192 key wrap.
+        vec!["-encrypt", "-aes-192-cbc", "-recip", c],
+        vec![
+            "-encrypt",
+            "-aes-192-gcm",
+            "-recip",
+            c,
+            "-keyopt",
+            "ecdh_kdf_md:sha256",
+        ],
     ] {
         let (ok, out, err) = openssl_cms(&args, ENTITY);
         assert!(ok, "{err}");

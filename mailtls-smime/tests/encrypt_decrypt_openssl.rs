@@ -36,8 +36,10 @@ fn every_cipher_and_transport_decrypts_in_openssl() {
     let bob = user(&ca, &PKCS_RSA_SHA256, "bob@example.net");
     for cipher in [
         ContentEncryption::Aes128Cbc,
+        ContentEncryption::Aes192Cbc,
         ContentEncryption::Aes256Cbc,
         ContentEncryption::Aes128Gcm,
+        ContentEncryption::Aes192Gcm,
         ContentEncryption::Aes256Gcm,
     ] {
         for transport in [
@@ -114,6 +116,23 @@ fn openssl_encrypted_messages_decrypt() {
             ContentCipher::Modern(ContentEncryption::Aes256Gcm),
         ),
         (&["-des3"], ContentCipher::TripleDes),
+        // AES-192 (issue 17): OpenSSL and gpgsm write it on request.
+        (
+            &["-aes-192-cbc"],
+            ContentCipher::Modern(ContentEncryption::Aes192Cbc),
+        ),
+        (
+            &["-aes-192-gcm"],
+            ContentCipher::Modern(ContentEncryption::Aes192Gcm),
+        ),
+        (
+            &["-aes-192-cbc", "-stream"],
+            ContentCipher::Modern(ContentEncryption::Aes192Cbc),
+        ),
+        (
+            &["-aes-192-gcm", "-stream"],
+            ContentCipher::Modern(ContentEncryption::Aes192Gcm),
+        ),
         (
             &["-aes-256-cbc", "-stream"],
             ContentCipher::Modern(ContentEncryption::Aes256Cbc),
@@ -132,6 +151,17 @@ fn openssl_encrypted_messages_decrypt() {
         let d = decryptor(&bob).decrypt_message(&enc).unwrap();
         assert_eq!(d.content, ENTITY, "{args:?}");
         assert_eq!(d.cipher, *cipher);
+        // The streaming reader takes the same input.
+        let mut streamed = Vec::new();
+        let streamed_cipher = decryptor(&bob)
+            .decrypt_stream(enc.as_slice(), &mut streamed)
+            .unwrap();
+        assert_eq!(streamed_cipher, *cipher, "{args:?}");
+        assert!(
+            streamed.ends_with(b"secret text\r\n"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&streamed)
+        );
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use gateway_common::{Issued, Spec, TestCa};
 use mailtls_smime::gateway::{
-    Address, Envelope, FileStorage, Gateway, HarvestMode, HarvestOutcome, IncomingRules, KeyStore,
-    NotEncrypted, NotSigned, OutgoingOutcome, OutgoingRules, PartnerStore, SenderAuth,
-    SignatureStatus,
+    Address, Envelope, FileStorage, Gateway, HarvestMode, HarvestOutcome, IncomingOutcome,
+    IncomingRules, KeyStore, NotEncrypted, NotSigned, OutgoingOutcome, OutgoingRules, PartnerStore,
+    SenderAuth, SignatureStatus,
 };
 use mailtls_smime::{Certificate, ContentEncryption};
 use tempfile::TempDir;
@@ -32,7 +32,7 @@ fn private_dir() -> TempDir {
 }
 
 /// A gateway whose data lives in `dir`, holding `user`'s key.
-fn gateway(dir: &Path, ca: &TestCa, user: &Issued, mode: HarvestMode) -> Gateway {
+async fn gateway(dir: &Path, ca: &TestCa, user: &Issued, mode: HarvestMode) -> Gateway {
     let mut keys = KeyStore::open(&dir.join("keys")).unwrap();
     keys.add_user_key(user.pem.as_bytes(), user.key_pem.as_bytes(), "user")
         .unwrap();
@@ -40,19 +40,27 @@ fn gateway(dir: &Path, ca: &TestCa, user: &Issued, mode: HarvestMode) -> Gateway
         Box::new(FileStorage::in_dir(&dir.join("partners"), "partners.json").unwrap()),
         mode,
     )
+    .await
     .unwrap();
     Gateway {
         keys,
         partners,
-        outgoing: OutgoingRules {
-            encrypt_to_sender: true,
-            ..OutgoingRules::default()
-        },
-        incoming: IncomingRules {
-            harvest: true,
-            ..IncomingRules::default()
-        },
+        outgoing: OutgoingRules::default().with_encrypt_to_sender(true),
+        incoming: IncomingRules::default().with_harvest(true),
         trust_anchors: Certificate::from_pem(ca.pem.as_bytes()).unwrap(),
+    }
+}
+
+/// Hands an incoming message's harvest offer to the partner store, as a
+/// server does after processing: what the store did with it.
+async fn harvest(
+    gw: &mut Gateway,
+    out: &IncomingOutcome,
+    now: SystemTime,
+) -> Option<HarvestOutcome> {
+    match out.harvest.clone() {
+        Some(offer) => Some(gw.harvest(offer, now).await.unwrap()),
+        None => None,
     }
 }
 
@@ -115,14 +123,14 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
 
-#[test]
-fn sign_harvest_encrypt_reply_decrypt_between_two_gateways() {
+#[tokio::test]
+async fn sign_harvest_encrypt_reply_decrypt_between_two_gateways() {
     let ca = TestCa::new();
     let alice = ca.issue(&Spec::rsa(&["alice@corp.example"]));
     let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
     let (dir_a, dir_b, files) = (private_dir(), private_dir(), private_dir());
-    let mut ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic);
-    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::ManualApproval);
+    let ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic).await;
+    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::ManualApproval).await;
     let now = SystemTime::now();
 
     // A signs for the authenticated Alice; it holds no certificate for Bob.
@@ -168,7 +176,10 @@ fn sign_harvest_encrypt_reply_decrypt_between_two_gateways() {
         })
     );
     assert!(!incoming.summary.result.decrypted);
-    assert_eq!(incoming.summary.harvest, Some(HarvestOutcome::Queued));
+    assert_eq!(
+        harvest(&mut gb, &incoming, now).await,
+        Some(HarvestOutcome::Queued)
+    );
     assert_eq!(subject(&incoming.message), "[signed] Quarterly numbers");
     assert!(
         header_block(&incoming.message)
@@ -202,7 +213,7 @@ fn sign_harvest_encrypt_reply_decrypt_between_two_gateways() {
         .unwrap()
         .certificate
         .fingerprint();
-    gb.partners.approve(&pending, now).unwrap();
+    gb.partners.approve(&pending, now).await.unwrap();
 
     // Now B signs and encrypts the reply to Alice (and Bob's sent copy);
     // A's signature advertised GCM, so GCM it is.
@@ -272,13 +283,13 @@ fn sign_harvest_encrypt_reply_decrypt_between_two_gateways() {
     assert!(String::from_utf8_lossy(&content).contains("Thanks, received."));
 }
 
-#[test]
-fn partner_without_gcm_gets_cbc_readable_by_openssl() {
+#[tokio::test]
+async fn partner_without_gcm_gets_cbc_readable_by_openssl() {
     let ca = TestCa::new();
     let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
     let carol = ca.issue(&Spec::rsa(&["carol@other.example"]));
     let (dir_b, files) = (private_dir(), private_dir());
-    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic);
+    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic).await;
     let now = SystemTime::now();
 
     // Carol signs with OpenSSL, whose capabilities do not include GCM.
@@ -315,7 +326,10 @@ fn partner_without_gcm_gets_cbc_readable_by_openssl() {
             now,
         )
         .unwrap();
-    assert_eq!(incoming.summary.harvest, Some(HarvestOutcome::Added));
+    assert_eq!(
+        harvest(&mut gb, &incoming, now).await,
+        Some(HarvestOutcome::Added)
+    );
     assert_eq!(subject(&incoming.message), "[signed] hello");
 
     let (encrypted, summary) = deliver(
@@ -352,14 +366,14 @@ fn partner_without_gcm_gets_cbc_readable_by_openssl() {
     assert!(String::from_utf8_lossy(&content).contains("Hi Carol"));
 }
 
-#[test]
-fn forged_marks_are_stripped_and_anonymous_mail_is_not_signed() {
+#[tokio::test]
+async fn forged_marks_are_stripped_and_anonymous_mail_is_not_signed() {
     let ca = TestCa::new();
     let alice = ca.issue(&Spec::rsa(&["alice@corp.example"]));
     let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
     let (dir_a, dir_b) = (private_dir(), private_dir());
-    let ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic);
-    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic);
+    let ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic).await;
+    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic).await;
     let now = SystemTime::now();
 
     let forged = b"From: alice@corp.example\r\nTo: bob@partner.example\r\n\
@@ -375,7 +389,7 @@ fn forged_marks_are_stripped_and_anonymous_mail_is_not_signed() {
         .unwrap();
     assert_eq!(out.summary.result.signature, None);
     assert!(!out.summary.result.decrypted);
-    assert_eq!(out.summary.harvest, None);
+    assert_eq!(harvest(&mut gb, &out, now).await, None);
     assert_eq!(subject(&out.message), "Pay now");
     let headers = header_block(&out.message).to_ascii_lowercase();
     assert!(!headers.contains("x-mailtls-"), "{headers}");
@@ -422,13 +436,13 @@ fn forged_marks_are_stripped_and_anonymous_mail_is_not_signed() {
         "{:?}",
         out.summary
     );
-    assert_eq!(out.summary.harvest, None);
+    assert_eq!(harvest(&mut gb, &out, now).await, None);
     assert_eq!(subject(&out.message), "[signature invalid] s");
     assert_eq!(gb.partners.list().count(), 0);
 }
 
-#[test]
-fn domain_signature_between_gateways() {
+#[tokio::test]
+async fn domain_signature_between_gateways() {
     use mailtls_core::DnsName;
     use mailtls_smime::gateway::{Binding, RecipientMatch};
     let ca = TestCa::new();
@@ -437,7 +451,7 @@ fn domain_signature_between_gateways() {
     let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
     let (dir_a, dir_b) = (private_dir(), private_dir());
     let corp = DnsName::parse("corp.example").unwrap();
-    let mut ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic);
+    let mut ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic).await;
     ga.keys
         .add_domain_key(
             &corp,
@@ -449,7 +463,7 @@ fn domain_signature_between_gateways() {
     ga.outgoing.domain_signing = vec![RecipientMatch::Domain(
         DnsName::parse("partner.example").unwrap(),
     )];
-    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic);
+    let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic).await;
     let now = SystemTime::now();
     gb.partners
         .upload(
@@ -458,6 +472,7 @@ fn domain_signature_between_gateways() {
             Binding::Domain(corp.clone()),
             now,
         )
+        .await
         .unwrap();
 
     let (signed, summary) = deliver(
@@ -483,13 +498,13 @@ fn domain_signature_between_gateways() {
         Some(SignatureStatus::ValidForDomain { domain: corp })
     );
     // A domain certificate is not harvested as Alice's own.
-    assert_eq!(out.summary.harvest, None);
+    assert_eq!(harvest(&mut gb, &out, now).await, None);
     assert_eq!(subject(&out.message), "[signed by <*@corp.example>] d");
 }
 
 /// Gateway A with Alice's key and the corp.example domain key, signing
 /// with the domain key for partner.example; gateway B holding Bob's key.
-fn two_key_world() -> (TestCa, Issued, Issued, TempDir, TempDir, Gateway, Gateway) {
+async fn two_key_world() -> (TestCa, Issued, Issued, TempDir, TempDir, Gateway, Gateway) {
     use mailtls_core::DnsName;
     use mailtls_smime::gateway::RecipientMatch;
     let ca = TestCa::new();
@@ -498,7 +513,7 @@ fn two_key_world() -> (TestCa, Issued, Issued, TempDir, TempDir, Gateway, Gatewa
     let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
     let (dir_a, dir_b) = (private_dir(), private_dir());
     let corp = DnsName::parse("corp.example").unwrap();
-    let mut ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic);
+    let mut ga = gateway(dir_a.path(), &ca, &alice, HarvestMode::Automatic).await;
     ga.keys
         .add_domain_key(
             &corp,
@@ -510,13 +525,13 @@ fn two_key_world() -> (TestCa, Issued, Issued, TempDir, TempDir, Gateway, Gatewa
     ga.outgoing.domain_signing = vec![RecipientMatch::Domain(
         DnsName::parse("partner.example").unwrap(),
     )];
-    let gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic);
+    let gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic).await;
     (ca, alice, domain, dir_a, dir_b, ga, gb)
 }
 
-#[test]
-fn sender_and_domain_key_both_sign_one_message() {
-    let (ca, alice, domain, _da, _db, ga, mut gb) = two_key_world();
+#[tokio::test]
+async fn sender_and_domain_key_both_sign_one_message() {
+    let (ca, alice, domain, _da, _db, ga, gb) = two_key_world().await;
     let now = SystemTime::now();
     // One recipient listed for domain signing, one not: both keys sign.
     let env = Envelope {
@@ -594,10 +609,10 @@ fn sender_and_domain_key_both_sign_one_message() {
     );
 }
 
-#[test]
-fn split_delivery_decrypts_only_for_recipients_whose_key_opens_it() {
+#[tokio::test]
+async fn split_delivery_decrypts_only_for_recipients_whose_key_opens_it() {
     use mailtls_smime::gateway::{Binding, DecryptDecision};
-    let (ca, _alice, _domain, _da, _db, ga, mut gb) = two_key_world();
+    let (ca, _alice, _domain, _da, _db, ga, mut gb) = two_key_world().await;
     let now = SystemTime::now();
     // B also holds a key for Carol, but A encrypts to Bob only.
     let carol = ca.issue(&Spec::email(&["carol@partner.example"]));
@@ -611,6 +626,7 @@ fn split_delivery_decrypts_only_for_recipients_whose_key_opens_it() {
         .to_vec();
     ga.partners
         .upload(&bob_pem, "bob", Binding::Addresses, now)
+        .await
         .unwrap();
     let (encrypted, summary) = deliver(
         ga.process_outgoing(
@@ -694,9 +710,9 @@ fn split_delivery_decrypts_only_for_recipients_whose_key_opens_it() {
     assert!(!copies[0].outcome.summary.result.decrypted);
 }
 
-#[test]
-fn split_delivery_of_a_plain_message_is_one_copy() {
-    let (_ca, _alice, _domain, _da, _db, _ga, mut gb) = two_key_world();
+#[tokio::test]
+async fn split_delivery_of_a_plain_message_is_one_copy() {
+    let (_ca, _alice, _domain, _da, _db, _ga, gb) = two_key_world().await;
     let env = Envelope {
         sender: Some(addr("x@else.example")),
         recipients: vec![addr("bob@partner.example"), addr("dave@partner.example")],

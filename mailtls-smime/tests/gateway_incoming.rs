@@ -91,10 +91,7 @@ fn decrypt_only_with_a_key_for_the_envelope_recipient() {
 
 #[test]
 fn harvest_only_from_valid_own_signatures() {
-    let on = IncomingRules {
-        harvest: true,
-        ..IncomingRules::default()
-    };
+    let on = IncomingRules::default().with_harvest(true);
     let valid = SignatureStatus::Valid {
         signer: addr("p@partner.example"),
     };
@@ -159,10 +156,8 @@ fn forged_marks_are_replaced_by_the_real_status() {
 
 #[test]
 fn custom_marks_through_the_rules() {
-    let rules = IncomingRules {
-        marks: SubjectMarks::new("<S>", "<S {domain}>", "<E>", "<S?>").unwrap(),
-        ..IncomingRules::default()
-    };
+    let rules = IncomingRules::default()
+        .with_marks(SubjectMarks::new("<S>", "<S {domain}>", "<E>", "<S?>").unwrap());
     let signed = SecurityResult {
         decrypted: false,
         signature: Some(SignatureStatus::Valid {

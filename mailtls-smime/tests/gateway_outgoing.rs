@@ -58,11 +58,13 @@ struct World {
     now: SystemTime,
 }
 
-fn world() -> World {
+async fn world() -> World {
     let ca = TestCa::new();
     let now = SystemTime::now();
     let mut partners =
-        PartnerStore::open(Box::new(MemoryStorage::default()), HarvestMode::Automatic).unwrap();
+        PartnerStore::open(Box::new(MemoryStorage::default()), HarvestMode::Automatic)
+            .await
+            .unwrap();
     for a in [
         "p1@partner.example",
         "p2@partner.example",
@@ -75,6 +77,7 @@ fn world() -> World {
                 Binding::Addresses,
                 now,
             )
+            .await
             .unwrap();
     }
     partners
@@ -84,6 +87,7 @@ fn world() -> World {
             Binding::Domain(dns("gateway.example")),
             now,
         )
+        .await
         .unwrap();
     let mut keys = Keys::default();
     keys.users.insert(
@@ -132,13 +136,10 @@ fn signer_owners(s: &SignDecision) -> Vec<KeyOwner> {
     }
 }
 
-#[test]
-fn authenticated_sender_signs_with_own_key_and_encrypts_when_possible() {
-    let w = world();
-    let rules = OutgoingRules {
-        encrypt_to_sender: true,
-        ..OutgoingRules::default()
-    };
+#[tokio::test]
+async fn authenticated_sender_signs_with_own_key_and_encrypts_when_possible() {
+    let w = world().await;
+    let rules = OutgoingRules::default().with_encrypt_to_sender(true);
     let p = plan(rules.decide(
         &msg(
             "Alice@corp.example",
@@ -188,9 +189,9 @@ fn authenticated_sender_signs_with_own_key_and_encrypts_when_possible() {
     assert!(matches!(p.sign, SignDecision::Sign(_)));
 }
 
-#[test]
-fn gcm_only_when_every_recipient_advertised_it() {
-    let mut w = world();
+#[tokio::test]
+async fn gcm_only_when_every_recipient_advertised_it() {
+    let mut w = world().await;
     let now = w.now;
     let gcm_partner = cert(&w.ca, &Spec::email(&["g@gcm.example"]));
     w.partners
@@ -205,6 +206,7 @@ fn gcm_only_when_every_recipient_advertised_it() {
             },
             now,
         )
+        .await
         .unwrap();
     let rules = OutgoingRules::default();
     let ce = |rcpts: &[&str]| match plan(rules.decide(
@@ -227,22 +229,18 @@ fn gcm_only_when_every_recipient_advertised_it() {
     );
 }
 
-#[test]
-fn who_may_sign() {
-    let w = world();
-    let rules = OutgoingRules {
-        trusted_relays: vec![
-            TrustedRelay {
-                network: "10.1.0.0/16".parse().unwrap(),
-                allowed: vec![RelayAllowance::SenderDomain(dns("corp.example"))],
-            },
-            TrustedRelay {
-                network: "2001:db8::/32".parse().unwrap(),
-                allowed: vec![RelayAllowance::Sender(addr("other@corp.example"))],
-            },
-        ],
-        ..OutgoingRules::default()
-    };
+#[tokio::test]
+async fn who_may_sign() {
+    let w = world().await;
+    let rules = OutgoingRules::default()
+        .with_trusted_relay(
+            TrustedRelay::new("10.1.0.0/16".parse().unwrap())
+                .allow(RelayAllowance::SenderDomain(dns("corp.example"))),
+        )
+        .with_trusted_relay(
+            TrustedRelay::new("2001:db8::/32".parse().unwrap())
+                .allow(RelayAllowance::Sender(addr("other@corp.example"))),
+        );
     let decide = |m: OutgoingMessage| plan(rules.decide(&m, &w.partners, &w.keys, w.now)).sign;
     let to = ["p1@partner.example"];
 
@@ -303,21 +301,17 @@ fn who_may_sign() {
     ));
 }
 
-#[test]
-fn relay_allowed_by_key_fingerprint() {
-    let w = world();
+#[tokio::test]
+async fn relay_allowed_by_key_fingerprint() {
+    let w = world().await;
     let alice_fp = w
         .keys
         .user_key(&addr("alice@corp.example"))
         .unwrap()
         .fingerprint();
-    let rules = OutgoingRules {
-        trusted_relays: vec![TrustedRelay {
-            network: "192.0.2.10/32".parse().unwrap(),
-            allowed: vec![RelayAllowance::Key(alice_fp)],
-        }],
-        ..OutgoingRules::default()
-    };
+    let rules = OutgoingRules::default().with_trusted_relay(
+        TrustedRelay::new("192.0.2.10/32".parse().unwrap()).allow(RelayAllowance::Key(alice_fp)),
+    );
     let relay = SenderAuth::Relay {
         ip: "192.0.2.10".parse().unwrap(),
     };
@@ -329,10 +323,7 @@ fn relay_allowed_by_key_fingerprint() {
     ));
     assert!(matches!(d.sign, SignDecision::Sign(_)));
     // The domain key is not on the list.
-    let rules = OutgoingRules {
-        domain_signing: vec![RecipientMatch::Domain(dns("partner.example"))],
-        ..rules
-    };
+    let rules = rules.with_domain_signing(RecipientMatch::Domain(dns("partner.example")));
     let d = plan(rules.decide(
         &msg("alice@corp.example", &["p1@partner.example"], relay),
         &w.partners,
@@ -345,16 +336,12 @@ fn relay_allowed_by_key_fingerprint() {
     ));
 }
 
-#[test]
-fn domain_signing_for_listed_recipients() {
-    let w = world();
-    let rules = OutgoingRules {
-        domain_signing: vec![
-            RecipientMatch::Domain(dns("gateway.example")),
-            RecipientMatch::Address(addr("p2@partner.example")),
-        ],
-        ..OutgoingRules::default()
-    };
+#[tokio::test]
+async fn domain_signing_for_listed_recipients() {
+    let w = world().await;
+    let rules = OutgoingRules::default()
+        .with_domain_signing(RecipientMatch::Domain(dns("gateway.example")))
+        .with_domain_signing(RecipientMatch::Address(addr("p2@partner.example")));
     let owners = |rcpts: &[&str]| {
         signer_owners(
             &plan(rules.decide(
@@ -380,9 +367,9 @@ fn domain_signing_for_listed_recipients() {
     );
 }
 
-#[test]
-fn expired_signing_key_is_reported() {
-    let mut w = world();
+#[tokio::test]
+async fn expired_signing_key_is_reported() {
+    let mut w = world().await;
     let expired = cert(
         &w.ca,
         &Spec {
@@ -407,9 +394,9 @@ fn expired_signing_key_is_reported() {
     );
 }
 
-#[test]
-fn policies_never_always_and_reject() {
-    let w = world();
+#[tokio::test]
+async fn policies_never_always_and_reject() {
+    let w = world().await;
     let mut rules = OutgoingRules::default();
     rules
         .policies
@@ -472,10 +459,8 @@ fn policies_never_always_and_reject() {
         EncryptDecision::Plain(NotEncrypted::PolicyNever)
     );
     // The default policy applies to unlisted domains.
-    let strict_default = OutgoingRules {
-        default_policy: EncryptionPolicy::AlwaysOrReject,
-        ..OutgoingRules::default()
-    };
+    let strict_default =
+        OutgoingRules::default().with_default_policy(EncryptionPolicy::AlwaysOrReject);
     assert!(matches!(
         strict_default.decide(
             &msg("alice@corp.example", &["q@unknown.example"], alice_auth()),

@@ -11,16 +11,18 @@ use gateway_common::{Spec, TestCa};
 use mailtls_core::{CertificateDer, DnsName};
 use mailtls_smime::gateway::{
     Address, Binding, CertSource, FileStorage, Harvest, HarvestMode, HarvestOutcome, MatchedBy,
-    MemoryStorage, PartnerStore, SmimeCertificate, SnapshotStorage, StorageError, StoreError,
-    Unusable,
+    MemoryStorage, PartnerStore, SmimeCertificate, SnapshotStorage, StorageError, StorageFuture,
+    StoreError, Unusable,
 };
 
 fn addr(s: &str) -> Address {
     Address::parse(s).unwrap()
 }
 
-fn memory_store(mode: HarvestMode) -> PartnerStore {
-    PartnerStore::open(Box::new(MemoryStorage::default()), mode).unwrap()
+async fn memory_store(mode: HarvestMode) -> PartnerStore {
+    PartnerStore::open(Box::new(MemoryStorage::default()), mode)
+        .await
+        .unwrap()
 }
 
 fn smime(ca: &TestCa, spec: &Spec) -> SmimeCertificate {
@@ -35,22 +37,24 @@ fn private_tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
-#[test]
-fn upload_pem_and_der_then_lookup_address_before_domain() {
+#[tokio::test]
+async fn upload_pem_and_der_then_lookup_address_before_domain() {
     let ca = TestCa::new();
     let now = SystemTime::now();
-    let mut store = memory_store(HarvestMode::Automatic);
+    let mut store = memory_store(HarvestMode::Automatic).await;
     let alice = ca.issue(&Spec::email(&["alice@partner.example"]));
     let gateway = ca.issue(&Spec::rsa(&["gateway@partner.example"]));
     // PEM with the CA pasted along: the CA is skipped.
     let pem = format!("{}{}", alice.pem, ca.pem);
     let added = store
         .upload(pem.as_bytes(), "alice.pem", Binding::Addresses, now)
+        .await
         .unwrap();
     assert_eq!(added.len(), 1);
     let domain = DnsName::parse("Partner.Example").unwrap();
     store
         .upload(&gateway.der, "gw.der", Binding::Domain(domain.clone()), now)
+        .await
         .unwrap();
     assert_eq!(store.list().count(), 2);
 
@@ -82,10 +86,10 @@ fn upload_pem_and_der_then_lookup_address_before_domain() {
     assert!(none.passed_over.is_empty());
 
     // Disabling alice's falls back to the domain certificate, and the reason shows.
-    store.disable(&added[0]).unwrap();
+    store.disable(&added[0]).await.unwrap();
     let found = store.lookup(&addr("alice@partner.example"), now).unwrap();
     assert_eq!(found.matched_by, MatchedBy::Domain);
-    store.enable(&added[0]).unwrap();
+    store.enable(&added[0]).await.unwrap();
     assert_eq!(
         store
             .lookup(&addr("alice@partner.example"), now)
@@ -96,23 +100,23 @@ fn upload_pem_and_der_then_lookup_address_before_domain() {
 
     // Delete the domain certificate and disable alice: nothing left, both reasons given.
     let gw_fp = store.for_domain(&domain)[0].certificate().fingerprint();
-    store.delete(&gw_fp).unwrap();
-    store.disable(&added[0]).unwrap();
+    store.delete(&gw_fp).await.unwrap();
+    store.disable(&added[0]).await.unwrap();
     let none = store
         .lookup(&addr("alice@partner.example"), now)
         .unwrap_err();
     assert_eq!(none.passed_over, vec![(added[0], Unusable::Disabled)]);
     assert!(matches!(
-        store.delete(&gw_fp),
+        store.delete(&gw_fp).await,
         Err(StoreError::Unknown { .. })
     ));
 }
 
-#[test]
-fn lookup_skips_expired_and_prefers_newest() {
+#[tokio::test]
+async fn lookup_skips_expired_and_prefers_newest() {
     let ca = TestCa::new();
     let now = SystemTime::now();
-    let mut store = memory_store(HarvestMode::Automatic);
+    let mut store = memory_store(HarvestMode::Automatic).await;
     let older = ca.issue(&Spec {
         not_before_days: -100,
         ..Spec::email(&["carol@partner.example"])
@@ -123,9 +127,11 @@ fn lookup_skips_expired_and_prefers_newest() {
     });
     let old_fp = store
         .upload(&older.der, "old", Binding::Addresses, now)
+        .await
         .unwrap()[0];
     let new_fp = store
         .upload(&newer.der, "new", Binding::Addresses, now)
+        .await
         .unwrap()[0];
     let carol = addr("carol@partner.example");
     assert_eq!(
@@ -148,18 +154,18 @@ fn lookup_skips_expired_and_prefers_newest() {
             .fingerprint(),
         new_fp
     );
-    store.disable(&new_fp).unwrap();
+    store.disable(&new_fp).await.unwrap();
     let much_later = now + Duration::from_secs(366 * 86_400);
     let none = store.lookup(&carol, much_later).unwrap_err();
     assert!(none.passed_over.contains(&(old_fp, Unusable::Expired)));
     assert!(none.passed_over.contains(&(new_fp, Unusable::Disabled)));
 }
 
-#[test]
-fn upload_refuses_unusable_duplicate_and_addressless_all_or_nothing() {
+#[tokio::test]
+async fn upload_refuses_unusable_duplicate_and_addressless_all_or_nothing() {
     let ca = TestCa::new();
     let now = SystemTime::now();
-    let mut store = memory_store(HarvestMode::Automatic);
+    let mut store = memory_store(HarvestMode::Automatic).await;
     let good = ca.issue(&Spec::email(&["d@partner.example"]));
     let server = ca.issue(&Spec {
         eku: Some(vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]),
@@ -168,6 +174,7 @@ fn upload_refuses_unusable_duplicate_and_addressless_all_or_nothing() {
     let both = format!("{}{}", good.pem, server.pem);
     let err = store
         .upload(both.as_bytes(), "both", Binding::Addresses, now)
+        .await
         .unwrap_err();
     assert!(
         matches!(
@@ -183,14 +190,19 @@ fn upload_refuses_unusable_duplicate_and_addressless_all_or_nothing() {
 
     store
         .upload(&good.der, "good", Binding::Addresses, now)
+        .await
         .unwrap();
     assert!(matches!(
-        store.upload(good.pem.as_bytes(), "again", Binding::Addresses, now),
+        store
+            .upload(good.pem.as_bytes(), "again", Binding::Addresses, now)
+            .await,
         Err(StoreError::Duplicate { .. })
     ));
     let nameless = ca.issue(&Spec::email(&[]));
     assert!(matches!(
-        store.upload(&nameless.der, "nameless", Binding::Addresses, now),
+        store
+            .upload(&nameless.der, "nameless", Binding::Addresses, now)
+            .await,
         Err(StoreError::NoAddress { .. })
     ));
     // ...but it can serve a whole domain.
@@ -201,9 +213,12 @@ fn upload_refuses_unusable_duplicate_and_addressless_all_or_nothing() {
             Binding::Domain(DnsName::parse("partner.example").unwrap()),
             now,
         )
+        .await
         .unwrap();
     assert!(matches!(
-        store.upload(ca.pem.as_bytes(), "ca", Binding::Addresses, now),
+        store
+            .upload(ca.pem.as_bytes(), "ca", Binding::Addresses, now)
+            .await,
         Err(StoreError::NoEndEntity { .. })
     ));
     let err = store
@@ -213,17 +228,18 @@ fn upload_refuses_unusable_duplicate_and_addressless_all_or_nothing() {
             Binding::Addresses,
             now,
         )
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("bad.pem"), "{err}");
 }
 
-#[test]
-fn harvest_adds_then_updates_capabilities_only_when_newer() {
+#[tokio::test]
+async fn harvest_adds_then_updates_capabilities_only_when_newer() {
     use mailtls_smime::ContentEncryption::*;
     let ca = TestCa::new();
     let now = SystemTime::now();
     let t0 = now - Duration::from_secs(3600);
-    let mut store = memory_store(HarvestMode::Automatic);
+    let mut store = memory_store(HarvestMode::Automatic).await;
     let cert = smime(&ca, &Spec::email(&["frank@partner.example"]));
     let fp = cert.fingerprint();
     let harvest = |algs: Vec<mailtls_smime::ContentEncryption>, t: SystemTime| Harvest {
@@ -232,7 +248,10 @@ fn harvest_adds_then_updates_capabilities_only_when_newer() {
         signing_time: t,
     };
     assert_eq!(
-        store.harvest(harvest(vec![Aes256Cbc], t0), now).unwrap(),
+        store
+            .harvest(harvest(vec![Aes256Cbc], t0), now)
+            .await
+            .unwrap(),
         HarvestOutcome::Added
     );
     let entry = store.get(&fp).unwrap();
@@ -242,11 +261,17 @@ fn harvest_adds_then_updates_capabilities_only_when_newer() {
     // An older (replayed) signature does not roll capabilities back; the same time neither.
     let older = t0 - Duration::from_secs(60);
     assert_eq!(
-        store.harvest(harvest(vec![Aes128Cbc], older), now).unwrap(),
+        store
+            .harvest(harvest(vec![Aes128Cbc], older), now)
+            .await
+            .unwrap(),
         HarvestOutcome::Unchanged
     );
     assert_eq!(
-        store.harvest(harvest(vec![Aes128Cbc], t0), now).unwrap(),
+        store
+            .harvest(harvest(vec![Aes128Cbc], t0), now)
+            .await
+            .unwrap(),
         HarvestOutcome::Unchanged
     );
     assert_eq!(
@@ -258,6 +283,7 @@ fn harvest_adds_then_updates_capabilities_only_when_newer() {
     assert_eq!(
         store
             .harvest(harvest(vec![Aes256Gcm, Aes256Cbc], t1), now)
+            .await
             .unwrap(),
         HarvestOutcome::CapabilitiesUpdated
     );
@@ -266,9 +292,12 @@ fn harvest_adds_then_updates_capabilities_only_when_newer() {
     assert_eq!(got.signing_time, t1);
 
     // A disabled certificate stays disabled when harvested again.
-    store.disable(&fp).unwrap();
+    store.disable(&fp).await.unwrap();
     let t2 = t1 + Duration::from_secs(60);
-    store.harvest(harvest(vec![Aes128Gcm], t2), now).unwrap();
+    store
+        .harvest(harvest(vec![Aes128Gcm], t2), now)
+        .await
+        .unwrap();
     assert!(!store.get(&fp).unwrap().is_enabled());
 
     // Certificates that cannot be used to encrypt are not harvested.
@@ -288,6 +317,7 @@ fn harvest_adds_then_updates_capabilities_only_when_newer() {
             },
             now,
         )
+        .await
         .unwrap();
     assert!(
         matches!(out, HarvestOutcome::NotUsable(Unusable::KeyUsage { .. })),
@@ -303,17 +333,18 @@ fn harvest_adds_then_updates_capabilities_only_when_newer() {
             },
             now,
         )
+        .await
         .unwrap();
     assert_eq!(out, HarvestOutcome::NoAddress);
     assert_eq!(store.list().count(), 1);
 }
 
-#[test]
-fn manual_approval_queue() {
+#[tokio::test]
+async fn manual_approval_queue() {
     use mailtls_smime::ContentEncryption::*;
     let ca = TestCa::new();
     let now = SystemTime::now();
-    let mut store = memory_store(HarvestMode::ManualApproval);
+    let mut store = memory_store(HarvestMode::ManualApproval).await;
     let a = smime(&ca, &Spec::email(&["heidi@partner.example"]));
     let b = smime(&ca, &Spec::email(&["ivan@partner.example"]));
     let t0 = now - Duration::from_secs(600);
@@ -327,6 +358,7 @@ fn manual_approval_queue() {
                 },
                 now,
             )
+            .await
             .unwrap();
         assert_eq!(out, HarvestOutcome::Queued);
     }
@@ -339,20 +371,23 @@ fn manual_approval_queue() {
         capabilities: caps(&[Aes256Gcm]),
         signing_time: t1,
     };
-    assert_eq!(store.harvest(refresh, now).unwrap(), HarvestOutcome::Queued);
+    assert_eq!(
+        store.harvest(refresh, now).await.unwrap(),
+        HarvestOutcome::Queued
+    );
     let stale = Harvest {
         certificate: a.clone(),
         capabilities: caps(&[Aes128Cbc]),
         signing_time: t0,
     };
     assert_eq!(
-        store.harvest(stale, now).unwrap(),
+        store.harvest(stale, now).await.unwrap(),
         HarvestOutcome::Unchanged
     );
     assert_eq!(store.pending().count(), 2);
 
-    store.approve(&a.fingerprint(), now).unwrap();
-    store.reject(&b.fingerprint()).unwrap();
+    store.approve(&a.fingerprint(), now).await.unwrap();
+    store.reject(&b.fingerprint()).await.unwrap();
     assert_eq!(store.pending().count(), 0);
     let found = store.lookup(&addr("heidi@partner.example"), now).unwrap();
     assert_eq!(
@@ -361,11 +396,11 @@ fn manual_approval_queue() {
     );
     assert!(store.lookup(&addr("ivan@partner.example"), now).is_err());
     assert!(matches!(
-        store.approve(&b.fingerprint(), now),
+        store.approve(&b.fingerprint(), now).await,
         Err(StoreError::NotPending { .. })
     ));
     assert!(matches!(
-        store.reject(&a.fingerprint()),
+        store.reject(&a.fingerprint()).await,
         Err(StoreError::NotPending { .. })
     ));
 
@@ -377,29 +412,31 @@ fn manual_approval_queue() {
         signing_time: t2,
     };
     assert_eq!(
-        store.harvest(update, now).unwrap(),
+        store.harvest(update, now).await.unwrap(),
         HarvestOutcome::CapabilitiesUpdated
     );
 }
 
-#[test]
-fn reopened_store_has_the_same_contents() {
+#[tokio::test]
+async fn reopened_store_has_the_same_contents() {
     use mailtls_smime::ContentEncryption::*;
     let ca = TestCa::new();
     let now = SystemTime::now();
     let dir = private_tempdir();
     let data = dir.path().join("partners");
-    let open = || {
+    let open = || async {
         PartnerStore::open(
             Box::new(FileStorage::in_dir(&data, "partners.json").unwrap()),
             HarvestMode::ManualApproval,
         )
+        .await
         .unwrap()
     };
-    let mut store = open();
+    let mut store = open().await;
     let up = ca.issue(&Spec::rsa(&["judy@partner.example"]));
     let up_fp = store
         .upload(&up.der, "judy", Binding::Addresses, now)
+        .await
         .unwrap()[0];
     let dom = ca.issue(&Spec::email(&["gw@other.example"]));
     let dom_fp = store
@@ -409,8 +446,9 @@ fn reopened_store_has_the_same_contents() {
             Binding::Domain(DnsName::parse("other.example").unwrap()),
             now,
         )
+        .await
         .unwrap()[0];
-    store.disable(&dom_fp).unwrap();
+    store.disable(&dom_fp).await.unwrap();
     let queued = smime(&ca, &Spec::email(&["mallory@partner.example"]));
     store
         .harvest(
@@ -425,6 +463,7 @@ fn reopened_store_has_the_same_contents() {
             },
             now,
         )
+        .await
         .unwrap();
     store
         .harvest(
@@ -436,9 +475,10 @@ fn reopened_store_has_the_same_contents() {
             },
             now,
         )
+        .await
         .unwrap();
 
-    let reopened = open();
+    let reopened = open().await;
     let before: Vec<_> = store.list().cloned().collect();
     let after: Vec<_> = reopened.list().cloned().collect();
     assert_eq!(before, after);
@@ -482,6 +522,7 @@ fn reopened_store_has_the_same_contents() {
         Box::new(FileStorage::in_dir(&data, "partners.json").unwrap()),
         HarvestMode::Automatic,
     )
+    .await
     .unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("partners.json"), "{err}");
@@ -491,13 +532,15 @@ fn reopened_store_has_the_same_contents() {
 struct BrokenStorage;
 
 impl SnapshotStorage for BrokenStorage {
-    fn load(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(None)
+    fn load(&self) -> StorageFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async { Ok(None) })
     }
-    fn save(&self, _: &[u8]) -> Result<(), StorageError> {
-        Err(StorageError {
-            location: "broken".into(),
-            source: std::io::Error::other("disk full"),
+    fn save(&self, _: Vec<u8>) -> StorageFuture<'_, ()> {
+        Box::pin(async {
+            Err(StorageError {
+                location: "broken".into(),
+                source: std::io::Error::other("disk full"),
+            })
         })
     }
     fn describe(&self) -> String {
@@ -505,14 +548,17 @@ impl SnapshotStorage for BrokenStorage {
     }
 }
 
-#[test]
-fn failed_save_changes_nothing() {
+#[tokio::test]
+async fn failed_save_changes_nothing() {
     let ca = TestCa::new();
     let now = SystemTime::now();
-    let mut store = PartnerStore::open(Box::new(BrokenStorage), HarvestMode::Automatic).unwrap();
+    let mut store = PartnerStore::open(Box::new(BrokenStorage), HarvestMode::Automatic)
+        .await
+        .unwrap();
     let c = ca.issue(&Spec::email(&["k@partner.example"]));
     let err = store
         .upload(&c.der, "k", Binding::Addresses, now)
+        .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Storage(_)), "{err}");
     assert_eq!(store.list().count(), 0);

@@ -186,10 +186,14 @@ impl From<Digest> for DigestAlgorithm {
 enum Cipher {
     #[value(name = "aes128-cbc")]
     Aes128Cbc,
+    #[value(name = "aes192-cbc")]
+    Aes192Cbc,
     #[value(name = "aes256-cbc")]
     Aes256Cbc,
     #[value(name = "aes128-gcm")]
     Aes128Gcm,
+    #[value(name = "aes192-gcm")]
+    Aes192Gcm,
     #[value(name = "aes256-gcm")]
     Aes256Gcm,
 }
@@ -198,8 +202,10 @@ impl From<Cipher> for ContentEncryption {
     fn from(c: Cipher) -> Self {
         match c {
             Cipher::Aes128Cbc => ContentEncryption::Aes128Cbc,
+            Cipher::Aes192Cbc => ContentEncryption::Aes192Cbc,
             Cipher::Aes256Cbc => ContentEncryption::Aes256Cbc,
             Cipher::Aes128Gcm => ContentEncryption::Aes128Gcm,
+            Cipher::Aes192Gcm => ContentEncryption::Aes192Gcm,
             Cipher::Aes256Gcm => ContentEncryption::Aes256Gcm,
         }
     }

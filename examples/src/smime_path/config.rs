@@ -220,7 +220,9 @@ fn parse_relay(i: usize, raw: &RawTrustedRelay) -> Result<TrustedRelay, ConfigEr
             "a trusted relay needs at least one of senders, sender_domains or keys",
         ));
     }
-    Ok(TrustedRelay { network, allowed })
+    Ok(allowed
+        .into_iter()
+        .fold(TrustedRelay::new(network), TrustedRelay::allow))
 }
 
 impl RawSmime {

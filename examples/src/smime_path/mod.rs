@@ -23,15 +23,17 @@ pub mod config;
 mod fallback;
 pub mod status;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::SystemTime;
 
 use mailtls_core::DnsName;
 use mailtls_smime::Certificate;
 use mailtls_smime::gateway::{
-    Address, FileStorage, Gateway, HarvestMode, IncomingRules, KeyStore, KeyStoreError,
+    Address, FileStorage, Gateway, Harvest, HarvestMode, IncomingRules, KeyStore, KeyStoreError,
     OutgoingOutcome, OutgoingRules, PartnerStore, ProcessError, SenderAuth, StoreError,
 };
 
@@ -376,13 +378,16 @@ impl SmimePath {
                 sender,
                 recipients: parsed.iter().filter_map(|(_, a)| a.clone()).collect(),
             };
-            let mut l = self.write()?;
+            // Processing is CPU work under the read lock (many messages at
+            // once); only the harvest it offers takes the write lock.
+            let l = self.read()?;
             let copies = if gw_envelope.recipients.is_empty() {
                 Ok(Vec::new())
             } else {
                 l.gateway.process_incoming_split(&bare, &gw_envelope, now)
             };
             let mut out: Vec<(Vec<String>, Vec<u8>, bool)> = Vec::new();
+            let mut offers: Vec<Harvest> = Vec::new();
             match copies {
                 Ok(copies) => {
                     for c in copies {
@@ -391,9 +396,12 @@ impl SmimePath {
                             recipients = c.recipients.len(),
                             decrypted = s.result.decrypted,
                             signature = ?s.result.signature,
-                            harvest = ?s.harvest,
+                            harvest_offered = c.outcome.harvest.is_some(),
                             "S/MIME incoming"
                         );
+                        if let Some(offer) = c.outcome.harvest.clone() {
+                            offers.push(offer);
+                        }
                         // Back to the RCPT TO spelling of each recipient.
                         let rcpts = parsed
                             .iter()
@@ -432,6 +440,10 @@ impl SmimePath {
                     )),
                 }
             }
+            drop(l);
+            if !offers.is_empty() {
+                self.harvest(offers, now)?;
+            }
             out.into_iter()
                 .map(|(rcpt_to, message, _)| LocalCopy {
                     rcpt_to,
@@ -443,6 +455,27 @@ impl SmimePath {
             for_local,
             for_remote,
         })
+    }
+
+    /// Hands the harvests incoming mail offered to the partner store
+    /// (saved before they show). Blocking: runs on the message's blocking
+    /// thread, under the write lock so a reload cannot lose them.
+    fn harvest(&self, offers: Vec<Harvest>, now: SystemTime) -> Result<(), SmimePathError> {
+        let mut l = self.write()?;
+        for offer in offers {
+            let fingerprint = offer.certificate.fingerprint();
+            match block_on(l.gateway.harvest(offer, now)) {
+                Ok(outcome) => {
+                    tracing::info!(%fingerprint, ?outcome, "S/MIME harvest");
+                }
+                // The message itself is fine: it is delivered, and the
+                // certificate comes again with the sender's next signature.
+                Err(e) => {
+                    tracing::warn!(%fingerprint, error = %e, "S/MIME harvest not saved");
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Loaded>, SmimePathError> {
@@ -499,7 +532,7 @@ fn load_gateway(section: &SmimeSection, dir: &Path) -> Result<Gateway, SmimePath
     } else {
         HarvestMode::Automatic
     };
-    let partners = PartnerStore::open(Box::new(storage), mode).map_err(|source| {
+    let partners = block_on(PartnerStore::open(Box::new(storage), mode)).map_err(|source| {
         SmimePathError::PartnerStore {
             path: partners_file,
             source,
@@ -515,18 +548,11 @@ fn load_gateway(section: &SmimeSection, dir: &Path) -> Result<Gateway, SmimePath
     let gateway = Gateway {
         keys,
         partners,
-        outgoing: OutgoingRules {
-            trusted_relays: section.trusted_relays.clone(),
-            domain_signing: section.domain_signing.clone(),
-            policies: section.policies.clone(),
-            default_policy: section.default_policy,
-            encrypt_to_sender: section.encrypt_to_sender,
-        },
-        incoming: IncomingRules {
-            harvest: section.harvest,
-            marks: section.marks.clone(),
-            headers: section.status_headers.clone(),
-        },
+        outgoing: outgoing_rules(section),
+        incoming: IncomingRules::default()
+            .with_harvest(section.harvest)
+            .with_marks(section.marks.clone())
+            .with_headers(section.status_headers.clone()),
         trust_anchors,
     };
     tracing::info!(
@@ -536,6 +562,50 @@ fn load_gateway(section: &SmimeSection, dir: &Path) -> Result<Gateway, SmimePath
         "S/MIME gateway loaded"
     );
     Ok(gateway)
+}
+
+fn outgoing_rules(section: &SmimeSection) -> OutgoingRules {
+    let mut rules = OutgoingRules::default()
+        .with_default_policy(section.default_policy)
+        .with_encrypt_to_sender(section.encrypt_to_sender);
+    for relay in &section.trusted_relays {
+        rules = rules.with_trusted_relay(relay.clone());
+    }
+    for recipients in &section.domain_signing {
+        rules = rules.with_domain_signing(recipients.clone());
+    }
+    for (domain, policy) in &section.policies {
+        rules = rules.with_policy(domain.clone(), *policy);
+    }
+    rules
+}
+
+/// Wakes the thread parked in [`block_on`].
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives one of the partner store's async calls to completion from the
+/// blocking code of this module (its callers are on blocking threads, or a
+/// command-line listing without a runtime). The store's file storage does
+/// its own file work on the runtime's blocking pool when there is one, so
+/// parking this thread until it is woken is all that is needed; no second
+/// runtime is started.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            // A spurious unpark only polls once more.
+            Poll::Pending => std::thread::park(),
+        }
+    }
 }
 
 fn load_anchors(path: &Path) -> Result<Vec<Certificate>, SmimePathError> {

@@ -99,8 +99,10 @@ fn addresses(c: &SmimeCertificate) -> Vec<String> {
 fn cipher_names(entry: &PartnerEntry) -> Vec<String> {
     let known = [
         (ContentEncryption::Aes256Gcm, "aes256-gcm"),
+        (ContentEncryption::Aes192Gcm, "aes192-gcm"),
         (ContentEncryption::Aes128Gcm, "aes128-gcm"),
         (ContentEncryption::Aes256Cbc, "aes256-cbc"),
+        (ContentEncryption::Aes192Cbc, "aes192-cbc"),
         (ContentEncryption::Aes128Cbc, "aes128-cbc"),
     ];
     entry

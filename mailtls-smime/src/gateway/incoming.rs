@@ -160,7 +160,21 @@ fn header_safe(s: &str) -> String {
 }
 
 /// The incoming rules: configuration, built once.
+///
+/// Made from `IncomingRules::default()` (no harvesting, the default marks
+/// and `X-Mailtls-` status headers) with the `with_*` builder methods; the
+/// fields stay public to read and to change in place.
+///
+/// ```
+/// use mailtls_smime::gateway::{IncomingRules, StatusHeaders};
+///
+/// let rules = IncomingRules::default()
+///     .with_harvest(true)
+///     .with_headers(StatusHeaders::new("X-Gateway-").unwrap());
+/// assert!(rules.harvest);
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct IncomingRules {
     /// Take the certificates (and capabilities) of verified signers into the
     /// partner store.
@@ -172,6 +186,24 @@ pub struct IncomingRules {
 }
 
 impl IncomingRules {
+    /// Whether to harvest the certificates of verified signers.
+    pub fn with_harvest(mut self, on: bool) -> Self {
+        self.harvest = on;
+        self
+    }
+
+    /// Uses these Subject marks.
+    pub fn with_marks(mut self, marks: SubjectMarks) -> Self {
+        self.marks = marks;
+        self
+    }
+
+    /// Uses these status headers.
+    pub fn with_headers(mut self, headers: StatusHeaders) -> Self {
+        self.headers = headers;
+        self
+    }
+
     /// Whether to decrypt, and with which keys. A user key counts for a
     /// recipient only when its certificate names that recipient; otherwise
     /// the domain key of the recipient's domain is used, if held. Validity is

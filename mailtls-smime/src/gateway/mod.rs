@@ -42,7 +42,7 @@ pub use process::{
     OutgoingSummary, ProcessError,
 };
 pub use status::{EnhancedStatus, StatusClass};
-pub use storage::{FileStorage, MemoryStorage, SnapshotStorage, StorageError};
+pub use storage::{FileStorage, MemoryStorage, SnapshotStorage, StorageError, StorageFuture};
 pub use subject::{
     DOMAIN_PLACEHOLDER, Mark, MarkError, SubjectMarks, decode_subject, encode_subject,
 };

@@ -82,7 +82,16 @@ pub enum RelayAllowance {
 
 /// An internal mail server whose mail is signed although it does not log
 /// in, limited to the senders or keys listed.
+///
+/// ```
+/// use mailtls_smime::gateway::{Address, RelayAllowance, TrustedRelay};
+///
+/// let relay = TrustedRelay::new("192.0.2.0/24".parse().unwrap())
+///     .allow(RelayAllowance::Sender(Address::parse("billing@example.com").unwrap()));
+/// assert_eq!(relay.allowed.len(), 1);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrustedRelay {
     /// The relay's address or network.
     pub network: IpNet,
@@ -91,6 +100,21 @@ pub struct TrustedRelay {
 }
 
 impl TrustedRelay {
+    /// A relay at `network` that may have nothing signed yet; add what it
+    /// may with [`TrustedRelay::allow`].
+    pub fn new(network: IpNet) -> Self {
+        TrustedRelay {
+            network,
+            allowed: Vec::new(),
+        }
+    }
+
+    /// Also allows `allowance` for mail this relay hands over.
+    pub fn allow(mut self, allowance: RelayAllowance) -> Self {
+        self.allowed.push(allowance);
+        self
+    }
+
     fn allows(&self, sender: &Address, key: &KeyRef) -> bool {
         self.allowed.iter().any(|a| match a {
             RelayAllowance::Sender(s) => s == sender,
@@ -119,7 +143,23 @@ impl RecipientMatch {
 }
 
 /// The outgoing rules: configuration, built once.
+///
+/// Made from `OutgoingRules::default()` (sign what may be signed, encrypt
+/// when possible, no relays) with the `with_*` builder methods; the fields
+/// stay public to read and to change in place.
+///
+/// ```
+/// use mailtls_core::DnsName;
+/// use mailtls_smime::gateway::{EncryptionPolicy, OutgoingRules, RecipientMatch};
+///
+/// let rules = OutgoingRules::default()
+///     .with_policy(DnsName::parse("bank.example").unwrap(), EncryptionPolicy::AlwaysOrReject)
+///     .with_domain_signing(RecipientMatch::Domain(DnsName::parse("partner.example").unwrap()))
+///     .with_encrypt_to_sender(true);
+/// assert!(rules.encrypt_to_sender);
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct OutgoingRules {
     /// Internal relays allowed to have mail signed.
     pub trusted_relays: Vec<TrustedRelay>,
@@ -135,6 +175,39 @@ pub struct OutgoingRules {
     /// Also encrypt to the sender's own certificate (when the gateway holds
     /// the sender's key) so the sent copy stays readable.
     pub encrypt_to_sender: bool,
+}
+
+impl OutgoingRules {
+    /// Adds an internal relay allowed to have mail signed.
+    pub fn with_trusted_relay(mut self, relay: TrustedRelay) -> Self {
+        self.trusted_relays.push(relay);
+        self
+    }
+
+    /// Signs mail to these recipients with the sender's domain key.
+    pub fn with_domain_signing(mut self, recipients: RecipientMatch) -> Self {
+        self.domain_signing.push(recipients);
+        self
+    }
+
+    /// Sets the encryption policy of a recipient domain (and its
+    /// subdomains that have none of their own).
+    pub fn with_policy(mut self, domain: DnsName, policy: EncryptionPolicy) -> Self {
+        self.policies.insert(domain, policy);
+        self
+    }
+
+    /// Sets the policy for domains not listed.
+    pub fn with_default_policy(mut self, policy: EncryptionPolicy) -> Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// Whether to encrypt to the sender's own certificate too.
+    pub fn with_encrypt_to_sender(mut self, on: bool) -> Self {
+        self.encrypt_to_sender = on;
+        self
+    }
 }
 
 /// Why a message is not signed.

@@ -234,11 +234,21 @@ struct State {
 /// visible; if saving fails the store keeps its previous contents and
 /// returns the error. Reads are served from memory.
 ///
+/// Loading and every change are async (they go through the
+/// [`SnapshotStorage`]); reads and [`PartnerStore::lookup`] are served from
+/// memory and do not block. A change whose future is dropped before it
+/// completes may already be saved without being shown; it shows when the
+/// store is opened again. Drive changes to completion.
+///
 /// ```
 /// use mailtls_smime::gateway::{HarvestMode, MemoryStorage, PartnerStore};
 ///
-/// let store = PartnerStore::open(Box::new(MemoryStorage::default()), HarvestMode::Automatic).unwrap();
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = PartnerStore::open(Box::new(MemoryStorage::default()), HarvestMode::Automatic)
+///     .await
+///     .unwrap();
 /// assert_eq!(store.list().count(), 0);
+/// # });
 /// ```
 pub struct PartnerStore {
     storage: Box<dyn SnapshotStorage>,
@@ -261,8 +271,11 @@ impl std::fmt::Debug for PartnerStore {
 
 impl PartnerStore {
     /// Opens the store, loading what `storage` holds.
-    pub fn open(storage: Box<dyn SnapshotStorage>, mode: HarvestMode) -> Result<Self, StoreError> {
-        let state = match storage.load()? {
+    pub async fn open(
+        storage: Box<dyn SnapshotStorage>,
+        mode: HarvestMode,
+    ) -> Result<Self, StoreError> {
+        let state = match storage.load().await? {
             Some(bytes) => snapshot::decode(&bytes).map_err(|reason| StoreError::Corrupt {
                 location: storage.describe(),
                 reason,
@@ -306,12 +319,12 @@ impl PartnerStore {
     }
 
     /// Saves `next` and then makes it current.
-    fn commit(&mut self, next: State) -> Result<(), StoreError> {
+    async fn commit(&mut self, next: State) -> Result<(), StoreError> {
         let bytes = snapshot::encode(&next).map_err(|reason| StoreError::Corrupt {
             location: self.storage.describe(),
             reason,
         })?;
-        self.storage.save(&bytes)?;
+        self.storage.save(bytes).await?;
         self.state = next;
         self.reindex();
         Ok(())
@@ -415,7 +428,7 @@ impl PartnerStore {
     /// end-entity certificate must be usable for encryption at `now` and, for
     /// [`Binding::Addresses`], name an address. All or nothing: on any error
     /// nothing is added. Returns the fingerprints added.
-    pub fn upload(
+    pub async fn upload(
         &mut self,
         bytes: &[u8],
         source_name: &str,
@@ -453,11 +466,15 @@ impl PartnerStore {
             );
             added.push(fingerprint);
         }
-        self.commit(next)?;
+        self.commit(next).await?;
         Ok(added)
     }
 
-    fn set_enabled(&mut self, fingerprint: &Fingerprint, enabled: bool) -> Result<(), StoreError> {
+    async fn set_enabled(
+        &mut self,
+        fingerprint: &Fingerprint,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
         let mut next = self.state.clone();
         let entry = next
             .entries
@@ -469,23 +486,23 @@ impl PartnerStore {
             return Ok(());
         }
         entry.enabled = enabled;
-        self.commit(next)
+        self.commit(next).await
     }
 
     /// Stops using a certificate without forgetting it (harvesting the same
     /// certificate again does not re-enable it).
-    pub fn disable(&mut self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
-        self.set_enabled(fingerprint, false)
+    pub async fn disable(&mut self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        self.set_enabled(fingerprint, false).await
     }
 
     /// Uses a disabled certificate again.
-    pub fn enable(&mut self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
-        self.set_enabled(fingerprint, true)
+    pub async fn enable(&mut self, fingerprint: &Fingerprint) -> Result<(), StoreError> {
+        self.set_enabled(fingerprint, true).await
     }
 
     /// Removes a certificate. A later verified signature may harvest it
     /// again; to keep it out, disable it instead.
-    pub fn delete(&mut self, fingerprint: &Fingerprint) -> Result<PartnerEntry, StoreError> {
+    pub async fn delete(&mut self, fingerprint: &Fingerprint) -> Result<PartnerEntry, StoreError> {
         let mut next = self.state.clone();
         let removed = next
             .entries
@@ -493,7 +510,7 @@ impl PartnerStore {
             .ok_or(StoreError::Unknown {
                 fingerprint: *fingerprint,
             })?;
-        self.commit(next)?;
+        self.commit(next).await?;
         Ok(removed)
     }
 
@@ -505,7 +522,7 @@ impl PartnerStore {
     /// it. An unknown certificate is added (keyed by its addresses), or in
     /// [`HarvestMode::ManualApproval`] queued; a queued one is replaced by a
     /// newer signature's data.
-    pub fn harvest(
+    pub async fn harvest(
         &mut self,
         harvest: Harvest,
         now: SystemTime,
@@ -525,7 +542,7 @@ impl PartnerStore {
                 return Ok(HarvestOutcome::Unchanged);
             }
             entry.capabilities = Some(capabilities);
-            self.commit(next)?;
+            self.commit(next).await?;
             return Ok(HarvestOutcome::CapabilitiesUpdated);
         }
         if harvest.certificate.addresses().is_empty() {
@@ -547,7 +564,7 @@ impl PartnerStore {
                         added: now,
                     },
                 );
-                self.commit(next)?;
+                self.commit(next).await?;
                 Ok(HarvestOutcome::Added)
             }
             HarvestMode::ManualApproval => {
@@ -564,7 +581,7 @@ impl PartnerStore {
                         queued: now,
                     },
                 );
-                self.commit(next)?;
+                self.commit(next).await?;
                 Ok(HarvestOutcome::Queued)
             }
         }
@@ -576,7 +593,7 @@ impl PartnerStore {
     }
 
     /// Moves a pending certificate into the store (checked again at `now`).
-    pub fn approve(
+    pub async fn approve(
         &mut self,
         fingerprint: &Fingerprint,
         now: SystemTime,
@@ -597,11 +614,14 @@ impl PartnerStore {
             source: CertSource::Harvested,
             added: now,
         });
-        self.commit(next)
+        self.commit(next).await
     }
 
     /// Drops a pending certificate.
-    pub fn reject(&mut self, fingerprint: &Fingerprint) -> Result<PendingHarvest, StoreError> {
+    pub async fn reject(
+        &mut self,
+        fingerprint: &Fingerprint,
+    ) -> Result<PendingHarvest, StoreError> {
         let mut next = self.state.clone();
         let p = next
             .pending
@@ -609,7 +629,7 @@ impl PartnerStore {
             .ok_or(StoreError::NotPending {
                 fingerprint: *fingerprint,
             })?;
-        self.commit(next)?;
+        self.commit(next).await?;
         Ok(p)
     }
 }

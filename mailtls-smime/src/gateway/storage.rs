@@ -4,9 +4,14 @@
 //! The store hands over a whole snapshot each time it changes, so a backend
 //! only has to replace one blob atomically; a cluster can keep that blob in a
 //! shared database without the store knowing.
+//!
+//! The trait is async: a save is awaited before the change shows. The file
+//! default does its reading, fsync and rename on Tokio's blocking pool.
 
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Mutex;
 
 /// Why the state could not be read or written.
@@ -20,12 +25,29 @@ pub struct StorageError {
     pub source: io::Error,
 }
 
+/// What a [`SnapshotStorage`] call returns: a boxed future, so that the
+/// trait stays object-safe (`Box<dyn SnapshotStorage>`).
+pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
 /// Keeps the serialised snapshot of a store.
+///
+/// Async, so that a backend may be a database or a cluster store, and
+/// object-safe, so that the partner store takes any backend as
+/// `Box<dyn SnapshotStorage>`. The methods return boxed futures
+/// ([`StorageFuture`]) rather than being `async fn`: an `async fn` in a
+/// trait cannot be called through `dyn`, and boxing by hand spares an
+/// embedder the `async-trait` macro. An implementation written with
+/// `async-trait` fits the same signatures.
+///
+/// The futures must not block the thread that polls them: do file or
+/// network work on a blocking pool or with async I/O, as [`FileStorage`]
+/// does.
 pub trait SnapshotStorage: Send + Sync {
     /// The last saved snapshot, or `None` when nothing was ever saved.
-    fn load(&self) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Replaces the snapshot, all at once or not at all.
-    fn save(&self, snapshot: &[u8]) -> Result<(), StorageError>;
+    fn load(&self) -> StorageFuture<'_, Option<Vec<u8>>>;
+    /// Replaces the snapshot, all at once or not at all; done when the new
+    /// snapshot is durable.
+    fn save(&self, snapshot: Vec<u8>) -> StorageFuture<'_, ()>;
     /// Names the storage in error messages.
     fn describe(&self) -> String;
 }
@@ -40,7 +62,8 @@ pub struct FileStorage {
 
 impl FileStorage {
     /// Keeps the snapshot at `dir/file_name`; `dir` is created (mode 0700) if
-    /// missing.
+    /// missing. Blocking (it creates the directory): call it at start-up or
+    /// off the async runtime; loading and saving are async.
     pub fn in_dir(dir: &Path, file_name: &str) -> Result<Self, StorageError> {
         mailtls_core::secret_file::ensure_private_dir(dir).map_err(|source| StorageError {
             location: dir.display().to_string(),
@@ -58,30 +81,50 @@ impl FileStorage {
 }
 
 impl SnapshotStorage for FileStorage {
-    fn load(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StorageError {
-                location: self.describe(),
-                source,
-            }),
-        }
+    fn load(&self) -> StorageFuture<'_, Option<Vec<u8>>> {
+        let path = self.path.clone();
+        Box::pin(off_runtime(self.describe(), move || {
+            match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
     }
 
-    fn save(&self, snapshot: &[u8]) -> Result<(), StorageError> {
+    fn save(&self, snapshot: Vec<u8>) -> StorageFuture<'_, ()> {
+        let path = self.path.clone();
         // 0600: the snapshot says who corresponds with whom.
-        mailtls_core::secret_file::write_atomic(&self.path, snapshot, 0o600).map_err(|source| {
-            StorageError {
-                location: self.describe(),
-                source,
-            }
-        })
+        Box::pin(off_runtime(self.describe(), move || {
+            mailtls_core::secret_file::write_atomic(&path, &snapshot, 0o600)
+        }))
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
+}
+
+/// Runs blocking file work on Tokio's blocking pool when a Tokio runtime is
+/// current, so the thread polling the future is never held up by a read,
+/// fsync or rename. Without a runtime (a command-line tool driving the
+/// future with its own executor) there is no async thread to protect and
+/// the work runs in place.
+async fn off_runtime<T, F>(location: String, work: F) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => match handle.spawn_blocking(work).await {
+            Ok(r) => r,
+            Err(e) => Err(io::Error::other(format!(
+                "the blocking file task did not finish: {e}"
+            ))),
+        },
+        Err(_) => work(),
+    };
+    result.map_err(|source| StorageError { location, source })
 }
 
 /// A snapshot kept in memory only (tests, or an embedder that persists
@@ -92,18 +135,22 @@ pub struct MemoryStorage {
 }
 
 impl SnapshotStorage for MemoryStorage {
-    fn load(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
+    fn load(&self) -> StorageFuture<'_, Option<Vec<u8>>> {
+        let result = self
             .snapshot
             .lock()
-            .map_err(|_| poisoned())?
-            .as_ref()
-            .cloned())
+            .map(|s| s.clone())
+            .map_err(|_| poisoned());
+        Box::pin(std::future::ready(result))
     }
 
-    fn save(&self, snapshot: &[u8]) -> Result<(), StorageError> {
-        *self.snapshot.lock().map_err(|_| poisoned())? = Some(snapshot.to_vec());
-        Ok(())
+    fn save(&self, snapshot: Vec<u8>) -> StorageFuture<'_, ()> {
+        let result = self
+            .snapshot
+            .lock()
+            .map(|mut s| *s = Some(snapshot))
+            .map_err(|_| poisoned());
+        Box::pin(std::future::ready(result))
     }
 
     fn describe(&self) -> String {

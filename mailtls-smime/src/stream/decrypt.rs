@@ -163,11 +163,7 @@ impl Decryptor {
                         .as_bytes()
                         .try_into()
                         .map_err(|_| Error::cms("IV", "AES-CBC IV is not 16 bytes"))?;
-                    let a = if c.key_len() == 16 {
-                        &cipher::AES_128
-                    } else {
-                        &cipher::AES_256
-                    };
+                    let a = crate::envelope::aes_cipher(c.key_len());
                     (a, DecryptionContext::Iv128(FixedLength::from(iv)))
                 }
                 ContentCipher::TripleDes => {

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 
-use aws_lc_rs::cipher::{self, EncryptionContext, StreamingEncryptingKey, UnboundCipherKey};
+use aws_lc_rs::cipher::{EncryptionContext, StreamingEncryptingKey, UnboundCipherKey};
 use aws_lc_rs::iv::FixedLength;
 use der::Encode;
 use der::asn1::{Any, OctetString};
@@ -114,11 +114,7 @@ impl Encryptor {
             let iv = envelope::random(16)?;
             let params = Any::encode_from(&OctetString::new(iv.clone()).map_err(cms_err)?)
                 .map_err(cms_err)?;
-            let aes = if alg.key_len() == 16 {
-                &cipher::AES_128
-            } else {
-                &cipher::AES_256
-            };
+            let aes = envelope::aes_cipher(alg.key_len());
             let iv: [u8; 16] = iv
                 .as_slice()
                 .try_into()

@@ -44,10 +44,11 @@ fn crypto(_: aws_lc_rs::error::Unspecified) -> Error {
 }
 
 impl GcmStream {
-    /// A GCM operation under `key` (16 or 32 bytes) with a 12-byte nonce.
+    /// A GCM operation under `key` (16, 24 or 32 bytes) with a 12-byte nonce.
     pub(crate) fn new(key: &[u8], nonce: &[u8], direction: Direction) -> Result<Self> {
         let alg = match key.len() {
             16 => &cipher::AES_128,
+            24 => &cipher::AES_192,
             32 => &cipher::AES_256,
             _ => return Err(Error::Crypto("AES-GCM key length")),
         };

@@ -55,9 +55,6 @@ pub enum ProcessError {
         /// The key's certificate fingerprint.
         fingerprint: Fingerprint,
     },
-    /// The partner store could not save a harvested certificate.
-    #[error("partner store: {0}")]
-    Store(#[from] StoreError),
 }
 
 fn engine(stage: &'static str) -> impl FnOnce(crate::Error) -> ProcessError {
@@ -105,8 +102,6 @@ pub struct IncomingSummary {
     pub decrypt: DecryptDecision,
     /// The encrypted message named none of the keys tried.
     pub not_for_our_keys: bool,
-    /// What harvesting the signer's certificate did, if it was tried.
-    pub harvest: Option<HarvestOutcome>,
 }
 
 /// The result of [`Gateway::process_incoming`].
@@ -120,6 +115,12 @@ pub struct IncomingOutcome {
     pub summary: IncomingSummary,
     /// The signature layer's report, if the message was signed.
     pub report: Option<VerifyReport>,
+    /// What the message offers the partner store: the certificate and
+    /// capabilities of a signature valid for the sender's own address, when
+    /// the rules harvest. Processing does not change the store (it is
+    /// synchronous, CPU-bound work); hand the offer to
+    /// [`Gateway::harvest`] (async: it saves the store) afterwards.
+    pub harvest: Option<Harvest>,
 }
 
 /// One copy of an incoming message from [`Gateway::process_incoming_split`]:
@@ -134,6 +135,13 @@ pub struct IncomingCopy {
 
 /// One gateway: its own keys, its partners, its rules and the trust anchors
 /// incoming signatures are verified against.
+///
+/// Processing ([`Gateway::process_outgoing`], [`Gateway::process_incoming`],
+/// [`Gateway::process_incoming_split`]) takes `&self` and is synchronous
+/// CPU work; the only change it leads to, a harvest into the partner
+/// store, is returned as an offer and applied with the async
+/// [`Gateway::harvest`]. Many messages can thus be processed at once under
+/// a shared (read) lock, and the write lock is taken only to harvest.
 #[derive(Debug)]
 pub struct Gateway {
     /// The gateway's own user and domain keys.
@@ -156,6 +164,9 @@ impl Gateway {
     /// When the rules pick two keys (sender's and domain key for mixed
     /// recipients), both sign: the SignedData carries one SignerInfo per
     /// key ([`OutgoingSummary::co_signed`] lists the further ones).
+    ///
+    /// Synchronous and CPU-bound (signing, encryption): in an async server
+    /// run it on a blocking thread (`tokio::task::spawn_blocking`).
     pub fn process_outgoing(
         &self,
         message: &[u8],
@@ -251,9 +262,13 @@ impl Gateway {
     /// Processes a message arriving for `envelope.recipients`: decrypts it
     /// when a key is held for every recipient, verifies a signature against
     /// the trust anchors (the From address must be in the certificate, or a
-    /// domain certificate held for its domain), harvests the certificate and
-    /// capabilities of a signature valid for the sender's own address, and
-    /// marks the Subject and status headers after removing look-alikes.
+    /// domain certificate held for its domain), offers the certificate and
+    /// capabilities of a signature valid for the sender's own address for
+    /// harvesting ([`IncomingOutcome::harvest`]), and marks the Subject and
+    /// status headers after removing look-alikes.
+    ///
+    /// Synchronous and CPU-bound (decryption, verification): in an async
+    /// server run it on a blocking thread (`tokio::task::spawn_blocking`).
     ///
     /// One copy for all recipients: when only some recipients have a key
     /// ([`DecryptDecision::Split`]) nothing is decrypted. Use
@@ -261,7 +276,7 @@ impl Gateway {
     /// those whose key opens the message and the message as it came to
     /// the rest.
     pub fn process_incoming(
-        &mut self,
+        &self,
         message: &[u8],
         envelope: &Envelope,
         now: SystemTime,
@@ -277,7 +292,7 @@ impl Gateway {
             Err(crate::Error::NoMatchingRecipient) => (None, !decryptors.is_empty()),
             Err(e) => return Err(engine("opening")(e)),
         };
-        self.finish_incoming(message, opened, not_for_our_keys, decision, now)
+        self.finish_incoming(message, opened, not_for_our_keys, decision)
     }
 
     /// Processes a message arriving for `envelope.recipients` and carries
@@ -298,7 +313,7 @@ impl Gateway {
     /// every recipient gets alike (not encrypted, or opened for all, or for
     /// none) is one copy, the same as [`Gateway::process_incoming`] gives.
     pub fn process_incoming_split(
-        &mut self,
+        &self,
         message: &[u8],
         envelope: &Envelope,
         now: SystemTime,
@@ -355,7 +370,7 @@ impl Gateway {
                 Ok(o) => {
                     // Not encrypted: every recipient gets the same copy.
                     let outcome =
-                        self.finish_incoming(message, Some(o), false, decision.clone(), now)?;
+                        self.finish_incoming(message, Some(o), false, decision.clone())?;
                     return Ok(vec![IncomingCopy {
                         recipients: envelope.recipients.clone(),
                         outcome,
@@ -385,7 +400,6 @@ impl Gateway {
                 Some(o),
                 false,
                 DecryptDecision::Decrypt(opened_for),
-                now,
             )?;
             copies.push(IncomingCopy {
                 recipients: in_order(&recipients),
@@ -393,8 +407,7 @@ impl Gateway {
             });
         }
         if !untouched.is_empty() {
-            let outcome =
-                self.finish_incoming(message, None, refused, DecryptDecision::NoKey, now)?;
+            let outcome = self.finish_incoming(message, None, refused, DecryptDecision::NoKey)?;
             copies.push(IncomingCopy {
                 recipients: in_order(&untouched),
                 outcome,
@@ -429,12 +442,11 @@ impl Gateway {
     /// Verification status, harvesting, marks and status headers for a
     /// message opened (or not) as `opened` says.
     fn finish_incoming(
-        &mut self,
+        &self,
         message: &[u8],
         opened: Option<crate::Opened>,
         not_for_our_keys: bool,
         decision: DecryptDecision,
-        now: SystemTime,
     ) -> Result<IncomingOutcome, ProcessError> {
         let decrypted = opened.as_ref().is_some_and(|o| o.was_encrypted());
         let report = opened.as_ref().and_then(|o| {
@@ -457,7 +469,7 @@ impl Gateway {
         let mut harvest = None;
         if let (Some(status), Some(r)) = (&signature, &report) {
             if self.incoming.should_harvest(status) {
-                harvest = self.harvest(r, now)?;
+                harvest = harvest_offer(r);
             }
         }
         let result = SecurityResult {
@@ -479,9 +491,9 @@ impl Gateway {
                 result,
                 decrypt: decision,
                 not_for_our_keys,
-                harvest,
             },
             report,
+            harvest,
         })
     }
 
@@ -576,41 +588,39 @@ impl Gateway {
         })
     }
 
-    /// Offers the valid signer's certificate (its encryption key preference
-    /// certificate when it named one) with its capabilities to the store.
-    fn harvest(
+    /// Offers a harvest from [`IncomingOutcome::harvest`] to the partner
+    /// store and saves it (through the store's [`SnapshotStorage`]); the
+    /// store decides what it does ([`HarvestOutcome`]).
+    ///
+    /// [`SnapshotStorage`]: super::SnapshotStorage
+    pub async fn harvest(
         &mut self,
-        report: &VerifyReport,
+        offer: Harvest,
         now: SystemTime,
-    ) -> Result<Option<HarvestOutcome>, ProcessError> {
-        let Some(signer) = report.signers.iter().find(|s| s.is_valid()) else {
-            return Ok(None);
-        };
-        let Some(cert) = signer
-            .encryption_certificate
-            .as_ref()
-            .or(signer.certificate.as_ref())
-        else {
-            return Ok(None);
-        };
-        let Ok(certificate) = SmimeCertificate::from_der(cert.der().to_vec().into(), "signature")
-        else {
-            return Ok(None);
-        };
-        let outcome = self.partners.harvest(
-            Harvest {
-                certificate,
-                capabilities: signer
-                    .capabilities
-                    .clone()
-                    .unwrap_or_else(|| SmimeCapabilities::new(Vec::new())),
-                // Without a signingTime any later dated signature wins.
-                signing_time: signer.signing_time.unwrap_or(SystemTime::UNIX_EPOCH),
-            },
-            now,
-        )?;
-        Ok(Some(outcome))
+    ) -> Result<HarvestOutcome, StoreError> {
+        self.partners.harvest(offer, now).await
     }
+}
+
+/// The valid signer's certificate (its encryption key preference
+/// certificate when it named one) with its capabilities, as an offer to
+/// the store.
+fn harvest_offer(report: &VerifyReport) -> Option<Harvest> {
+    let signer = report.signers.iter().find(|s| s.is_valid())?;
+    let cert = signer
+        .encryption_certificate
+        .as_ref()
+        .or(signer.certificate.as_ref())?;
+    let certificate = SmimeCertificate::from_der(cert.der().to_vec().into(), "signature").ok()?;
+    Some(Harvest {
+        certificate,
+        capabilities: signer
+            .capabilities
+            .clone()
+            .unwrap_or_else(|| SmimeCapabilities::new(Vec::new())),
+        // Without a signingTime any later dated signature wins.
+        signing_time: signer.signing_time.unwrap_or(SystemTime::UNIX_EPOCH),
+    })
 }
 
 /// The first address of a From (or similar) header value.
@@ -626,18 +636,11 @@ fn engine_cert(cert: &SmimeCertificate) -> Result<Certificate, ProcessError> {
 }
 
 fn private_key(key: &OwnKey) -> Result<PrivateKey, ProcessError> {
-    PrivateKey::from_pkcs8_der(key.credentials.key.secret_der()).map_err(engine("reading a key"))
+    PrivateKey::from_der(&key.credentials.key).map_err(engine("reading a key"))
 }
 
 fn signer(key: &OwnKey) -> Result<Signer, ProcessError> {
-    let chain = key
-        .credentials
-        .chain
-        .iter()
-        .map(|c| Certificate::from_der(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(engine("reading a certificate"))?;
-    Signer::new(private_key(key)?, chain).map_err(engine("loading a key"))
+    Signer::try_from(&key.credentials).map_err(engine("loading a key"))
 }
 
 /// RSA PKCS #1 v1.5 key transport (what every client reads) for RSA
