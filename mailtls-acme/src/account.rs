@@ -211,26 +211,32 @@ impl AcmeClient {
         options: &NewAccountOptions,
     ) -> Result<Account, AcmeError> {
         let dir = self.directory_url().to_owned();
-        if let Some(stored) = storage.load_account(&dir)? {
+        if let Some(stored) = storage.load_account(&dir).await? {
             let key = AccountKey::from_pem(&stored.key_pem)?;
             if !stored.url.is_empty() {
                 return Ok(self.account_from_parts(key, stored.url));
             }
             // Key saved but account creation never confirmed: create or find.
             let account = self.new_account(key, options).await?;
-            storage.save_account(
-                &dir,
-                &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
-            )?;
+            storage
+                .save_account(
+                    &dir,
+                    &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
+                )
+                .await?;
             return Ok(account);
         }
         let key = AccountKey::generate(alg)?;
-        storage.save_account(&dir, &crate::storage::StoredAccount::new("", key.to_pem()))?;
+        storage
+            .save_account(&dir, &crate::storage::StoredAccount::new("", key.to_pem()))
+            .await?;
         let account = self.new_account(key, options).await?;
-        storage.save_account(
-            &dir,
-            &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
-        )?;
+        storage
+            .save_account(
+                &dir,
+                &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
+            )
+            .await?;
         Ok(account)
     }
 }
