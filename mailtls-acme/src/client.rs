@@ -443,7 +443,115 @@ fn read_response(url: &str, resp: HttpResponse) -> Result<Response, AcmeError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::account::NewAccountOptions;
+    use crate::key::SigningAlgorithm;
+
+    /// A CA in memory behind the HttpClient trait: no reqwest, no socket.
+    /// Rejects the first nonce as badNonce, then accepts; records requests.
+    #[derive(Default)]
+    struct FakeCa {
+        seen: Mutex<Vec<HttpRequest>>,
+    }
+
+    impl HttpClient for FakeCa {
+        fn request(&self, request: HttpRequest) -> crate::http::HttpFuture<'_> {
+            Box::pin(async move {
+                let mut seen = self.seen.lock().unwrap();
+                let nonce = format!("n{}", seen.len());
+                let posts = seen.iter().filter(|r| r.method == Method::Post).count();
+                let resp = match (request.method, request.url.as_str()) {
+                    (Method::Get, "https://ca.test/dir") => HttpResponse::new(
+                        200,
+                        vec![],
+                        br#"{"newNonce":"https://ca.test/nonce","newAccount":"https://ca.test/acct","newOrder":"https://ca.test/order"}"#.to_vec(),
+                    ),
+                    (Method::Head, "https://ca.test/nonce") => {
+                        HttpResponse::new(200, vec![("Replay-Nonce".into(), nonce)], vec![])
+                    }
+                    (Method::Post, "https://ca.test/acct") if posts == 0 => HttpResponse::new(
+                        400,
+                        vec![("replay-nonce".into(), nonce)],
+                        br#"{"type":"urn:ietf:params:acme:error:badNonce"}"#.to_vec(),
+                    ),
+                    (Method::Post, "https://ca.test/acct") => HttpResponse::new(
+                        201,
+                        vec![("location".into(), "https://ca.test/acct/7".into())],
+                        br#"{"status":"valid"}"#.to_vec(),
+                    ),
+                    _ => HttpResponse::new(404, vec![], vec![]),
+                };
+                seen.push(request);
+                Ok(resp)
+            })
+        }
+    }
+
+    fn protected_nonce(request: &HttpRequest) -> String {
+        use base64::Engine;
+        let jws: Value = serde_json::from_slice(&request.body).unwrap();
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jws["protected"].as_str().unwrap())
+            .unwrap();
+        let header: Value = serde_json::from_slice(&header).unwrap();
+        header["nonce"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn an_embedders_http_client_carries_the_whole_exchange() {
+        let ca = Arc::new(FakeCa::default());
+        let config = ClientConfig::new("https://ca.test/dir")
+            .with_http_client(ca.clone())
+            .with_user_agent("embedder/1");
+        let client = AcmeClient::new(config).await.unwrap();
+        let key = AccountKey::generate(SigningAlgorithm::Es256).unwrap();
+        let account = client
+            .new_account(key, &NewAccountOptions::with_email("a@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(account.url(), "https://ca.test/acct/7");
+        let seen = ca.seen.lock().unwrap();
+        let methods: Vec<Method> = seen.iter().map(|r| r.method).collect();
+        assert_eq!(
+            methods,
+            [Method::Get, Method::Head, Method::Post, Method::Post]
+        );
+        assert!(
+            seen.iter()
+                .all(|r| r.header("user-agent") == Some("embedder/1"))
+        );
+        assert_eq!(
+            seen[2].header("content-type"),
+            Some("application/jose+json")
+        );
+        // The retry used the nonce harvested from the badNonce answer.
+        assert_eq!(protected_nonce(&seen[2]), "n1");
+        assert_eq!(protected_nonce(&seen[3]), "n2");
+    }
+
+    /// A client that never answers.
+    struct Silent;
+
+    impl HttpClient for Silent {
+        fn request(&self, _request: HttpRequest) -> crate::http::HttpFuture<'_> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_timeout_applies_to_any_http_client() {
+        let config = ClientConfig::new("https://ca.test/dir")
+            .with_http_client(Arc::new(Silent))
+            .with_request_timeout(Duration::from_millis(50));
+        let err = AcmeClient::new(config).await.unwrap_err();
+        assert!(
+            matches!(&err, AcmeError::Http { url, .. } if url == "https://ca.test/dir"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no response within"), "{err}");
+        assert_eq!(err.class(), crate::error::ErrorClass::Transient);
+    }
 
     #[test]
     fn link_header_parsing() {

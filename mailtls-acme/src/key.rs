@@ -264,6 +264,42 @@ mod tests {
         }
     }
 
+    /// RS256 with a key this crate did not make (under ring, the only way
+    /// to have one): `openssl genpkey` output loads, signs verifiably and
+    /// keeps its thumbprint through PEM.
+    #[test]
+    fn rsa_key_from_openssl_signs_verifiably() {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let key = AccountKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+        assert_eq!(key.algorithm(), SigningAlgorithm::Rs256);
+        let jws = sign_jws(
+            &key,
+            KeyRef::Jwk,
+            Some("n"),
+            "https://ca/x",
+            Some(&json!({})),
+        )
+        .unwrap();
+        verify(&key, &jws);
+        assert_eq!(jws_header(&jws)["jwk"], key.jwk());
+        let again = AccountKey::from_pem(&key.to_pem()).unwrap();
+        assert_eq!(again.thumbprint(), key.thumbprint());
+    }
+
+    fn jws_header(jws: &Value) -> Value {
+        serde_json::from_slice(&decode(&jws["protected"])).unwrap()
+    }
+
     #[test]
     fn post_as_get_has_empty_payload() {
         let key = AccountKey::generate(SigningAlgorithm::Es256).unwrap();
