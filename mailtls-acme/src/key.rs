@@ -57,9 +57,20 @@ impl std::fmt::Debug for AccountKey {
 }
 
 impl AccountKey {
-    /// Generates a fresh key for `alg`.
+    /// Generates a fresh key for `alg`. Synchronous CPU work: from async
+    /// code prefer [`generate_off_runtime`](Self::generate_off_runtime) for
+    /// RS256.
     pub fn generate(alg: SigningAlgorithm) -> Result<Self, AcmeError> {
         Self::from_pkcs8_der(&crypto::generate_pkcs8(alg)?)
+    }
+
+    /// [`generate`](Self::generate) on tokio's blocking pool, so an RSA key
+    /// (tens to hundreds of milliseconds of CPU) does not stall a runtime
+    /// worker. `load_or_create_account` uses this.
+    pub async fn generate_off_runtime(alg: SigningAlgorithm) -> Result<Self, AcmeError> {
+        tokio::task::spawn_blocking(move || Self::generate(alg))
+            .await
+            .map_err(|e| AcmeError::Key(format!("key generation task failed: {e}")))?
     }
 
     /// Loads a PKCS#8 DER key: ECDSA P-256, P-384 or RSA.

@@ -43,6 +43,29 @@ impl PollPolicy {
     }
 }
 
+impl PollPolicy {
+    /// Sets the first wait.
+    #[must_use]
+    pub fn with_initial(mut self, initial: Duration) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// Sets the longest wait between polls.
+    #[must_use]
+    pub fn with_max_interval(mut self, max_interval: Duration) -> Self {
+        self.max_interval = max_interval;
+        self
+    }
+
+    /// Sets how long to poll before giving up.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
 impl Default for PollPolicy {
     fn default() -> Self {
         PollPolicy {
@@ -610,11 +633,7 @@ impl Account {
     ) -> Result<(PendingOrder, Order), AcmeError> {
         let key_pem = match &request.reuse_key_pem {
             Some(pem) => pem.clone(),
-            None => request
-                .key_type
-                .generate()
-                .map_err(|e| AcmeError::Csr(format!("certificate key: {e}")))?
-                .serialize_pem(),
+            None => generate_certificate_key(request.key_type).await?,
         };
         let (order_url, order) = self
             .new_order_with_profile(
@@ -660,6 +679,19 @@ impl crate::client::AcmeClient {
             .await?;
         Ok(())
     }
+}
+
+/// A fresh certificate key as PKCS#8 PEM, made on tokio's blocking pool:
+/// an RSA 4096 key takes long enough to stall a runtime worker.
+async fn generate_certificate_key(key_type: KeyType) -> Result<String, AcmeError> {
+    tokio::task::spawn_blocking(move || {
+        key_type
+            .generate()
+            .map(|k| k.serialize_pem())
+            .map_err(|e| AcmeError::Csr(format!("certificate key ({key_type}): {e}")))
+    })
+    .await
+    .map_err(|e| AcmeError::Csr(format!("certificate key task failed: {e}")))?
 }
 
 fn next_wait(

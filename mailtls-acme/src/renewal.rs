@@ -136,6 +136,10 @@ impl AcmeClient {
 
 /// Told about renewals; the reference server swaps the certificate into its
 /// SNI resolver on success and mails the administrator on failure.
+///
+/// The hooks are called synchronously from the manager's task, on a runtime
+/// worker: return quickly, and hand slow work (sending mail, writing files)
+/// to a task of your own or `spawn_blocking`.
 pub trait RenewalHooks: Send + Sync {
     /// A certificate was obtained or renewed and is stored.
     fn renewed(&self, id: &str, certificate: &IssuedCertificate);

@@ -94,6 +94,20 @@ impl Rfc2136Updater {
         self
     }
 
+    /// Publishes with this TTL (default 60 s).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: u32) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Waits this long for each answer from the server (default 5 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Gives up waiting for the record to be served after `timeout`.
     #[must_use]
     pub fn with_propagation_timeout(mut self, timeout: Duration) -> Self {
