@@ -277,6 +277,15 @@ fn http01_solver_unbound() -> ((), Arc<dyn ChallengeSolver>) {
     ((), Arc::new(Http01Responder::new()))
 }
 
+/// The provider the crate under test was built with.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let p = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    let p = rustls::crypto::ring::default_provider();
+    Arc::new(p)
+}
+
 /// tls-alpn-01 answered by a real rustls listener whose certificate resolver
 /// is mailtls-sni's `SniResolver`, fed through the mailtls-core slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,13 +294,11 @@ async fn tls_alpn01_through_sni_resolver() {
     let resolver = Arc::new(mailtls_sni::SniResolver::new(
         mailtls_sni::ResolverOptions::default(),
     ));
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_cert_resolver(resolver.clone());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![mailtls_core::challenge::ACME_TLS_ALPN_PROTOCOL.to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", pebble.tls_port))
