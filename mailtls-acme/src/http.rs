@@ -6,7 +6,7 @@
 //! body bytes. The ACME client adds what the protocol needs itself
 //! (User-Agent, `Content-Type: application/jose+json`, the per-request
 //! timeout), so an implementation only moves bytes. With the `reqwest`
-//! feature (on by default), [`ReqwestClient`] is the implementation used
+//! feature (on by default), `ReqwestClient` is the implementation used
 //! when `ClientConfig` names none.
 
 use std::fmt;
