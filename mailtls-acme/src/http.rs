@@ -179,8 +179,10 @@ mod reqwest_client {
     }
 
     impl ReqwestClient {
-        /// A client speaking TLS with `tls`. HTTP/2 is negotiated by ALPN
-        /// when the server offers it.
+        /// A client speaking TLS with `tls` (see `ClientConfig::tls_config`).
+        /// HTTP/2 is negotiated by ALPN when the server offers it; redirects
+        /// are not followed (ACME has none, and a redirected POST would
+        /// lose its signed body).
         pub fn new(tls: rustls::ClientConfig) -> Result<Self, super::HttpError> {
             let http = reqwest::Client::builder()
                 .use_preconfigured_tls(tls)
