@@ -286,14 +286,14 @@ impl Transport {
     }
 
     fn store_nonce(&self, resp: &HttpResponse) {
-        if let Some(n) = resp.header("replay-nonce") {
-            if let Ok(mut pool) = self.nonces.lock() {
-                // Bounded: a nonce older than a few dozen is likely stale anyway.
-                if pool.len() >= 32 {
-                    pool.remove(0);
-                }
-                pool.push(n.to_owned());
+        if let Some(n) = resp.header("replay-nonce")
+            && let Ok(mut pool) = self.nonces.lock()
+        {
+            // Bounded: a nonce older than a few dozen is likely stale anyway.
+            if pool.len() >= 32 {
+                pool.remove(0);
             }
+            pool.push(n.to_owned());
         }
     }
 

@@ -699,10 +699,10 @@ fn next_wait(
     retry_after: Option<std::time::SystemTime>,
     poll: PollPolicy,
 ) -> Duration {
-    if let Some(at) = retry_after {
-        if let Ok(d) = at.duration_since(std::time::SystemTime::now()) {
-            return d.clamp(poll.initial, poll.max_interval);
-        }
+    if let Some(at) = retry_after
+        && let Ok(d) = at.duration_since(std::time::SystemTime::now())
+    {
+        return d.clamp(poll.initial, poll.max_interval);
     }
     (current * 2).min(poll.max_interval)
 }

@@ -305,10 +305,11 @@ impl RenewalManager {
         let id = managed.id.as_str();
         let mut state = self.storage.load_state(id).await?;
         let now = SystemTime::now();
-        if let Some(at) = state.next_attempt() {
-            if state.failures > 0 && at > now {
-                return Ok(CheckOutcome::NotDue(at));
-            }
+        if let Some(at) = state.next_attempt()
+            && state.failures > 0
+            && at > now
+        {
+            return Ok(CheckOutcome::NotDue(at));
         }
         let mut replaces = None;
         if let Some(current) = self.storage.load_certificate(id).await? {
