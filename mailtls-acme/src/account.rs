@@ -40,7 +40,9 @@ impl ExternalAccountBinding {
     }
 }
 
-/// What to send when creating an account.
+/// What to send when creating an account. Start from
+/// [`NewAccountOptions::new`] (nothing) or [`NewAccountOptions::with_email`]
+/// and chain the `with_*` methods.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct NewAccountOptions {
@@ -53,6 +55,32 @@ pub struct NewAccountOptions {
 }
 
 impl NewAccountOptions {
+    /// No contact, terms not agreed, no EAB.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a contact URI (e.g. `mailto:postmaster@example.com`).
+    #[must_use]
+    pub fn with_contact(mut self, uri: impl Into<String>) -> Self {
+        self.contact.push(uri.into());
+        self
+    }
+
+    /// Records whether the operator agreed to the CA's terms of service.
+    #[must_use]
+    pub fn with_terms_of_service_agreed(mut self, agreed: bool) -> Self {
+        self.terms_of_service_agreed = agreed;
+        self
+    }
+
+    /// Binds the account to the CA's external account (RFC 8555 §7.3.4).
+    #[must_use]
+    pub fn with_external_account_binding(mut self, eab: ExternalAccountBinding) -> Self {
+        self.external_account_binding = Some(eab);
+        self
+    }
+
     /// Options with one `mailto:` contact and the terms agreed.
     pub fn with_email(email: &str) -> Self {
         NewAccountOptions {
@@ -211,26 +239,32 @@ impl AcmeClient {
         options: &NewAccountOptions,
     ) -> Result<Account, AcmeError> {
         let dir = self.directory_url().to_owned();
-        if let Some(stored) = storage.load_account(&dir)? {
+        if let Some(stored) = storage.load_account(&dir).await? {
             let key = AccountKey::from_pem(&stored.key_pem)?;
             if !stored.url.is_empty() {
                 return Ok(self.account_from_parts(key, stored.url));
             }
             // Key saved but account creation never confirmed: create or find.
             let account = self.new_account(key, options).await?;
-            storage.save_account(
-                &dir,
-                &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
-            )?;
+            storage
+                .save_account(
+                    &dir,
+                    &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
+                )
+                .await?;
             return Ok(account);
         }
-        let key = AccountKey::generate(alg)?;
-        storage.save_account(&dir, &crate::storage::StoredAccount::new("", key.to_pem()))?;
+        let key = AccountKey::generate_off_runtime(alg).await?;
+        storage
+            .save_account(&dir, &crate::storage::StoredAccount::new("", key.to_pem()))
+            .await?;
         let account = self.new_account(key, options).await?;
-        storage.save_account(
-            &dir,
-            &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
-        )?;
+        storage
+            .save_account(
+                &dir,
+                &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
+            )
+            .await?;
         Ok(account)
     }
 }

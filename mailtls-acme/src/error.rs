@@ -80,14 +80,14 @@ pub enum ErrorClass {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AcmeError {
-    /// The HTTP exchange failed (connection, TLS, timeout).
+    /// The HTTP exchange failed (connection, TLS, timeout): no response.
     #[error("HTTP request to {url} failed: {source}")]
     Http {
         /// The request URL.
         url: String,
-        /// The underlying error.
+        /// The HTTP client's error.
         #[source]
-        source: reqwest::Error,
+        source: crate::http::HttpError,
     },
     /// The server answered with an ACME problem document.
     #[error("ACME server refused {url} (HTTP {status}): {problem}")]

@@ -1,18 +1,14 @@
 //! Account keys and JSON Web Signatures (RFC 7515 flattened JSON, as RFC 8555
-//! §6.2 requires), with ES256 (default), ES384 and RS256 through aws-lc-rs.
+//! §6.2 requires), with ES256 (default), ES384 and RS256 through the
+//! provider feature (`aws-lc-rs` or `ring`).
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    self, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    RsaKeyPair,
-};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
+use crate::crypto::{self, PublicParts, SigningKey};
 use crate::error::AcmeError;
 
 /// base64url without padding, as JOSE uses everywhere.
@@ -29,7 +25,8 @@ pub enum SigningAlgorithm {
     Es256,
     /// ECDSA P-384 with SHA-384.
     Es384,
-    /// RSASSA-PKCS1-v1_5 with SHA-256 and a 2048-bit key.
+    /// RSASSA-PKCS1-v1_5 with SHA-256 and a 2048-bit key. With only the
+    /// `ring` feature such a key can be loaded but not generated.
     Rs256,
 }
 
@@ -44,14 +41,9 @@ impl SigningAlgorithm {
     }
 }
 
-enum Inner {
-    Ec(EcdsaKeyPair, SigningAlgorithm),
-    Rsa(RsaKeyPair),
-}
-
 /// An ACME account key pair. Its PKCS#8 form is kept so it can be stored.
 pub struct AccountKey {
-    inner: Inner,
+    inner: SigningKey,
     pkcs8: Vec<u8>,
 }
 
@@ -64,53 +56,27 @@ impl std::fmt::Debug for AccountKey {
     }
 }
 
-fn key_err(what: &str) -> impl FnOnce(aws_lc_rs::error::Unspecified) -> AcmeError + '_ {
-    move |_| AcmeError::Key(format!("{what} failed"))
-}
-
 impl AccountKey {
-    /// Generates a fresh key for `alg`.
+    /// Generates a fresh key for `alg`. Synchronous CPU work: from async
+    /// code prefer [`generate_off_runtime`](Self::generate_off_runtime) for
+    /// RS256.
     pub fn generate(alg: SigningAlgorithm) -> Result<Self, AcmeError> {
-        let pkcs8 = match alg {
-            SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => {
-                let a = if alg == SigningAlgorithm::Es256 {
-                    &ECDSA_P256_SHA256_FIXED_SIGNING
-                } else {
-                    &ECDSA_P384_SHA384_FIXED_SIGNING
-                };
-                let kp = EcdsaKeyPair::generate(a).map_err(key_err("ECDSA key generation"))?;
-                kp.to_pkcs8v1()
-                    .map_err(key_err("ECDSA key encoding"))?
-                    .as_ref()
-                    .to_vec()
-            }
-            SigningAlgorithm::Rs256 => {
-                let kp = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                    .map_err(key_err("RSA key generation"))?;
-                kp.as_der()
-                    .map_err(key_err("RSA key encoding"))?
-                    .as_ref()
-                    .to_vec()
-            }
-        };
-        Self::from_pkcs8_der(&pkcs8)
+        Self::from_pkcs8_der(&crypto::generate_pkcs8(alg)?)
+    }
+
+    /// [`generate`](Self::generate) on tokio's blocking pool, so an RSA key
+    /// (tens to hundreds of milliseconds of CPU) does not stall a runtime
+    /// worker. `load_or_create_account` uses this.
+    pub async fn generate_off_runtime(alg: SigningAlgorithm) -> Result<Self, AcmeError> {
+        tokio::task::spawn_blocking(move || Self::generate(alg))
+            .await
+            .map_err(|e| AcmeError::Key(format!("key generation task failed: {e}")))?
     }
 
     /// Loads a PKCS#8 DER key: ECDSA P-256, P-384 or RSA.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, AcmeError> {
-        let inner = if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-        {
-            Inner::Ec(kp, SigningAlgorithm::Es256)
-        } else if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der) {
-            Inner::Ec(kp, SigningAlgorithm::Es384)
-        } else {
-            let kp = RsaKeyPair::from_pkcs8(der).map_err(|e| {
-                AcmeError::Key(format!("not a PKCS#8 ECDSA P-256/P-384 or RSA key ({e})"))
-            })?;
-            Inner::Rsa(kp)
-        };
         Ok(AccountKey {
-            inner,
+            inner: SigningKey::from_pkcs8(der)?,
             pkcs8: der.to_vec(),
         })
     }
@@ -134,32 +100,17 @@ impl AccountKey {
 
     /// The signature algorithm.
     pub fn algorithm(&self) -> SigningAlgorithm {
-        match &self.inner {
-            Inner::Ec(_, a) => *a,
-            Inner::Rsa(_) => SigningAlgorithm::Rs256,
-        }
+        self.inner.algorithm()
     }
 
     /// The public key as a JWK (RFC 7517), members in lexicographic order so
     /// that its serialisation is also the RFC 7638 thumbprint input.
     pub fn jwk(&self) -> Value {
-        match &self.inner {
-            Inner::Ec(kp, alg) => {
-                let point = kp.public_key().as_ref();
-                // Uncompressed point: 0x04 || X || Y.
-                let coord = (point.len() - 1) / 2;
-                let (x, y) = point[1..].split_at(coord);
-                let crv = if *alg == SigningAlgorithm::Es256 {
-                    "P-256"
-                } else {
-                    "P-384"
-                };
-                json!({"crv": crv, "kty": "EC", "x": b64(x), "y": b64(y)})
+        match self.inner.public_parts() {
+            PublicParts::Ec { crv, x, y } => {
+                json!({"crv": crv, "kty": "EC", "x": b64(&x), "y": b64(&y)})
             }
-            Inner::Rsa(kp) => {
-                let c = signature::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
-                json!({"e": b64(strip_zeros(&c.e)), "kty": "RSA", "n": b64(strip_zeros(&c.n))})
-            }
+            PublicParts::Rsa { n, e } => json!({"e": b64(&e), "kty": "RSA", "n": b64(&n)}),
         }
     }
 
@@ -167,41 +118,19 @@ impl AccountKey {
     pub fn thumbprint(&self) -> String {
         // serde_json's Map keeps keys sorted (no preserve_order feature), and
         // to_string emits no whitespace: exactly RFC 7638's canonical form.
-        let canonical = self.jwk().to_string();
-        b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
+        b64(&crypto::sha256(self.jwk().to_string().as_bytes()))
     }
 
     /// Signs `message` with the key's algorithm; ECDSA signatures are the
     /// fixed-width r||s JOSE wants, not DER.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AcmeError> {
-        let rng = SystemRandom::new();
-        match &self.inner {
-            Inner::Ec(kp, _) => Ok(kp
-                .sign(&rng, message)
-                .map_err(key_err("ECDSA signing"))?
-                .as_ref()
-                .to_vec()),
-            Inner::Rsa(kp) => {
-                let mut sig = vec![0; kp.public_modulus_len()];
-                kp.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
-                    .map_err(key_err("RSA signing"))?;
-                Ok(sig)
-            }
-        }
+        self.inner.sign(message)
     }
 
     /// The key authorisation for a challenge token (RFC 8555 §8.1).
     pub fn key_authorization(&self, token: &str) -> String {
         format!("{token}.{}", self.thumbprint())
     }
-}
-
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|&x| x != 0)
-        .unwrap_or(b.len().saturating_sub(1));
-    &b[start..]
 }
 
 /// Encodes DER as PEM with 64-column lines.
@@ -259,65 +188,68 @@ pub(crate) fn eab_jws(account_jwk: &Value, key_id: &str, hmac_key: &[u8], url: &
         .to_string()
         .as_bytes());
     let payload = b64(account_jwk.to_string().as_bytes());
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, hmac_key);
-    let tag = aws_lc_rs::hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
-    json!({"protected": protected, "payload": payload, "signature": b64(tag.as_ref())})
+    let tag = crypto::hmac_sha256(hmac_key, format!("{protected}.{payload}").as_bytes());
+    json!({"protected": protected, "payload": payload, "signature": b64(&tag)})
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use aws_lc_rs::signature::UnparsedPublicKey;
 
+    fn decode(v: &Value) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(v.as_str().unwrap()).unwrap()
+    }
+
+    /// Checks the JWS against the key's published JWK (not its private half).
     fn verify(key: &AccountKey, jws: &Value) {
         let input = format!(
             "{}.{}",
             jws["protected"].as_str().unwrap(),
             jws["payload"].as_str().unwrap()
         );
-        let sig = URL_SAFE_NO_PAD
-            .decode(jws["signature"].as_str().unwrap())
-            .unwrap();
+        let sig = decode(&jws["signature"]);
         let jwk = key.jwk();
-        match key.algorithm() {
+        let public = match key.algorithm() {
             SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => {
-                let mut point = vec![4u8];
-                point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
-                point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
-                let alg = if key.algorithm() == SigningAlgorithm::Es256 {
-                    assert_eq!(sig.len(), 64, "ES256 is raw r||s");
-                    &signature::ECDSA_P256_SHA256_FIXED
+                let (crv, len) = if key.algorithm() == SigningAlgorithm::Es256 {
+                    ("P-256", 64)
                 } else {
-                    assert_eq!(sig.len(), 96);
-                    &signature::ECDSA_P384_SHA384_FIXED
+                    ("P-384", 96)
                 };
-                UnparsedPublicKey::new(alg, &point)
-                    .verify(input.as_bytes(), &sig)
-                    .unwrap();
+                assert_eq!(jwk["crv"], crv);
+                assert_eq!(sig.len(), len, "ECDSA in JOSE is raw r||s");
+                PublicParts::Ec {
+                    crv,
+                    x: decode(&jwk["x"]),
+                    y: decode(&jwk["y"]),
+                }
             }
-            SigningAlgorithm::Rs256 => {
-                let c = signature::RsaPublicKeyComponents {
-                    n: URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap(),
-                    e: URL_SAFE_NO_PAD.decode(jwk["e"].as_str().unwrap()).unwrap(),
-                };
-                c.verify(
-                    &signature::RSA_PKCS1_2048_8192_SHA256,
-                    input.as_bytes(),
-                    &sig,
-                )
-                .unwrap();
-            }
+            SigningAlgorithm::Rs256 => PublicParts::Rsa {
+                n: decode(&jwk["n"]),
+                e: decode(&jwk["e"]),
+            },
+        };
+        assert!(crypto::verify(
+            key.algorithm(),
+            &public,
+            input.as_bytes(),
+            &sig
+        ));
+    }
+
+    /// The algorithms this build can generate (ring cannot make RSA keys).
+    fn generatable() -> Vec<SigningAlgorithm> {
+        let mut algs = vec![SigningAlgorithm::Es256, SigningAlgorithm::Es384];
+        if cfg!(feature = "aws-lc-rs") {
+            algs.push(SigningAlgorithm::Rs256);
         }
+        algs
     }
 
     #[test]
     fn every_algorithm_signs_verifiably_and_round_trips() {
-        for alg in [
-            SigningAlgorithm::Es256,
-            SigningAlgorithm::Es384,
-            SigningAlgorithm::Rs256,
-        ] {
+        for alg in generatable() {
             let key = AccountKey::generate(alg).unwrap();
             let jws = sign_jws(
                 &key,
@@ -343,6 +275,42 @@ mod tests {
         }
     }
 
+    /// RS256 with a key this crate did not make (under ring, the only way
+    /// to have one): `openssl genpkey` output loads, signs verifiably and
+    /// keeps its thumbprint through PEM.
+    #[test]
+    fn rsa_key_from_openssl_signs_verifiably() {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let key = AccountKey::from_pem(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
+        assert_eq!(key.algorithm(), SigningAlgorithm::Rs256);
+        let jws = sign_jws(
+            &key,
+            KeyRef::Jwk,
+            Some("n"),
+            "https://ca/x",
+            Some(&json!({})),
+        )
+        .unwrap();
+        verify(&key, &jws);
+        assert_eq!(jws_header(&jws)["jwk"], key.jwk());
+        let again = AccountKey::from_pem(&key.to_pem()).unwrap();
+        assert_eq!(again.thumbprint(), key.thumbprint());
+    }
+
+    fn jws_header(jws: &Value) -> Value {
+        serde_json::from_slice(&decode(&jws["protected"])).unwrap()
+    }
+
     #[test]
     fn post_as_get_has_empty_payload() {
         let key = AccountKey::generate(SigningAlgorithm::Es256).unwrap();
@@ -355,11 +323,7 @@ mod tests {
     #[test]
     fn rfc7638_thumbprint_vector() {
         let jwk = json!({"e":"AQAB","kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
-        let t = b64(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            jwk.to_string().as_bytes(),
-        )
-        .as_ref());
+        let t = b64(&crypto::sha256(jwk.to_string().as_bytes()));
         assert_eq!(t, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 }

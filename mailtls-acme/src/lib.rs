@@ -2,7 +2,9 @@
 
 pub mod account;
 pub mod client;
+mod crypto;
 pub mod error;
+pub mod http;
 pub mod key;
 pub mod order;
 pub mod renewal;
@@ -13,6 +15,7 @@ pub mod types;
 pub use account::{Account, ExternalAccountBinding, NewAccountOptions};
 pub use client::{AcmeClient, ClientConfig};
 pub use error::{AcmeError, ErrorClass, Problem};
+pub use http::{HttpClient, HttpRequest, HttpResponse};
 pub use key::{AccountKey, SigningAlgorithm};
 pub use order::{CertificateRequest, IssuedCertificate, OrderJournal, PendingOrder, PollPolicy};
 pub use renewal::{ManagedCertificate, RenewalHooks, RenewalManager, RetryPolicy};

@@ -16,6 +16,7 @@ use crate::account::Account;
 use crate::error::AcmeError;
 use crate::key::b64;
 use crate::solver::{ChallengeContext, ChallengeSolver};
+use crate::storage::StorageFuture;
 use crate::types::{Authorization, AuthzStatus, Identifier, Order, OrderStatus};
 
 /// How often and how long to poll.
@@ -39,6 +40,29 @@ impl PollPolicy {
             max_interval,
             timeout,
         }
+    }
+}
+
+impl PollPolicy {
+    /// Sets the first wait.
+    #[must_use]
+    pub fn with_initial(mut self, initial: Duration) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// Sets the longest wait between polls.
+    #[must_use]
+    pub fn with_max_interval(mut self, max_interval: Duration) -> Self {
+        self.max_interval = max_interval;
+        self
+    }
+
+    /// Sets how long to poll before giving up.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
@@ -156,13 +180,14 @@ pub struct PendingOrder {
 }
 
 /// Where an issuance records its progress; see `storage::FileStorage`.
+/// Async and object-safe like [`Storage`](crate::storage::Storage).
 pub trait OrderJournal: Send + Sync {
     /// The saved order for these names, if any.
-    fn load_pending(&self, names: &[String]) -> Result<Option<PendingOrder>, AcmeError>;
+    fn load_pending<'a>(&'a self, names: &'a [String]) -> StorageFuture<'a, Option<PendingOrder>>;
     /// Saves progress (called before the first request that depends on it).
-    fn save_pending(&self, pending: &PendingOrder) -> Result<(), AcmeError>;
+    fn save_pending<'a>(&'a self, pending: &'a PendingOrder) -> StorageFuture<'a, ()>;
     /// Forgets the saved order (after the chain is safely stored).
-    fn clear_pending(&self, names: &[String]) -> Result<(), AcmeError>;
+    fn clear_pending<'a>(&'a self, names: &'a [String]) -> StorageFuture<'a, ()>;
 }
 
 /// An issued certificate.
@@ -218,14 +243,16 @@ fn chain_names(chain: &[CertificateDer<'_>]) -> Vec<String> {
     names
 }
 
-/// Makes a CSR (DER) for `names` with `key` (RFC 8555 §7.4: SANs exactly the
-/// identifiers; no subject needed).
-pub fn make_csr(names: &[String], key: &rcgen::KeyPair) -> Result<Vec<u8>, AcmeError> {
+/// Makes a CSR (DER) for `names` signed by `key_pem`, a PKCS#8 PEM key
+/// (RFC 8555 §7.4: SANs exactly the identifiers; no subject needed).
+pub fn make_csr(names: &[String], key_pem: &str) -> Result<Vec<u8>, AcmeError> {
+    let key = rcgen::KeyPair::from_pem(key_pem)
+        .map_err(|e| AcmeError::Csr(format!("certificate key: {e}")))?;
     let mut params = rcgen::CertificateParams::new(names.to_vec())
         .map_err(|e| AcmeError::Csr(format!("names {names:?}: {e}")))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params
-        .serialize_request(key)
+        .serialize_request(&key)
         .map_err(|e| AcmeError::Csr(e.to_string()))?;
     Ok(csr.der().to_vec())
 }
@@ -469,10 +496,11 @@ impl Account {
         preferred_issuer: Option<&str>,
     ) -> Result<String, AcmeError> {
         let resp = self.post(cert_url, None).await?;
-        let default = String::from_utf8(resp.body.clone()).map_err(|_| AcmeError::BadResponse {
-            url: cert_url.to_owned(),
-            reason: "chain is not UTF-8 PEM".into(),
-        })?;
+        let default =
+            String::from_utf8(resp.body().to_vec()).map_err(|_| AcmeError::BadResponse {
+                url: cert_url.to_owned(),
+                reason: "chain is not UTF-8 PEM".into(),
+            })?;
         let Some(want) = preferred_issuer else {
             parse_chain(&default, cert_url)?;
             return Ok(default);
@@ -480,7 +508,7 @@ impl Account {
         let mut candidates = vec![default];
         for alt in resp.links("alternate") {
             let r = self.post(&alt, None).await?;
-            if let Ok(pem) = String::from_utf8(r.body) {
+            if let Ok(pem) = String::from_utf8(r.into_body()) {
                 candidates.push(pem);
             }
         }
@@ -503,10 +531,10 @@ impl Account {
     /// then the alternates.
     pub async fn all_chains(&self, cert_url: &str) -> Result<Vec<String>, AcmeError> {
         let resp = self.post(cert_url, None).await?;
-        let mut out = vec![String::from_utf8_lossy(&resp.body).into_owned()];
+        let mut out = vec![String::from_utf8_lossy(resp.body()).into_owned()];
         for alt in resp.links("alternate") {
             let r = self.post(&alt, None).await?;
-            out.push(String::from_utf8_lossy(&r.body).into_owned());
+            out.push(String::from_utf8_lossy(r.body()).into_owned());
         }
         Ok(out)
     }
@@ -549,7 +577,7 @@ impl Account {
             .map(|(n, w)| if *w { format!("*.{n}") } else { n.to_string() })
             .collect();
         let resumed = match journal {
-            Some(j) => j.load_pending(&names)?,
+            Some(j) => j.load_pending(&names).await?,
             None => None,
         };
         let (pending, mut order) = match resumed {
@@ -566,9 +594,7 @@ impl Account {
             order = self.wait_order(&url, &[OrderStatus::Ready], poll).await?;
         }
         if order.status == OrderStatus::Ready {
-            let key = rcgen::KeyPair::from_pem(&pending.key_pem)
-                .map_err(|e| AcmeError::Csr(format!("stored certificate key: {e}")))?;
-            let csr = make_csr(&names, &key)?;
+            let csr = make_csr(&names, &pending.key_pem)?;
             order = match self.finalize(&order, &csr).await {
                 Ok(o) => o,
                 // Someone (an earlier run) finalised already: just wait.
@@ -607,11 +633,7 @@ impl Account {
     ) -> Result<(PendingOrder, Order), AcmeError> {
         let key_pem = match &request.reuse_key_pem {
             Some(pem) => pem.clone(),
-            None => request
-                .key_type
-                .generate()
-                .map_err(|e| AcmeError::Csr(format!("certificate key: {e}")))?
-                .serialize_pem(),
+            None => generate_certificate_key(request.key_type).await?,
         };
         let (order_url, order) = self
             .new_order_with_profile(
@@ -626,7 +648,7 @@ impl Account {
             names: names.to_vec(),
         };
         if let Some(j) = journal {
-            j.save_pending(&pending)?;
+            j.save_pending(&pending).await?;
         }
         Ok((pending, order))
     }
@@ -659,15 +681,28 @@ impl crate::client::AcmeClient {
     }
 }
 
+/// A fresh certificate key as PKCS#8 PEM, made on tokio's blocking pool:
+/// an RSA 4096 key takes long enough to stall a runtime worker.
+async fn generate_certificate_key(key_type: KeyType) -> Result<String, AcmeError> {
+    tokio::task::spawn_blocking(move || {
+        key_type
+            .generate()
+            .map(|k| k.serialize_pem())
+            .map_err(|e| AcmeError::Csr(format!("certificate key ({key_type}): {e}")))
+    })
+    .await
+    .map_err(|e| AcmeError::Csr(format!("certificate key task failed: {e}")))?
+}
+
 fn next_wait(
     current: Duration,
     retry_after: Option<std::time::SystemTime>,
     poll: PollPolicy,
 ) -> Duration {
-    if let Some(at) = retry_after {
-        if let Ok(d) = at.duration_since(std::time::SystemTime::now()) {
-            return d.clamp(poll.initial, poll.max_interval);
-        }
+    if let Some(at) = retry_after
+        && let Ok(d) = at.duration_since(std::time::SystemTime::now())
+    {
+        return d.clamp(poll.initial, poll.max_interval);
     }
     (current * 2).min(poll.max_interval)
 }
@@ -680,7 +715,7 @@ mod tests {
     #[test]
     fn csr_has_exactly_the_names() {
         use x509_parser::prelude::FromDer;
-        let key = KeyType::EcdsaP256.generate().unwrap();
+        let key = KeyType::EcdsaP256.generate().unwrap().serialize_pem();
         let names = vec!["mail.example.com".to_owned(), "imap.example.com".to_owned()];
         let der = make_csr(&names, &key).unwrap();
         let (_, csr) =

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rand::Rng;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -71,9 +70,14 @@ pub fn renewal_time_by_lifetime(not_before: SystemTime, not_after: SystemTime) -
 pub fn random_instant(start: SystemTime, end: SystemTime) -> SystemTime {
     match end.duration_since(start) {
         Ok(span) if !span.is_zero() => {
-            let millis =
-                rand::rng().random_range(0..span.as_millis().min(u128::from(u64::MAX)) as u64);
-            start + Duration::from_millis(millis)
+            let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
+            // The secure generator cannot fail in practice; if it does, the
+            // middle of the window is still inside it.
+            let pick = match crate::crypto::random_u64() {
+                Ok(r) => r % span_ms.max(1),
+                Err(_) => span_ms / 2,
+            };
+            start + Duration::from_millis(pick)
         }
         _ => start,
     }
@@ -132,6 +136,10 @@ impl AcmeClient {
 
 /// Told about renewals; the reference server swaps the certificate into its
 /// SNI resolver on success and mails the administrator on failure.
+///
+/// The hooks are called synchronously from the manager's task, on a runtime
+/// worker: return quickly, and hand slow work (sending mail, writing files)
+/// to a task of your own or `spawn_blocking`.
 pub trait RenewalHooks: Send + Sync {
     /// A certificate was obtained or renewed and is stored.
     fn renewed(&self, id: &str, certificate: &IssuedCertificate);
@@ -295,19 +303,20 @@ impl RenewalManager {
     /// Checks one certificate and renews it if due.
     pub async fn check(&self, managed: &ManagedCertificate) -> Result<CheckOutcome, AcmeError> {
         let id = managed.id.as_str();
-        let mut state = self.storage.load_state(id)?;
+        let mut state = self.storage.load_state(id).await?;
         let now = SystemTime::now();
-        if let Some(at) = state.next_attempt() {
-            if state.failures > 0 && at > now {
-                return Ok(CheckOutcome::NotDue(at));
-            }
+        if let Some(at) = state.next_attempt()
+            && state.failures > 0
+            && at > now
+        {
+            return Ok(CheckOutcome::NotDue(at));
         }
         let mut replaces = None;
-        if let Some(current) = self.storage.load_certificate(id)? {
+        if let Some(current) = self.storage.load_certificate(id).await? {
             let (due, cert_id) = self.due_time(&current.chain_pem).await?;
             if due > now && state.failures == 0 {
                 state.set_next_attempt(due);
-                self.storage.save_state(id, &state)?;
+                self.storage.save_state(id, &state).await?;
                 return Ok(CheckOutcome::NotDue(due));
             }
             // RFC 9773 §5: `replaces` only for a certificate of this account.
@@ -317,12 +326,14 @@ impl RenewalManager {
         }
         match self.renew(managed, replaces).await {
             Ok(issued) => {
-                self.storage.save_certificate(
-                    id,
-                    &StoredCertificate::new(issued.chain_pem.clone(), issued.key_pem.clone()),
-                )?;
+                self.storage
+                    .save_certificate(
+                        id,
+                        &StoredCertificate::new(issued.chain_pem.clone(), issued.key_pem.clone()),
+                    )
+                    .await?;
                 // The chain is safe on disk: the order may be forgotten.
-                self.storage.clear_pending(&issued.names)?;
+                self.storage.clear_pending(&issued.names).await?;
                 state = RenewalState {
                     issued_by_account: Some(self.account.url().to_owned()),
                     ..RenewalState::default()
@@ -330,7 +341,7 @@ impl RenewalManager {
                 if let Ok((due, _)) = self.due_time(&issued.chain_pem).await {
                     state.set_next_attempt(due);
                 }
-                self.storage.save_state(id, &state)?;
+                self.storage.save_state(id, &state).await?;
                 self.hooks.renewed(id, &issued);
                 Ok(CheckOutcome::Renewed)
             }
@@ -342,7 +353,7 @@ impl RenewalManager {
                     _ => now + self.retry.delay(state.failures),
                 };
                 state.set_next_attempt(next);
-                self.storage.save_state(id, &state)?;
+                self.storage.save_state(id, &state).await?;
                 self.hooks.failed(id, &e, next);
                 Ok(CheckOutcome::Failed(next))
             }
@@ -393,7 +404,7 @@ impl RenewalManager {
             match outcome {
                 CheckOutcome::NotDue(at) | CheckOutcome::Failed(at) => next = next.min(at),
                 CheckOutcome::Renewed => {
-                    let state = self.storage.load_state(&managed.id)?;
+                    let state = self.storage.load_state(&managed.id).await?;
                     if let Some(at) = state.next_attempt() {
                         next = next.min(at);
                     }

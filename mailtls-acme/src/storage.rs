@@ -2,8 +2,23 @@
 //! and URL, certificates and their keys, renewal state per certificate, and
 //! orders in progress. Every file is written atomically with mode 0600
 //! (`mailtls_core::secret_file`), so a crash never leaves half a file.
+//!
+//! [`Storage`] and [`OrderJournal`] are async and object-safe, so an
+//! embedder can keep this state in its own store (a database, a cluster's
+//! key-value store) behind an `Arc<dyn Storage>`. Their methods return boxed
+//! futures ([`StorageFuture`]) rather than using `async-trait`: the solver
+//! traits of this crate already have that shape, rustdoc shows the real
+//! signature, and no proc-macro crate is needed. (Native `async fn` in
+//! traits is not object-safe yet.)
+//!
+//! [`FileStorage`], the default, does its file work (reads, atomic writes
+//! with fsync, directory creation) on tokio's blocking thread pool through
+//! `spawn_blocking`, never on a runtime worker. Its `*_blocking` methods do
+//! the same work on the calling thread, for code outside a runtime.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::SystemTime;
 
 use mailtls_core::secret_file::{ensure_private_dir, write_atomic};
@@ -84,25 +99,44 @@ impl RenewalState {
     }
 }
 
-/// Where the client keeps what it must not lose.
+/// The future a [`Storage`] or [`OrderJournal`] method returns.
+pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AcmeError>> + Send + 'a>>;
+
+/// Where the client keeps what it must not lose. A save must be durable
+/// when its future completes: the client relies on the order of saves (the
+/// account key before the account, the certificate key before its chain).
 pub trait Storage: OrderJournal {
     /// The account for `directory_url`, if stored.
-    fn load_account(&self, directory_url: &str) -> Result<Option<StoredAccount>, AcmeError>;
+    fn load_account<'a>(
+        &'a self,
+        directory_url: &'a str,
+    ) -> StorageFuture<'a, Option<StoredAccount>>;
     /// Stores the account for `directory_url`.
-    fn save_account(&self, directory_url: &str, account: &StoredAccount) -> Result<(), AcmeError>;
+    fn save_account<'a>(
+        &'a self,
+        directory_url: &'a str,
+        account: &'a StoredAccount,
+    ) -> StorageFuture<'a, ()>;
     /// The certificate stored under `id`, if any.
-    fn load_certificate(&self, id: &str) -> Result<Option<StoredCertificate>, AcmeError>;
+    fn load_certificate<'a>(&'a self, id: &'a str) -> StorageFuture<'a, Option<StoredCertificate>>;
     /// Stores a certificate under `id`.
-    fn save_certificate(&self, id: &str, cert: &StoredCertificate) -> Result<(), AcmeError>;
-    /// The renewal state of `id`.
-    fn load_state(&self, id: &str) -> Result<RenewalState, AcmeError>;
+    fn save_certificate<'a>(
+        &'a self,
+        id: &'a str,
+        cert: &'a StoredCertificate,
+    ) -> StorageFuture<'a, ()>;
+    /// The renewal state of `id` (the default state if none is stored).
+    fn load_state<'a>(&'a self, id: &'a str) -> StorageFuture<'a, RenewalState>;
     /// Stores the renewal state of `id`.
-    fn save_state(&self, id: &str, state: &RenewalState) -> Result<(), AcmeError>;
+    fn save_state<'a>(&'a self, id: &'a str, state: &'a RenewalState) -> StorageFuture<'a, ()>;
 }
 
 /// The file-system storage: under the data directory,
 /// `accounts/<directory>/{account.json,key.pem}`,
 /// `certs/<id>/{chain.pem,key.pem,state.json}` and `orders/<names>.json`.
+///
+/// Through the [`Storage`] trait every call runs on tokio's blocking pool;
+/// the inherent `*_blocking` methods block the calling thread.
 #[derive(Debug, Clone)]
 pub struct FileStorage {
     root: PathBuf,
@@ -134,13 +168,16 @@ fn safe_component(s: &str) -> String {
 }
 
 fn short_hash(s: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
-    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::crypto::sha256(s.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl FileStorage {
     /// Storage under `root` (created 0700 if missing; a directory others
-    /// can read is refused).
+    /// can read is refused). Blocks on the file system: call it at start-up,
+    /// or through `spawn_blocking` from async code.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, AcmeError> {
         let root = root.into();
         ensure_private_dir(&root).map_err(io_err(&root))?;
@@ -223,17 +260,23 @@ struct AccountFile {
     directory: String,
 }
 
-impl OrderJournal for FileStorage {
-    fn load_pending(&self, names: &[String]) -> Result<Option<PendingOrder>, AcmeError> {
+impl FileStorage {
+    /// [`load_pending`](OrderJournal::load_pending), on the calling thread.
+    pub fn load_pending_blocking(
+        &self,
+        names: &[String],
+    ) -> Result<Option<PendingOrder>, AcmeError> {
         self.read_json(&self.order_path(names))
     }
 
-    fn save_pending(&self, pending: &PendingOrder) -> Result<(), AcmeError> {
+    /// [`save_pending`](OrderJournal::save_pending), on the calling thread.
+    pub fn save_pending_blocking(&self, pending: &PendingOrder) -> Result<(), AcmeError> {
         // Holds the certificate key: 0600 like every file here.
         self.write_json(&self.order_path(&pending.names), pending)
     }
 
-    fn clear_pending(&self, names: &[String]) -> Result<(), AcmeError> {
+    /// [`clear_pending`](OrderJournal::clear_pending), on the calling thread.
+    pub fn clear_pending_blocking(&self, names: &[String]) -> Result<(), AcmeError> {
         let path = self.order_path(names);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -241,10 +284,11 @@ impl OrderJournal for FileStorage {
             Err(e) => Err(io_err(&path)(e)),
         }
     }
-}
-
-impl Storage for FileStorage {
-    fn load_account(&self, directory_url: &str) -> Result<Option<StoredAccount>, AcmeError> {
+    /// [`load_account`](Storage::load_account), on the calling thread.
+    pub fn load_account_blocking(
+        &self,
+        directory_url: &str,
+    ) -> Result<Option<StoredAccount>, AcmeError> {
         let dir = self.account_dir(directory_url);
         let Some(file) = self.read_json::<AccountFile>(&dir.join("account.json"))? else {
             return Ok(None);
@@ -261,7 +305,12 @@ impl Storage for FileStorage {
         }))
     }
 
-    fn save_account(&self, directory_url: &str, account: &StoredAccount) -> Result<(), AcmeError> {
+    /// [`save_account`](Storage::save_account), on the calling thread.
+    pub fn save_account_blocking(
+        &self,
+        directory_url: &str,
+        account: &StoredAccount,
+    ) -> Result<(), AcmeError> {
         let dir = self.account_dir(directory_url);
         // Key first: an account.json never points at a missing key.
         self.write(&dir.join("key.pem"), account.key_pem.as_bytes())?;
@@ -274,7 +323,11 @@ impl Storage for FileStorage {
         )
     }
 
-    fn load_certificate(&self, id: &str) -> Result<Option<StoredCertificate>, AcmeError> {
+    /// [`load_certificate`](Storage::load_certificate), on the calling thread.
+    pub fn load_certificate_blocking(
+        &self,
+        id: &str,
+    ) -> Result<Option<StoredCertificate>, AcmeError> {
         let dir = self.certificate_dir(id);
         let (Some(chain_pem), Some(key_pem)) = (
             self.read(&dir.join("chain.pem"))?,
@@ -285,7 +338,12 @@ impl Storage for FileStorage {
         Ok(Some(StoredCertificate { chain_pem, key_pem }))
     }
 
-    fn save_certificate(&self, id: &str, cert: &StoredCertificate) -> Result<(), AcmeError> {
+    /// [`save_certificate`](Storage::save_certificate), on the calling thread.
+    pub fn save_certificate_blocking(
+        &self,
+        id: &str,
+        cert: &StoredCertificate,
+    ) -> Result<(), AcmeError> {
         let dir = self.certificate_dir(id);
         // Key before chain: a reader that sees the new chain finds its key.
         // (A reader between the two renames sees old chain + new key; the
@@ -294,14 +352,105 @@ impl Storage for FileStorage {
         self.write(&dir.join("chain.pem"), cert.chain_pem.as_bytes())
     }
 
-    fn load_state(&self, id: &str) -> Result<RenewalState, AcmeError> {
+    /// [`load_state`](Storage::load_state), on the calling thread.
+    pub fn load_state_blocking(&self, id: &str) -> Result<RenewalState, AcmeError> {
         Ok(self
             .read_json(&self.certificate_dir(id).join("state.json"))?
             .unwrap_or_default())
     }
 
-    fn save_state(&self, id: &str, state: &RenewalState) -> Result<(), AcmeError> {
+    /// [`save_state`](Storage::save_state), on the calling thread.
+    pub fn save_state_blocking(&self, id: &str, state: &RenewalState) -> Result<(), AcmeError> {
         self.write_json(&self.certificate_dir(id).join("state.json"), state)
+    }
+}
+
+/// Runs `f` (file work) on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    root: &Path,
+    f: impl FnOnce() -> Result<T, AcmeError> + Send + 'static,
+) -> Result<T, AcmeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AcmeError::Storage {
+            path: root.display().to_string(),
+            source: std::io::Error::other(format!("storage task failed: {e}")),
+        })?
+}
+
+impl OrderJournal for FileStorage {
+    fn load_pending<'a>(&'a self, names: &'a [String]) -> StorageFuture<'a, Option<PendingOrder>> {
+        let (this, names) = (self.clone(), names.to_vec());
+        Box::pin(blocking(&self.root, move || {
+            this.load_pending_blocking(&names)
+        }))
+    }
+
+    fn save_pending<'a>(&'a self, pending: &'a PendingOrder) -> StorageFuture<'a, ()> {
+        let (this, pending) = (self.clone(), pending.clone());
+        Box::pin(blocking(&self.root, move || {
+            this.save_pending_blocking(&pending)
+        }))
+    }
+
+    fn clear_pending<'a>(&'a self, names: &'a [String]) -> StorageFuture<'a, ()> {
+        let (this, names) = (self.clone(), names.to_vec());
+        Box::pin(blocking(&self.root, move || {
+            this.clear_pending_blocking(&names)
+        }))
+    }
+}
+
+impl Storage for FileStorage {
+    fn load_account<'a>(
+        &'a self,
+        directory_url: &'a str,
+    ) -> StorageFuture<'a, Option<StoredAccount>> {
+        let (this, url) = (self.clone(), directory_url.to_owned());
+        Box::pin(blocking(&self.root, move || {
+            this.load_account_blocking(&url)
+        }))
+    }
+
+    fn save_account<'a>(
+        &'a self,
+        directory_url: &'a str,
+        account: &'a StoredAccount,
+    ) -> StorageFuture<'a, ()> {
+        let (this, url, account) = (self.clone(), directory_url.to_owned(), account.clone());
+        Box::pin(blocking(&self.root, move || {
+            this.save_account_blocking(&url, &account)
+        }))
+    }
+
+    fn load_certificate<'a>(&'a self, id: &'a str) -> StorageFuture<'a, Option<StoredCertificate>> {
+        let (this, id) = (self.clone(), id.to_owned());
+        Box::pin(blocking(&self.root, move || {
+            this.load_certificate_blocking(&id)
+        }))
+    }
+
+    fn save_certificate<'a>(
+        &'a self,
+        id: &'a str,
+        cert: &'a StoredCertificate,
+    ) -> StorageFuture<'a, ()> {
+        let (this, id, cert) = (self.clone(), id.to_owned(), cert.clone());
+        Box::pin(blocking(&self.root, move || {
+            this.save_certificate_blocking(&id, &cert)
+        }))
+    }
+
+    fn load_state<'a>(&'a self, id: &'a str) -> StorageFuture<'a, RenewalState> {
+        let (this, id) = (self.clone(), id.to_owned());
+        Box::pin(blocking(&self.root, move || this.load_state_blocking(&id)))
+    }
+
+    fn save_state<'a>(&'a self, id: &'a str, state: &'a RenewalState) -> StorageFuture<'a, ()> {
+        let (this, id, state) = (self.clone(), id.to_owned(), state.clone());
+        Box::pin(blocking(&self.root, move || {
+            this.save_state_blocking(&id, &state)
+        }))
     }
 }
 
@@ -315,20 +464,27 @@ mod tests {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
-    #[test]
-    fn round_trips_with_private_modes() {
+    /// Through the async trait, as the client uses it.
+    #[tokio::test]
+    async fn round_trips_with_private_modes() {
         let tmp = tempfile::tempdir().unwrap();
         let store = FileStorage::new(tmp.path().join("data")).unwrap();
         let dir_url = "https://acme.example/dir";
-        assert_eq!(store.load_account(dir_url).unwrap(), None);
+        assert_eq!(store.load_account(dir_url).await.unwrap(), None);
         let acct = StoredAccount::new("https://acme.example/acct/1", "KEY");
-        store.save_account(dir_url, &acct).unwrap();
-        assert_eq!(store.load_account(dir_url).unwrap(), Some(acct));
-        assert_eq!(store.load_account("https://other/dir").unwrap(), None);
+        store.save_account(dir_url, &acct).await.unwrap();
+        assert_eq!(store.load_account(dir_url).await.unwrap(), Some(acct));
+        assert_eq!(store.load_account("https://other/dir").await.unwrap(), None);
 
         let cert = StoredCertificate::new("CHAIN", "CERTKEY");
-        store.save_certificate("*.example.com", &cert).unwrap();
-        assert_eq!(store.load_certificate("*.example.com").unwrap(), Some(cert));
+        store
+            .save_certificate("*.example.com", &cert)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_certificate("*.example.com").await.unwrap(),
+            Some(cert)
+        );
         let cdir = store.certificate_dir("*.example.com");
         assert!(cdir.ends_with("_wildcard.example.com"));
         assert_eq!(mode(&cdir.join("key.pem")), 0o600);
@@ -340,8 +496,8 @@ mod tests {
             ..RenewalState::default()
         };
         state.set_next_attempt(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(99));
-        store.save_state("*.example.com", &state).unwrap();
-        assert_eq!(store.load_state("*.example.com").unwrap(), state);
+        store.save_state("*.example.com", &state).await.unwrap();
+        assert_eq!(store.load_state("*.example.com").await.unwrap(), state);
 
         let names = vec!["b.example".to_owned(), "a.example".to_owned()];
         let pending = PendingOrder {
@@ -349,11 +505,11 @@ mod tests {
             key_pem: "K".into(),
             names: names.clone(),
         };
-        store.save_pending(&pending).unwrap();
+        store.save_pending(&pending).await.unwrap();
         let reversed = vec!["a.example".to_owned(), "b.example".to_owned()];
-        assert_eq!(store.load_pending(&reversed).unwrap(), Some(pending));
-        store.clear_pending(&names).unwrap();
-        assert_eq!(store.load_pending(&names).unwrap(), None);
+        assert_eq!(store.load_pending(&reversed).await.unwrap(), Some(pending));
+        store.clear_pending(&names).await.unwrap();
+        assert_eq!(store.load_pending(&names).await.unwrap(), None);
     }
 
     #[test]
@@ -363,7 +519,7 @@ mod tests {
         let dir = store.certificate_dir("x");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("state.json"), "{not json").unwrap();
-        let err = store.load_state("x").unwrap_err();
+        let err = store.load_state_blocking("x").unwrap_err();
         assert!(err.to_string().contains("state.json"), "{err}");
     }
 

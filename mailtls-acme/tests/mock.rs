@@ -520,10 +520,11 @@ async fn ari_due_replaces_and_already_replaced() {
             "mail",
             &mailtls_acme::storage::StoredCertificate::new(old_chain.clone(), old_key),
         )
+        .await
         .unwrap();
     let mut st = mailtls_acme::storage::RenewalState::default();
     st.issued_by_account = Some(account.url().to_owned());
-    storage.save_state("mail", &st).unwrap();
+    storage.save_state("mail", &st).await.unwrap();
     let hooks = Arc::new(Hooks::default());
     let manager = mailtls_acme::RenewalManager::new(
         account,
@@ -557,13 +558,19 @@ async fn ari_due_replaces_and_already_replaced() {
         URL_SAFE_NO_PAD.encode(key_id),
         URL_SAFE_NO_PAD.encode(parsed.raw_serial())
     );
-    let s = state.lock().unwrap();
-    assert_eq!(s.new_orders.len(), 2);
-    assert_eq!(s.new_orders[0]["replaces"], want.as_str());
-    assert!(s.new_orders[1].get("replaces").is_none());
-    drop(s);
+    {
+        let s = state.lock().unwrap();
+        assert_eq!(s.new_orders.len(), 2);
+        assert_eq!(s.new_orders[0]["replaces"], want.as_str());
+        assert!(s.new_orders[1].get("replaces").is_none());
+    }
     assert_eq!(
-        storage.load_certificate("mail").unwrap().unwrap().chain_pem,
+        storage
+            .load_certificate("mail")
+            .await
+            .unwrap()
+            .unwrap()
+            .chain_pem,
         new_chain
     );
     // The ARI window of the new certificate is in the past too: due now.

@@ -116,19 +116,20 @@ async fn scheduler_issues_then_renews_short_lived_certificates() {
 
     let stored = storage
         .load_certificate("mail.example.com")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(stored.chain_pem, renewed.last().unwrap().1);
     let dir = storage.certificate_dir("mail.example.com");
     assert_eq!(mode(&dir.join("key.pem")), 0o600);
     assert_eq!(mode(&dir.join("chain.pem")), 0o600);
-    let state = storage.load_state("mail.example.com").unwrap();
+    let state = storage.load_state("mail.example.com").await.unwrap();
     assert_eq!(state.failures, 0);
     assert_eq!(state.issued_by_account.as_deref(), Some(account.url()));
     assert!(state.next_attempt().unwrap() > SystemTime::now() - Duration::from_secs(6));
     // No order left half-done.
     let names = vec!["mail.example.com".to_owned(), "imap.example.com".to_owned()];
-    assert!(storage.load_pending(&names).unwrap().is_none());
+    assert!(storage.load_pending(&names).await.unwrap().is_none());
 }
 
 /// A crash after finalisation, before the chain is stored: the saved order
@@ -160,7 +161,7 @@ async fn interrupted_issuance_resumes_its_order() {
         .unwrap();
     // "Crash": the chain was never saved and the journal still holds the order.
     let names = vec!["resume.example.com".to_owned()];
-    let pending = storage.load_pending(&names).unwrap().unwrap();
+    let pending = storage.load_pending(&names).await.unwrap().unwrap();
     assert_eq!(pending.order_url, first.order_url);
     let order_file = std::fs::read_dir(tmp.path().join("acme/orders"))
         .unwrap()

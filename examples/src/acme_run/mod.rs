@@ -281,12 +281,13 @@ impl AcmeRun {
             source,
         })?;
         let mut live = Live::default();
-        if let Ok(Some(stored)) = storage.load_certificate(&id)
+        // `new` is synchronous (server start-up): read on this thread.
+        if let Ok(Some(stored)) = storage.load_certificate_blocking(&id)
             && let Some((_, info)) = leaf_of(&stored.chain_pem)
         {
             live.certificate = Some(certificate_status(&info));
         }
-        if let Ok(state) = storage.load_state(&id) {
+        if let Ok(state) = storage.load_state_blocking(&id) {
             live.failures = state.failures;
         }
         let check = section.check_interval;
@@ -407,7 +408,7 @@ impl AcmeRun {
         let started = SystemTime::now();
         let result = self.attempt(force).await;
         let now = SystemTime::now();
-        let mut state = self.storage.load_state(&self.id).unwrap_or_default();
+        let mut state = self.storage.load_state(&self.id).await.unwrap_or_default();
         let check = self.section.check_interval;
         let (outcome, error, due, next) = match result {
             Ok(a) => {
@@ -428,12 +429,13 @@ impl AcmeRun {
             }
         };
         state.set_next_attempt(next);
-        if let Err(e) = self.storage.save_state(&self.id, &state) {
+        if let Err(e) = self.storage.save_state(&self.id, &state).await {
             tracing::warn!(error = %e, "cannot save the ACME renewal state");
         }
         let certificate_expires = self
             .storage
             .load_certificate(&self.id)
+            .await
             .ok()
             .flatten()
             .and_then(|c| leaf_of(&c.chain_pem))
@@ -493,6 +495,7 @@ impl AcmeRun {
         let stored = self
             .storage
             .load_certificate(&self.id)
+            .await
             .map_err(storage_err)?;
         let current = stored.as_ref().and_then(|c| leaf_of(&c.chain_pem));
         if let (Some(stored), Some((leaf, info))) = (&stored, &current)
@@ -511,7 +514,11 @@ impl AcmeRun {
             }
         }
         let account = self.account().await?;
-        let mut state = self.storage.load_state(&self.id).map_err(storage_err)?;
+        let mut state = self
+            .storage
+            .load_state(&self.id)
+            .await
+            .map_err(storage_err)?;
         let mut request = CertificateRequest::new(self.names.iter().cloned())
             .with_key_type(self.section.key_type.key_type());
         // RFC 9773 §5: `replaces` only for a certificate of this account.
@@ -529,14 +536,17 @@ impl AcmeRun {
                 &self.id,
                 &StoredCertificate::new(issued.chain_pem.clone(), issued.key_pem.clone()),
             )
+            .await
             .map_err(storage_err)?;
         // The chain is safe on disk: the order may be forgotten.
         self.storage
             .clear_pending(&issued.names)
+            .await
             .map_err(storage_err)?;
         state.issued_by_account = Some(account.url().to_owned());
         self.storage
             .save_state(&self.id, &state)
+            .await
             .map_err(storage_err)?;
         self.deploy(&issued.chain_pem, &issued.key_pem).await?;
         let (leaf, info) = leaf_of(&issued.chain_pem)
@@ -626,6 +636,7 @@ impl AcmeRun {
         let known = self
             .storage
             .load_account(client.directory_url())
+            .await
             .map_err(|e| Failure::acme("storage", &e))?
             .is_some_and(|a| !a.url.is_empty());
         if !known

@@ -213,6 +213,7 @@ async fn run(o: &Opts) -> Result<(), Failure> {
         && !o.agree_tos
         && storage
             .load_account(client.directory_url())
+            .await
             .map_err(|e| Failure::Other(format!("--data-dir {}: {e}", c.data_dir.display())))?
             .is_none_or(|a| a.url.is_empty())
     {

@@ -1,10 +1,13 @@
 //! dns-01 (RFC 8555 §8.4): a solver over a [`DnsUpdater`] that adds and
-//! removes TXT records, and a hook updater that runs a command.
+//! removes TXT records, and (feature `dns01-hook`) a hook updater that runs
+//! a command.
 
+#[cfg(feature = "dns01-hook")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{ChallengeContext, ChallengeSolver, SolverFuture};
+#[cfg(feature = "dns01-hook")]
 use crate::error::AcmeError;
 
 /// The future a DNS updater returns.
@@ -79,12 +82,16 @@ impl ChallengeSolver for Dns01Solver {
 }
 
 /// Runs `program ACTION NAME VALUE` (ACTION `add` or `remove`) for each
-/// update, like certbot's manual hooks; a non-zero exit is an error.
+/// update, like certbot's manual hooks; a non-zero exit is an error. The
+/// command runs as a child process awaited by tokio (no thread is blocked);
+/// it is killed if the update future is dropped.
+#[cfg(feature = "dns01-hook")]
 #[derive(Debug, Clone)]
 pub struct HookDnsUpdater {
     program: PathBuf,
 }
 
+#[cfg(feature = "dns01-hook")]
 impl HookDnsUpdater {
     /// A hook running `program`.
     pub fn new(program: impl Into<PathBuf>) -> Self {
@@ -120,6 +127,7 @@ impl HookDnsUpdater {
     }
 }
 
+#[cfg(feature = "dns01-hook")]
 impl DnsUpdater for HookDnsUpdater {
     fn add_txt<'a>(&'a self, name: &'a str, value: &'a str) -> UpdateFuture<'a> {
         Box::pin(self.run("add", name, value))
@@ -130,7 +138,7 @@ impl DnsUpdater for HookDnsUpdater {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dns01-hook"))]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;

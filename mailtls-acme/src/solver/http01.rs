@@ -1,19 +1,9 @@
 //! http-01 (RFC 8555 §8.3): a responder the embedding web listener mounts
-//! under `/.well-known/acme-challenge/`, and a small standalone server for
-//! tools and tests.
+//! under `/.well-known/acme-challenge/`, and (feature `http01-server`) a
+//! small standalone server for tools and tests.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use super::{ChallengeContext, ChallengeSolver, SolverFuture};
 use crate::error::AcmeError;
@@ -79,65 +69,86 @@ impl ChallengeSolver for Http01Responder {
     }
 }
 
-/// A standalone HTTP/1.1 server serving an [`Http01Responder`]; stops when
-/// dropped.
-#[derive(Debug)]
-pub struct Http01Server {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
+#[cfg(feature = "http01-server")]
+pub use server::Http01Server;
 
-impl Http01Server {
-    /// Binds `addr` and serves `responder` until dropped.
-    pub async fn bind(addr: SocketAddr, responder: Http01Responder) -> Result<Self, AcmeError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AcmeError::Listen { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| AcmeError::Listen { addr, source })?;
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    // Out of descriptors or similar: back off, don't spin.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                };
-                let responder = responder.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let body = responder.respond(req.uri().path());
-                        async move {
-                            let resp = match body {
-                                Some(b) => Response::builder()
-                                    .header("content-type", "text/plain")
-                                    .body(Full::new(Bytes::from(b))),
-                                None => Response::builder()
-                                    .status(StatusCode::NOT_FOUND)
-                                    .body(Full::new(Bytes::new())),
-                            };
-                            Ok::<_, Infallible>(resp.unwrap_or_default())
-                        }
+#[cfg(feature = "http01-server")]
+mod server {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response, StatusCode};
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
+
+    use super::Http01Responder;
+    use crate::error::AcmeError;
+
+    /// A standalone HTTP/1.1 server serving an [`Http01Responder`]; stops when
+    /// dropped. It runs as tasks on the caller's tokio runtime (one accept loop,
+    /// one task per connection); no thread is started.
+    #[derive(Debug)]
+    pub struct Http01Server {
+        addr: SocketAddr,
+        task: JoinHandle<()>,
+    }
+
+    impl Http01Server {
+        /// Binds `addr` and serves `responder` until dropped.
+        pub async fn bind(addr: SocketAddr, responder: Http01Responder) -> Result<Self, AcmeError> {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| AcmeError::Listen { addr, source })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|source| AcmeError::Listen { addr, source })?;
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        // Out of descriptors or similar: back off, don't spin.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let responder = responder.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let body = responder.respond(req.uri().path());
+                            async move {
+                                let resp = match body {
+                                    Some(b) => Response::builder()
+                                        .header("content-type", "text/plain")
+                                        .body(Full::new(Bytes::from(b))),
+                                    None => Response::builder()
+                                        .status(StatusCode::NOT_FOUND)
+                                        .body(Full::new(Bytes::new())),
+                                };
+                                Ok::<_, Infallible>(resp.unwrap_or_default())
+                            }
+                        });
+                        // A broken validator connection only affects itself.
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
                     });
-                    // A broken validator connection only affects itself.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Http01Server { addr, task })
+                }
+            });
+            Ok(Http01Server { addr, task })
+        }
+
+        /// The bound address.
+        pub fn local_addr(&self) -> SocketAddr {
+            self.addr
+        }
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for Http01Server {
-    fn drop(&mut self) {
-        self.task.abort();
+    impl Drop for Http01Server {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
     }
 }
 

@@ -1,14 +1,18 @@
 //! A [`DnsUpdater`] speaking RFC 2136 dynamic update (optionally signed
 //! with TSIG, RFC 8945) to the zone's primary server, with a propagation
 //! check that queries the server until the TXT value is served.
+//!
+//! Messages are built with hickory-proto and sent over tokio's UDP socket;
+//! the TSIG MAC comes from hickory's `dnssec-aws-lc-rs` or `dnssec-ring`,
+//! following this crate's provider feature. Nothing blocks a thread.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
-use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
+use hickory_proto::rr::TSigner;
 use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
@@ -90,6 +94,20 @@ impl Rfc2136Updater {
         self
     }
 
+    /// Publishes with this TTL (default 60 s).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: u32) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Waits this long for each answer from the server (default 5 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Gives up waiting for the record to be served after `timeout`.
     #[must_use]
     pub fn with_propagation_timeout(mut self, timeout: Duration) -> Self {
@@ -98,7 +116,8 @@ impl Rfc2136Updater {
     }
 
     async fn exchange(&self, name: &str, mut message: Message) -> Result<Message, AcmeError> {
-        message.set_id(rand::random());
+        // A random id: an off-path forger must guess it (with the port).
+        message.metadata.id = crate::crypto::random_u64()? as u16;
         let mut verifier = None;
         if let Some(key) = &self.tsig {
             let signer = TSigner::new(
@@ -113,7 +132,7 @@ impl Rfc2136Updater {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             verifier = message
-                .finalize(&signer, u32::try_from(now).unwrap_or(u32::MAX))
+                .finalize(&signer, now)
                 .map_err(|e| dns_err(name, format!("TSIG signing: {e}")))?;
         }
         let bytes = message
@@ -141,14 +160,15 @@ impl Rfc2136Updater {
                 .map_err(|e| dns_err(name, format!("receive: {e}")))?;
             let reply = &buf[..n];
             let response = match verifier.as_mut() {
-                Some(verify) => verify(reply)
+                Some(verifier) => verifier
+                    .verify(reply)
                     .map_err(|e| dns_err(name, format!("TSIG check of the answer: {e}")))?
                     .into_message(),
                 None => Message::from_vec(reply)
                     .map_err(|e| dns_err(name, format!("bad answer: {e}")))?,
             };
             // A stray datagram with another id is not our answer.
-            if response.id() == message.id() {
+            if response.metadata.id == message.metadata.id {
                 return Ok(response);
             }
         }
@@ -156,11 +176,8 @@ impl Rfc2136Updater {
 
     async fn update(&self, name: &str, value: &str, add: bool) -> Result<(), AcmeError> {
         let zone = fqdn(&self.zone)?;
-        let mut message = Message::new();
-        message
-            .set_message_type(MessageType::Query)
-            .set_op_code(OpCode::Update)
-            .set_recursion_desired(false);
+        let mut message = Message::new(0, MessageType::Query, OpCode::Update);
+        message.metadata.recursion_desired = false;
         let mut zone_query = Query::new();
         zone_query
             .set_name(zone)
@@ -174,19 +191,19 @@ impl Rfc2136Updater {
         );
         if !add {
             // RFC 2136 §2.5.4: delete one RR from an RRset: class NONE, TTL 0.
-            record.set_dns_class(DNSClass::NONE).set_ttl(0);
+            record.dns_class = DNSClass::NONE;
+            record.ttl = 0;
         }
         // Adding (§2.5.1) leaves other values of the RRset alone, so a
         // wildcard's and its apex's values coexist.
         message.add_update(record);
         let response = self.exchange(name, message).await?;
-        if response.response_code() != ResponseCode::NoError {
+        if response.metadata.response_code != ResponseCode::NoError {
             return Err(dns_err(
                 name,
                 format!(
                     "{} refused the update: {}",
-                    self.server,
-                    response.response_code()
+                    self.server, response.metadata.response_code
                 ),
             ));
         }
@@ -195,11 +212,8 @@ impl Rfc2136Updater {
 
     /// Whether `server` serves `value` in the TXT RRset of `name`.
     pub async fn serves_txt(&self, name: &str, value: &str) -> Result<bool, AcmeError> {
-        let mut message = Message::new();
-        message
-            .set_message_type(MessageType::Query)
-            .set_op_code(OpCode::Query)
-            .set_recursion_desired(false);
+        let mut message = Message::new(0, MessageType::Query, OpCode::Query);
+        message.metadata.recursion_desired = false;
         message.add_query(Query::query(fqdn(name)?, RecordType::TXT));
         // Queries go unsigned: the check must see what validators see.
         let plain = Rfc2136Updater {
@@ -207,8 +221,8 @@ impl Rfc2136Updater {
             ..self.clone()
         };
         let response = plain.exchange(name, message).await?;
-        Ok(response.answers().iter().any(|r| match r.data() {
-            RData::TXT(txt) => txt.txt_data().iter().any(|d| &**d == value.as_bytes()),
+        Ok(response.answers.iter().any(|r| match &r.data {
+            RData::TXT(txt) => txt.txt_data.iter().any(|d| &**d == value.as_bytes()),
             _ => false,
         }))
     }
