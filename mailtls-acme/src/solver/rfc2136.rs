@@ -9,10 +9,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
+use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
-use hickory_proto::rr::TSigner;
 use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
@@ -117,7 +117,7 @@ impl Rfc2136Updater {
 
     async fn exchange(&self, name: &str, mut message: Message) -> Result<Message, AcmeError> {
         // A random id: an off-path forger must guess it (with the port).
-        message.metadata.id = crate::crypto::random_u64()? as u16;
+        message.set_id(crate::crypto::random_u64()? as u16);
         let mut verifier = None;
         if let Some(key) = &self.tsig {
             let signer = TSigner::new(
@@ -132,7 +132,7 @@ impl Rfc2136Updater {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             verifier = message
-                .finalize(&signer, now)
+                .finalize(&signer, u32::try_from(now).unwrap_or(u32::MAX))
                 .map_err(|e| dns_err(name, format!("TSIG signing: {e}")))?;
         }
         let bytes = message
@@ -160,15 +160,14 @@ impl Rfc2136Updater {
                 .map_err(|e| dns_err(name, format!("receive: {e}")))?;
             let reply = &buf[..n];
             let response = match verifier.as_mut() {
-                Some(verifier) => verifier
-                    .verify(reply)
+                Some(verify) => verify(reply)
                     .map_err(|e| dns_err(name, format!("TSIG check of the answer: {e}")))?
                     .into_message(),
                 None => Message::from_vec(reply)
                     .map_err(|e| dns_err(name, format!("bad answer: {e}")))?,
             };
             // A stray datagram with another id is not our answer.
-            if response.metadata.id == message.metadata.id {
+            if response.id() == message.id() {
                 return Ok(response);
             }
         }
@@ -176,8 +175,11 @@ impl Rfc2136Updater {
 
     async fn update(&self, name: &str, value: &str, add: bool) -> Result<(), AcmeError> {
         let zone = fqdn(&self.zone)?;
-        let mut message = Message::new(0, MessageType::Query, OpCode::Update);
-        message.metadata.recursion_desired = false;
+        let mut message = Message::new();
+        message
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Update)
+            .set_recursion_desired(false);
         let mut zone_query = Query::new();
         zone_query
             .set_name(zone)
@@ -191,19 +193,19 @@ impl Rfc2136Updater {
         );
         if !add {
             // RFC 2136 §2.5.4: delete one RR from an RRset: class NONE, TTL 0.
-            record.dns_class = DNSClass::NONE;
-            record.ttl = 0;
+            record.set_dns_class(DNSClass::NONE).set_ttl(0);
         }
         // Adding (§2.5.1) leaves other values of the RRset alone, so a
         // wildcard's and its apex's values coexist.
         message.add_update(record);
         let response = self.exchange(name, message).await?;
-        if response.metadata.response_code != ResponseCode::NoError {
+        if response.response_code() != ResponseCode::NoError {
             return Err(dns_err(
                 name,
                 format!(
                     "{} refused the update: {}",
-                    self.server, response.metadata.response_code
+                    self.server,
+                    response.response_code()
                 ),
             ));
         }
@@ -212,8 +214,11 @@ impl Rfc2136Updater {
 
     /// Whether `server` serves `value` in the TXT RRset of `name`.
     pub async fn serves_txt(&self, name: &str, value: &str) -> Result<bool, AcmeError> {
-        let mut message = Message::new(0, MessageType::Query, OpCode::Query);
-        message.metadata.recursion_desired = false;
+        let mut message = Message::new();
+        message
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .set_recursion_desired(false);
         message.add_query(Query::query(fqdn(name)?, RecordType::TXT));
         // Queries go unsigned: the check must see what validators see.
         let plain = Rfc2136Updater {
@@ -221,8 +226,8 @@ impl Rfc2136Updater {
             ..self.clone()
         };
         let response = plain.exchange(name, message).await?;
-        Ok(response.answers.iter().any(|r| match &r.data {
-            RData::TXT(txt) => txt.txt_data.iter().any(|d| &**d == value.as_bytes()),
+        Ok(response.answers().iter().any(|r| match r.data() {
+            RData::TXT(txt) => txt.txt_data().iter().any(|d| &**d == value.as_bytes()),
             _ => false,
         }))
     }
