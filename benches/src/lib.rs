@@ -55,7 +55,7 @@ pub fn wildcard_count(n: usize) -> usize {
 /// The SAN list of certificate `i`.
 pub fn cert_names(i: usize) -> Vec<String> {
     let mut names = vec![exact_name(i)];
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         names.push(format!("*.{}", wildcard_base(i / 10)));
     }
     names
