@@ -174,6 +174,9 @@ pub struct CertIndex<T> {
     wildcard: HashMap<Box<str>, Slot, RandomState>,
     default: Option<Slot>,
     generation: u64,
+    /// The first notBefore or notAfter after the build time: when the
+    /// validity ranking stops being true.
+    validity_changes_at: Option<SystemTime>,
 }
 
 impl<T> fmt::Debug for CertIndex<T> {
@@ -279,6 +282,7 @@ impl<T> CertIndex<T> {
             wildcard: HashMap::default(),
             default: None,
             generation: 0,
+            validity_changes_at: None,
         }
     }
 
@@ -344,6 +348,11 @@ impl<T> CertIndex<T> {
                 });
             }
         }
+        let validity_changes_at = meta
+            .iter()
+            .flat_map(|m| [m.info.not_before, m.info.not_after])
+            .filter(|t| *t >= now)
+            .min();
         let mut index = CertIndex {
             payloads,
             hot,
@@ -352,6 +361,7 @@ impl<T> CertIndex<T> {
             wildcard,
             default: None,
             generation,
+            validity_changes_at,
         };
         if !options.strict {
             index.default = match &options.default_name {
@@ -510,6 +520,13 @@ impl<T> CertIndex<T> {
             }
         }
         first_ok.map_or(ids.first().copied().unwrap_or(0), |(id, _)| id)
+    }
+
+    /// When a certificate of this index next starts or stops being valid
+    /// (its notBefore or notAfter after the build time): from then on the
+    /// ranking by validity is stale and the index should be rebuilt.
+    pub fn validity_changes_at(&self) -> Option<SystemTime> {
+        self.validity_changes_at
     }
 
     /// The reload generation this index was built for.

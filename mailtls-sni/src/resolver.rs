@@ -508,13 +508,9 @@ impl SniResolver {
             })
             .collect();
         let generation = self.table.load().generation() + 1;
-        let options = IndexOptions {
-            default_name: self.options.default_name.clone(),
-            strict: self.options.strict,
-        };
         Ok(CertIndex::build(
             inputs,
-            &options,
+            &self.index_options(),
             SystemTime::now(),
             generation,
         )?)
@@ -597,6 +593,56 @@ impl SniResolver {
             .bad_files
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = (kept, bad.len());
+    }
+
+    /// Rebuilds the index from the certificates already loaded if one of
+    /// them started or stopped being valid since it was built (see
+    /// [`CertIndex::validity_changes_at`]), so that an exact certificate that
+    /// expired yields to a valid wildcard without waiting for a file to
+    /// change. Reads no file. Returns the new generation if it rebuilt.
+    /// [`crate::watch::watch_dir`] calls it at each such moment.
+    pub fn revalidate(&self) -> Result<Option<u64>, ReloadError> {
+        let _guard = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.table.load_full();
+        let now = SystemTime::now();
+        if current.validity_changes_at().is_none_or(|t| t > now) {
+            return Ok(None);
+        }
+        let inputs = current
+            .payloads()
+            .map(|(payload, meta)| IndexInput {
+                payload: Arc::clone(payload),
+                info: Arc::clone(&meta.info),
+                // The names already hold the aliases, checked at the reload.
+                names: Arc::clone(&meta.names),
+                source: Arc::clone(&meta.source),
+                aliases: Vec::new(),
+            })
+            .collect();
+        let table = CertIndex::build(inputs, &self.index_options(), now, current.generation() + 1)?;
+        let generation = table.generation();
+        self.table.store(Arc::new(table));
+        tracing::info!(
+            generation,
+            "a certificate's validity changed; ranking rebuilt"
+        );
+        Ok(Some(generation))
+    }
+
+    fn index_options(&self) -> IndexOptions {
+        IndexOptions {
+            default_name: self.options.default_name.clone(),
+            strict: self.options.strict,
+        }
+    }
+
+    /// When the validity ranking of the served set next changes; see
+    /// [`revalidate`](Self::revalidate).
+    pub fn validity_changes_at(&self) -> Option<SystemTime> {
+        self.table.load().validity_changes_at()
     }
 
     /// Resolves a server name (as sent by the client) for a client that

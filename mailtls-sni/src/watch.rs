@@ -91,19 +91,24 @@ pub enum WatchError {
 #[derive(Debug)]
 pub struct DirWatcher {
     task: JoinHandle<()>,
+    /// Re-ranks at validity boundaries ([`watch_dir`] only).
+    revalidate: Option<JoinHandle<()>>,
     _watcher: notify::RecommendedWatcher,
 }
 
 impl DirWatcher {
     /// Stops watching.
     pub fn stop(self) {
-        self.task.abort();
+        // Drop aborts both tasks.
     }
 }
 
 impl Drop for DirWatcher {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(t) = &self.revalidate {
+            t.abort();
+        }
     }
 }
 
@@ -123,8 +128,35 @@ pub fn watch_dir(
     dir: PathBuf,
     options: WatchOptions,
 ) -> Result<DirWatcher, WatchError> {
-    let reload: ReloadFn = Arc::new(move |d: &Path| resolver.reload_from_dir(d));
-    watch_dir_with(dir, options, reload)
+    let reloader = Arc::clone(&resolver);
+    let reload: ReloadFn = Arc::new(move |d: &Path| reloader.reload_from_dir(d));
+    let mut watcher = watch_dir_with(dir, options, reload)?;
+    watcher.revalidate = Some(tokio::spawn(revalidate_at_boundaries(resolver)));
+    Ok(watcher)
+}
+
+/// Sleeps until a served certificate starts or stops being valid, then has
+/// the resolver re-rank (see [`SniResolver::revalidate`]). Wakes at least
+/// hourly, so a wall-clock jump is caught up with.
+async fn revalidate_at_boundaries(resolver: Arc<SniResolver>) {
+    const MAX_SLEEP: Duration = Duration::from_secs(3600);
+    loop {
+        let wait = resolver.validity_changes_at().map_or(MAX_SLEEP, |at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .min(MAX_SLEEP)
+        });
+        // A second past the boundary: X.509 times have whole seconds.
+        tokio::time::sleep(wait + Duration::from_secs(1)).await;
+        let r = Arc::clone(&resolver);
+        match tokio::task::spawn_blocking(move || r.revalidate()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "re-ranking after a validity change failed");
+            }
+            Err(e) => tracing::error!(error = %e, "re-ranking task failed"),
+        }
+    }
 }
 
 /// Like [`watch_dir`], running `reload` on each change instead.
@@ -211,6 +243,7 @@ pub fn watch_dir_with(
     });
     Ok(DirWatcher {
         task,
+        revalidate: None,
         _watcher: watcher,
     })
 }

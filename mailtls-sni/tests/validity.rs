@@ -109,3 +109,86 @@ fn the_upper_case_path_follows_the_same_order() {
     assert_eq!(stats.wildcard_hits, 3);
     assert_eq!(stats.served_invalid, 0);
 }
+
+/// Waits (with a deadline) until the wall clock is past `t`.
+fn wait_past(t: std::time::SystemTime) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::SystemTime::now() <= t {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clock did not pass {t:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_exact_certificate_that_expires_yields_to_the_wildcard_on_revalidate() {
+    let resolver = SniResolver::new(ResolverOptions::default());
+    let exact = prepared(
+        &resolver,
+        "exact",
+        &["mail.example.com"],
+        -DAY,
+        Duration::seconds(2),
+    );
+    let (f, t) = valid();
+    let wild = prepared(&resolver, "wild", &["*.example.com"], f, t);
+    let (exact_fp, wild_fp) = (exact.info.sha256_fingerprint, wild.info.sha256_fingerprint);
+    let expires = exact.info.not_after;
+    resolver.reload(vec![exact, wild]).unwrap();
+    assert_eq!(
+        served(&resolver, Some("mail.example.com")).unwrap().1,
+        exact_fp
+    );
+    assert_eq!(resolver.validity_changes_at(), Some(expires));
+    // Nothing to do before the boundary.
+    assert_eq!(resolver.revalidate().unwrap(), None);
+    let generation = resolver.generation();
+
+    wait_past(expires + std::time::Duration::from_secs(1));
+    assert_eq!(resolver.revalidate().unwrap(), Some(generation + 1));
+    assert_eq!(
+        served(&resolver, Some("mail.example.com")).unwrap().1,
+        wild_fp
+    );
+    assert_eq!(resolver.stats().served_invalid, 0);
+    assert_eq!(resolver.certificates().len(), 2);
+}
+
+#[cfg(feature = "watch")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_re_ranks_when_a_certificate_expires() {
+    let tmp = private_tempdir();
+    let dir = tmp.path().to_path_buf();
+    let (cert, key) = with_validity(&["mail.example.com"], -DAY, Duration::seconds(2));
+    std::fs::write(dir.join("exact.crt"), &cert).unwrap();
+    std::fs::write(dir.join("exact.key"), &key).unwrap();
+    let (f, t) = valid();
+    let (cert, key) = with_validity(&["*.example.com"], f, t);
+    std::fs::write(dir.join("wild.crt"), &cert).unwrap();
+    std::fs::write(dir.join("wild.key"), &key).unwrap();
+    let resolver = std::sync::Arc::new(SniResolver::new(ResolverOptions::default()));
+    resolver.reload_from_dir(&dir).unwrap();
+    assert_eq!(
+        served(&resolver, Some("mail.example.com")).unwrap().0,
+        "mail.example.com"
+    );
+    // No file changes and no polling: only the validity boundary can act.
+    let _w = mailtls_sni::watch_dir(
+        resolver.clone(),
+        dir,
+        mailtls_sni::WatchOptions::default().with_poll_interval(None),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while served(&resolver, Some("mail.example.com")).unwrap().0 != "*.example.com" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not re-ranked: {:?}",
+            resolver.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(resolver.stats().served_invalid, 0);
+}
