@@ -7,7 +7,10 @@
 //! are named in the [`ReloadReport`] and logged, never silently ignored.
 //!
 //! A reload is all or nothing: a configuration that fails validation, or a
-//! certificate directory that does not load, changes nothing.
+//! certificate directory with nothing usable in it, changes nothing. A
+//! certificate file that does not load is not such a failure: the others
+//! are served and the bad one is named in the report's warnings and the
+//! resolver's stats (see `mailtls_sni::ReloadPolicy`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -248,7 +251,11 @@ async fn apply(
         certificates_made: made.written,
         applied,
         restart_required,
-        warnings: loaded.warnings,
+        warnings: loaded
+            .warnings
+            .into_iter()
+            .chain(loaded.bad_files.iter().map(|b| format!("{b} (not served)")))
+            .collect(),
     })
 }
 

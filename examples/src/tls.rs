@@ -62,11 +62,12 @@ pub fn load_resolver(cert_dir: &Path, hostname: &DnsName) -> Result<Arc<SniResol
         source,
     };
     let resolver = SniResolver::new(ResolverOptions::default().with_default_name(hostname.clone()));
+    // Files that do not load are skipped and reported (the resolver logs
+    // each one and keeps them in its stats); only a directory with nothing
+    // usable stops the start.
     match resolver.reload_from_dir(cert_dir) {
         Ok(report) => {
-            for w in &report.warnings {
-                tracing::warn!("{w}");
-            }
+            log_report(&report);
             Ok(Arc::new(resolver))
         }
         Err(ReloadError::Index(mailtls_sni::index::IndexError::DefaultNotFound(_))) => {
@@ -75,10 +76,23 @@ pub fn load_resolver(cert_dir: &Path, hostname: &DnsName) -> Result<Arc<SniResol
                 "no certificate covers the host name; the first certificate loaded is the default"
             );
             let resolver = SniResolver::new(ResolverOptions::default());
-            resolver.reload_from_dir(cert_dir).map_err(wrap)?;
+            log_report(&resolver.reload_from_dir(cert_dir).map_err(wrap)?);
             Ok(Arc::new(resolver))
         }
         Err(e) => Err(wrap(e)),
+    }
+}
+
+fn log_report(report: &mailtls_sni::ReloadReport) {
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    if !report.bad_files.is_empty() {
+        tracing::warn!(
+            bad_files = report.bad_files.len(),
+            served = report.certificates,
+            "some certificate files are not served; the others are"
+        );
     }
 }
 

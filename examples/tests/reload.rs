@@ -1,6 +1,6 @@
 //! Hot reload in the running server: a certificate dropped into the watched
-//! directory is served without a restart; a broken file is refused and the
-//! old set stays in service.
+//! directory is served without a restart; a broken file beside it is
+//! reported and holds back nothing (a renewal next to it is served).
 // Helpers outside #[test] functions may unwrap too: a failed unwrap is a
 // failed test, as clippy.toml already allows inside the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -76,26 +76,65 @@ async fn a_new_certificate_is_served_without_restart() {
         "imap.example.test"
     );
 
-    // A certificate without its key: the reload is refused, the set stays.
+    // A certificate without its key beside a renewal: the broken file is
+    // reported, and it holds nothing back; the renewal is served.
     std::fs::write(
         ts.data_dir().join("certs").join("broken.crt"),
         &made.cert_pem,
     )
     .unwrap();
-    poll_until("the refused reload", || async {
-        resolver.stats().last_reload_error.is_some()
+    let renewed = ca
+        .issue(&ServerCertSpec::new(
+            DnsName::parse("new.other.test").unwrap(),
+        ))
+        .unwrap();
+    renewed
+        .write_files(&ts.data_dir().join("certs"), "new.other.test")
+        .unwrap();
+    let renewed_fp = renewed
+        .to_certificate_with_key()
+        .unwrap()
+        .info
+        .fingerprint_hex();
+    poll_until("the broken file reported", || async {
+        resolver.stats().bad_file_count == 1
     })
     .await;
     let stats = resolver.stats();
-    assert!(stats.failed_reloads >= 1, "{stats:?}");
-    assert!(
-        stats
-            .last_reload_error
-            .as_deref()
-            .unwrap()
-            .contains("broken.crt"),
-        "{stats:?}"
-    );
-    assert_eq!(stats.certificates, 6);
+    assert!(stats.bad_files[0].file.ends_with("broken.crt"), "{stats:?}");
+    assert_eq!(stats.failed_reloads, 0, "{stats:?}");
+    assert_eq!(stats.last_reload_error, None, "{stats:?}");
+    poll_until("the renewal", || async {
+        resolver
+            .certificates()
+            .iter()
+            .any(|c| c.fingerprint == renewed_fp)
+    })
+    .await;
+    assert_eq!(resolver.stats().certificates, 6);
     assert_eq!(served_for(&ts, "new.other.test").await, "new.other.test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_file_at_start_is_reported_not_fatal() {
+    let ts = start(|_, dir| {
+        let certs = dir.join("certs");
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&certs)
+            .unwrap();
+        std::fs::write(
+            certs.join("broken.pem"),
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+    })
+    .await;
+    let stats = ts.server.resolver().stats();
+    assert_eq!(stats.bad_file_count, 1, "{stats:?}");
+    assert!(stats.bad_files[0].file.ends_with("broken.pem"), "{stats:?}");
+    assert!(stats.certificates >= 1, "{stats:?}");
+    assert_eq!(
+        served_for(&ts, "imap.example.test").await,
+        "imap.example.test"
+    );
 }

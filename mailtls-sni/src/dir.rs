@@ -12,9 +12,14 @@
 //!   `NAME.key.pem`, `NAME-key.pem`);
 //! - a combined PEM file holding the chain and the key.
 //!
-//! A certificate file without a key is an error (a reload is all or nothing);
-//! a key file nobody uses is a warning. Symlinks are followed. Files load in
-//! path order, in parallel on all cores.
+//! A certificate file without a key, or one that does not parse, is an error
+//! for that file only: the scan goes on and lists every such file in
+//! [`Scanned::errors`] (whether a reload then serves the rest is the
+//! resolver's [`ReloadPolicy`](crate::resolver::ReloadPolicy)). A key file
+//! nobody uses is a warning. A CA certificate (basicConstraints CA:TRUE),
+//! with or without its key, is not a server certificate: it is skipped with
+//! a warning. Symlinks are followed. Files load in path order, in parallel on
+//! all cores.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -43,7 +48,7 @@ pub struct DirError {
 pub struct Scanned {
     /// Loaded certificates with their source label, in path order.
     pub certificates: Vec<(CertificateWithKey, String)>,
-    /// Files that failed to load.
+    /// Files that failed to load, every one of them.
     pub errors: Vec<LoadError>,
     /// Things worth telling the operator that did not fail the scan.
     pub warnings: Vec<String>,
@@ -179,7 +184,18 @@ enum Outcome {
     Loaded(Box<CertificateWithKey>, String),
     /// A PEM file that holds only a key (a key named unusually): not an error.
     KeyOnly(String),
+    /// A CA certificate (with or without its key): not served, not an error.
+    Ca(String),
     Failed(LoadError),
+}
+
+/// Whether the leaf of a chain says it is a CA. A leaf that does not parse
+/// is not one (the load reports it).
+fn leaf_is_ca(chain: &[rustls::pki_types::CertificateDer<'_>]) -> bool {
+    chain
+        .first()
+        .and_then(|leaf| mailtls_core::CertInfo::from_der(leaf).ok())
+        .is_some_and(|info| info.is_ca)
 }
 
 fn load_job(job: &Job) -> Outcome {
@@ -210,11 +226,19 @@ fn load_job(job: &Job) -> Outcome {
             .key
             .as_ref()
             .map_or(source.clone(), |k| k.display().to_string());
-        let key = private_key_from_bytes(&key_bytes, &key_source)?;
-        CertificateWithKey::new(chain, key, &source).map(Some)
+        let key = match private_key_from_bytes(&key_bytes, &key_source) {
+            Ok(k) => k,
+            // A CA certificate on its own (a chain file beside the server
+            // certificates) is not missing a key: it is not ours to serve.
+            Err(_) if leaf_is_ca(&chain) => return Ok(Some(None)),
+            Err(e) => return Err(e),
+        };
+        CertificateWithKey::new(chain, key, &source).map(|c| Some(Some(c)))
     })();
     match result {
-        Ok(Some(c)) => Outcome::Loaded(Box::new(c), source),
+        Ok(Some(Some(c))) if c.info.is_ca => Outcome::Ca(source),
+        Ok(Some(Some(c))) => Outcome::Loaded(Box::new(c), source),
+        Ok(Some(None)) => Outcome::Ca(source),
         Ok(None) => Outcome::KeyOnly(source),
         Err(e) => Outcome::Failed(e),
     }
@@ -252,6 +276,9 @@ pub fn scan_dir(root: &Path) -> Result<Scanned, DirError> {
             Outcome::KeyOnly(s) => scanned
                 .warnings
                 .push(format!("{s}: holds a key but no certificate")),
+            Outcome::Ca(s) => scanned.warnings.push(format!(
+                "{s}: a CA certificate (basicConstraints CA:TRUE), not a server certificate; skipped"
+            )),
             Outcome::Failed(e) => scanned.errors.push(e),
         }
     }

@@ -144,6 +144,27 @@ pub enum MatchKind {
     DefaultNoMatch,
 }
 
+/// The outcome of [`CertIndex::resolve_detailed`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Resolved<'a, T> {
+    /// The chosen certificate's payload.
+    pub payload: &'a T,
+    /// How the name was matched.
+    pub kind: MatchKind,
+    /// Whether the certificate was within its validity period when the index
+    /// was built (false: expired or not yet valid, served for lack of better).
+    pub valid: bool,
+}
+
+// By hand: a derive would ask `T: Copy`, but only a reference is copied.
+impl<T> Clone for Resolved<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Resolved<'_, T> {}
+
 /// A certificate index; see the module docs.
 pub struct CertIndex<T> {
     payloads: Vec<T>,
@@ -153,6 +174,9 @@ pub struct CertIndex<T> {
     wildcard: HashMap<Box<str>, Slot, RandomState>,
     default: Option<Slot>,
     generation: u64,
+    /// The first notBefore or notAfter after the build time: when the
+    /// validity ranking stops being true.
+    validity_changes_at: Option<SystemTime>,
 }
 
 impl<T> fmt::Debug for CertIndex<T> {
@@ -258,6 +282,7 @@ impl<T> CertIndex<T> {
             wildcard: HashMap::default(),
             default: None,
             generation: 0,
+            validity_changes_at: None,
         }
     }
 
@@ -323,6 +348,11 @@ impl<T> CertIndex<T> {
                 });
             }
         }
+        let validity_changes_at = meta
+            .iter()
+            .flat_map(|m| [m.info.not_before, m.info.not_after])
+            .filter(|t| *t >= now)
+            .min();
         let mut index = CertIndex {
             payloads,
             hot,
@@ -331,6 +361,7 @@ impl<T> CertIndex<T> {
             wildcard,
             default: None,
             generation,
+            validity_changes_at,
         };
         if !options.strict {
             index.default = match &options.default_name {
@@ -363,36 +394,82 @@ impl<T> CertIndex<T> {
         self.default.as_ref().map(|s| (s, kind))
     }
 
+    /// Whether the best candidate of a slot was valid when the index was
+    /// built (slots are ordered valid first, so the first one tells).
+    fn slot_valid(&self, slot: &Slot) -> bool {
+        let id = match slot {
+            Slot::One(id) => *id,
+            Slot::Many(ids) => ids.first().copied().unwrap_or(0),
+        };
+        self.hot.get(id as usize).is_some_and(|h| h.valid_at_build)
+    }
+
+    /// Applies the order across match kinds: valid exact, valid wildcard,
+    /// invalid exact, invalid wildcard. `wildcard` is only asked when the
+    /// exact slot is missing or holds no valid certificate.
+    fn rank<'a>(
+        &'a self,
+        exact: Option<&'a Slot>,
+        wildcard: impl FnOnce() -> Option<&'a Slot>,
+    ) -> Option<(&'a Slot, MatchKind)> {
+        if let Some(slot) = exact.filter(|s| self.slot_valid(s)) {
+            return Some((slot, MatchKind::Exact));
+        }
+        match wildcard() {
+            Some(w) if exact.is_none() || self.slot_valid(w) => Some((w, MatchKind::Wildcard)),
+            _ => exact.map(|s| (s, MatchKind::Exact)),
+        }
+    }
+
     /// Exact then wildcard probe of a name that may not be canonical; a hit
     /// is only reported when the name is canonical (see `resolve`).
     fn probe_raw(&self, raw: &str) -> Option<(&Slot, MatchKind)> {
-        if let Some(slot) = self.exact.get(raw) {
-            return Some((slot, MatchKind::Exact));
-        }
-        let (first, parent) = raw.split_once('.')?;
-        if raw.len() > mailtls_core::name::MAX_NAME_LEN || !is_canonical_label(first.as_bytes()) {
-            return None;
-        }
-        self.wildcard.get(parent).map(|s| (s, MatchKind::Wildcard))
+        let exact = self.exact.get(raw);
+        self.rank(exact, || {
+            let (first, parent) = raw.split_once('.')?;
+            // An exact hit already proved the name canonical.
+            let canonical = exact.is_some()
+                || (raw.len() <= mailtls_core::name::MAX_NAME_LEN
+                    && is_canonical_label(first.as_bytes()));
+            if !canonical {
+                return None;
+            }
+            self.wildcard.get(parent)
+        })
     }
 
     fn find(&self, canonical: &str) -> Option<(&Slot, MatchKind)> {
-        if let Some(slot) = self.exact.get(canonical) {
-            return Some((slot, MatchKind::Exact));
-        }
-        let (_, parent) = canonical.split_once('.')?;
-        self.wildcard.get(parent).map(|s| (s, MatchKind::Wildcard))
+        self.rank(self.exact.get(canonical), || {
+            let (_, parent) = canonical.split_once('.')?;
+            self.wildcard.get(parent)
+        })
     }
 
     /// Finds the payload for a client's server name (as sent; it is
     /// normalised here). `accept` tells which keys the client takes; it is
     /// only asked when a name has more than one certificate. `None` means
     /// refuse: strict mode and no match, or an empty index.
+    ///
+    /// Across match kinds the order is: a valid exact certificate, a valid
+    /// wildcard, an invalid (expired or not yet valid) exact certificate, an
+    /// invalid wildcard, then the default. Validity is judged at the `now`
+    /// the index was built with.
     pub fn resolve(
         &self,
         server_name: Option<&str>,
         accept: impl FnOnce() -> KeyAcceptance,
     ) -> Option<(&T, MatchKind)> {
+        self.resolve_detailed(server_name, accept)
+            .map(|r| (r.payload, r.kind))
+    }
+
+    /// Like [`resolve`](Self::resolve), also telling whether the chosen
+    /// certificate was valid when the index was built.
+    pub fn resolve_detailed(
+        &self,
+        server_name: Option<&str>,
+        accept: impl FnOnce() -> KeyAcceptance,
+    ) -> Option<Resolved<'_, T>> {
         // Only canonical names are keys of the maps. An exact hit therefore
         // proves the raw name canonical, and a wildcard hit does too once its
         // first label is checked (a raw ".example.com" or "a_b.example.com"
@@ -414,8 +491,12 @@ impl<T> CertIndex<T> {
         let id = match slot {
             Slot::One(id) => *id,
             Slot::Many(ids) => self.choose(ids, accept()),
-        };
-        Some((&self.payloads[id as usize], kind))
+        } as usize;
+        Some(Resolved {
+            payload: &self.payloads[id],
+            kind,
+            valid: self.hot[id].valid_at_build,
+        })
     }
 
     /// Picks among several candidates: the first acceptable non-RSA key in the
@@ -439,6 +520,13 @@ impl<T> CertIndex<T> {
             }
         }
         first_ok.map_or(ids.first().copied().unwrap_or(0), |(id, _)| id)
+    }
+
+    /// When a certificate of this index next starts or stops being valid
+    /// (its notBefore or notAfter after the build time): from then on the
+    /// ranking by validity is stale and the index should be rebuilt.
+    pub fn validity_changes_at(&self) -> Option<SystemTime> {
+        self.validity_changes_at
     }
 
     /// The reload generation this index was built for.
@@ -482,17 +570,28 @@ fn needs_normalising(name: &str) -> bool {
 }
 
 /// Whether one label is in canonical form: 1 to 63 lowercase letters, digits
-/// or hyphens, no hyphen at either end, not an `xn--` A-label (those need
-/// IDNA validation).
+/// or hyphens, no hyphen at either end; an `xn--` A-label must also be valid
+/// IDNA (checked through the core's name parser, so only A-labels pay for it).
 fn is_canonical_label(label: &[u8]) -> bool {
-    !label.is_empty()
+    let plain = !label.is_empty()
         && label.len() <= mailtls_core::name::MAX_LABEL_LEN
         && label[0] != b'-'
         && label[label.len() - 1] != b'-'
-        && !label.starts_with(b"xn--")
         && label
             .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !plain {
+        return false;
+    }
+    if !label.starts_with(b"xn--") {
+        return true;
+    }
+    // Valid ASCII (checked above); the parser decodes the punycode and
+    // re-encodes it, and a valid A-label comes back unchanged.
+    std::str::from_utf8(label)
+        .ok()
+        .and_then(|l| DnsName::parse(l).ok())
+        .is_some_and(|n| n.as_str().as_bytes() == label)
 }
 
 /// The names plus aliases, each alias checked to be covered by a name.

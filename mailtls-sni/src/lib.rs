@@ -13,10 +13,11 @@ pub mod resolver;
 #[cfg(feature = "watch")]
 pub mod watch;
 
-pub use index::{CertIndex, KeyAcceptance, MatchKind};
+pub use index::{CertIndex, KeyAcceptance, MatchKind, Resolved};
 pub use resolver::{
-    CertSummary, MissEvent, PreparedCertificate, ReloadError, ReloadReport, ResolverOptions,
-    ResolverStats, SniResolver, is_tls_alpn_01, key_acceptance,
+    BadFile, CertSummary, MAX_BAD_FILES_IN_STATS, MissEvent, PreparedCertificate, ReloadError,
+    ReloadPolicy, ReloadReport, ResolverOptions, ResolverStats, SniResolver, is_tls_alpn_01,
+    key_acceptance,
 };
 #[cfg(feature = "watch")]
 pub use watch::{DirWatcher, WatchOptions, watch_dir};

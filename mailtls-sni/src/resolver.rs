@@ -28,13 +28,16 @@ use crate::index::{CertIndex, IndexError, IndexInput, IndexOptions, KeyAcceptanc
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReloadError {
-    /// One or more files could not be loaded.
-    #[error("{} certificate file(s) failed to load; first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
-    Load(Vec<LoadError>),
+    /// Files could not be used, and the reload could not go ahead without
+    /// them: under [`ReloadPolicy::AllOrNothing`], or because nothing usable
+    /// was left. Every bad file is listed, not only the first.
+    #[error("{} certificate file(s) could not be used: {}", .0.len(), list_bad(.0))]
+    BadFiles(Vec<BadFile>),
     /// The certificate directory could not be read.
     #[error(transparent)]
     Dir(#[from] DirError),
-    /// rustls could not use a private key.
+    /// rustls could not use a private key (of a certificate given to
+    /// [`SniResolver::reload`]; in a directory this is a [`BadFile`]).
     #[error("{source_name}: rustls cannot use the private key: {reason}")]
     UnusableKey {
         /// Where the certificate came from.
@@ -49,6 +52,66 @@ pub enum ReloadError {
     /// reload means, so the old set is kept.
     #[error("no certificate found; keeping the previous set")]
     NoCertificates,
+}
+
+fn list_bad(files: &[BadFile]) -> String {
+    files
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A file in a certificate directory that could not be served, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct BadFile {
+    /// The file at fault (the certificate file; for a key problem the key
+    /// file when it is a separate one).
+    pub file: String,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+impl BadFile {
+    /// A bad file and the reason it was not served.
+    pub fn new(file: impl Into<String>, reason: impl Into<String>) -> Self {
+        BadFile {
+            file: file.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for BadFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file, self.reason)
+    }
+}
+
+impl From<LoadError> for BadFile {
+    fn from(e: LoadError) -> Self {
+        BadFile {
+            file: e.source_name,
+            reason: e.kind.to_string(),
+        }
+    }
+}
+
+/// What a reload does with files of a directory that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReloadPolicy {
+    /// Serve every file that loads and report the others (in the log, the
+    /// [`ReloadReport`] and [`ResolverStats`]); one broken renewal never
+    /// holds back the rest. The reload is refused only when nothing usable
+    /// is left or the configured default name has no certificate.
+    #[default]
+    SkipBadFiles,
+    /// Any bad file refuses the whole reload and the previous set stays:
+    /// for operators who would rather serve yesterday's complete set than
+    /// today's partial one.
+    AllOrNothing,
 }
 
 /// A certificate ready for the index: the rustls key object is built and the
@@ -153,6 +216,8 @@ pub struct ResolverOptions {
     pub provider: Option<Arc<CryptoProvider>>,
     /// Called on every miss (no match, or no SNI), after the counters.
     pub on_miss: Option<MissHook>,
+    /// What a directory reload does with files it cannot use.
+    pub reload_policy: ReloadPolicy,
 }
 
 impl ResolverOptions {
@@ -180,6 +245,14 @@ impl ResolverOptions {
         self.on_miss = Some(hook);
         self
     }
+
+    /// What a directory reload does with files it cannot use; the default,
+    /// [`ReloadPolicy::SkipBadFiles`], serves the good ones and reports the
+    /// rest.
+    pub fn with_reload_policy(mut self, policy: ReloadPolicy) -> Self {
+        self.reload_policy = policy;
+        self
+    }
 }
 
 impl fmt::Debug for ResolverOptions {
@@ -188,6 +261,7 @@ impl fmt::Debug for ResolverOptions {
             .field("default_name", &self.default_name)
             .field("strict", &self.strict)
             .field("on_miss", &self.on_miss.is_some())
+            .field("reload_policy", &self.reload_policy)
             .finish_non_exhaustive()
     }
 }
@@ -201,10 +275,16 @@ struct Counters {
     refused: AtomicU64,
     challenge_served: AtomicU64,
     challenge_refused: AtomicU64,
+    served_invalid: AtomicU64,
 }
+
+/// How many bad files [`ResolverStats::bad_files`] lists at most; the count
+/// is always complete.
+pub const MAX_BAD_FILES_IN_STATS: usize = 100;
 
 /// A snapshot of the resolver's counters and state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResolverStats {
     /// Current reload generation (0 before the first successful load).
     pub generation: u64,
@@ -231,6 +311,14 @@ pub struct ResolverStats {
     pub failed_reloads: u64,
     /// Why the most recent reload failed, if the most recent one did.
     pub last_reload_error: Option<String>,
+    /// Files the most recent directory reload could not use (whether it then
+    /// went ahead or not), at most [`MAX_BAD_FILES_IN_STATS`] of them.
+    pub bad_files: Vec<BadFile>,
+    /// How many files the most recent directory reload could not use.
+    pub bad_file_count: usize,
+    /// Handshakes served a certificate outside its validity period (expired
+    /// or not yet valid) because nothing valid covered the name.
+    pub served_invalid: u64,
 }
 
 impl ResolverStats {
@@ -242,14 +330,18 @@ impl ResolverStats {
 
 /// What a successful reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReloadReport {
     /// The new generation.
     pub generation: u64,
     /// Certificates now served.
     pub certificates: usize,
     /// Notes that did not stop the reload (unpaired key files, SAN entries
-    /// that are not valid names).
+    /// that are not valid names, CA certificates skipped).
     pub warnings: Vec<String>,
+    /// Files that could not be used and are not served (the good ones are);
+    /// see [`ReloadPolicy::SkipBadFiles`].
+    pub bad_files: Vec<BadFile>,
 }
 
 /// A short description of a served certificate, for status pages and alerts.
@@ -284,6 +376,7 @@ pub struct SniResolver {
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
     last_error: Mutex<Option<String>>,
+    bad_files: Mutex<(Vec<BadFile>, usize)>,
     reload_lock: Mutex<()>,
     challenges: RwLock<HashMap<Box<str>, Arc<CertifiedKey>>>,
 }
@@ -325,6 +418,7 @@ impl SniResolver {
             reloads: AtomicU64::new(0),
             failed_reloads: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            bad_files: Mutex::new((Vec::new(), 0)),
             reload_lock: Mutex::new(()),
             challenges: RwLock::new(HashMap::new()),
         }
@@ -339,18 +433,20 @@ impl SniResolver {
     /// longer served). On error the current set stays and the error is also
     /// kept for [`stats`](Self::stats).
     pub fn reload(&self, certs: Vec<PreparedCertificate>) -> Result<ReloadReport, ReloadError> {
-        self.reload_with_warnings(certs, Vec::new())
-    }
-
-    fn reload_with_warnings(
-        &self,
-        certs: Vec<PreparedCertificate>,
-        mut warnings: Vec<String>,
-    ) -> Result<ReloadReport, ReloadError> {
         let _guard = self
             .reload_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.swap_in(certs, Vec::new(), Vec::new())
+    }
+
+    /// Builds and swaps in a new table; the caller holds `reload_lock`.
+    fn swap_in(
+        &self,
+        certs: Vec<PreparedCertificate>,
+        mut warnings: Vec<String>,
+        bad_files: Vec<BadFile>,
+    ) -> Result<ReloadReport, ReloadError> {
         let result = self.build_table(certs, &mut warnings);
         match result {
             Ok(table) => {
@@ -358,6 +454,7 @@ impl SniResolver {
                     generation: table.generation(),
                     certificates: table.len(),
                     warnings,
+                    bad_files,
                 };
                 self.table.store(Arc::new(table));
                 self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -368,6 +465,7 @@ impl SniResolver {
                 tracing::info!(
                     generation = report.generation,
                     certificates = report.certificates,
+                    bad_files = report.bad_files.len(),
                     "certificates reloaded"
                 );
                 Ok(report)
@@ -410,26 +508,34 @@ impl SniResolver {
             })
             .collect();
         let generation = self.table.load().generation() + 1;
-        let options = IndexOptions {
-            default_name: self.options.default_name.clone(),
-            strict: self.options.strict,
-        };
         Ok(CertIndex::build(
             inputs,
-            &options,
+            &self.index_options(),
             SystemTime::now(),
             generation,
         )?)
     }
 
     /// Loads every certificate in `dir` (see [`crate::dir`] for the layouts
-    /// understood) and replaces the current set with them, all or nothing.
+    /// understood) and replaces the current set with them.
+    ///
+    /// Under the default [`ReloadPolicy::SkipBadFiles`] every file that loads
+    /// is served and every one that does not is reported (logged, listed in
+    /// [`ReloadReport::bad_files`] and [`ResolverStats::bad_files`]); the
+    /// reload is refused only when nothing usable is left or the configured
+    /// default name has no certificate. Under [`ReloadPolicy::AllOrNothing`]
+    /// any bad file refuses it. A refused reload keeps the previous set.
+    ///
+    /// This reads and parses files, so it blocks: async code calls it through
+    /// `tokio::task::spawn_blocking` (as [`crate::watch::watch_dir`] does) or
+    /// at start-up, never on a runtime worker.
     pub fn reload_from_dir(&self, dir: &Path) -> Result<ReloadReport, ReloadError> {
         self.reload_from_dir_with(dir, Vec::new())
     }
 
     /// Like [`reload_from_dir`](Self::reload_from_dir), with extra prepared
     /// certificates (from configuration) served alongside the directory's.
+    /// Blocking, like `reload_from_dir`.
     pub fn reload_from_dir_with(
         &self,
         dir: &Path,
@@ -443,23 +549,100 @@ impl SniResolver {
                 return Err(e);
             }
         };
-        if !scanned.errors.is_empty() {
-            let e = ReloadError::Load(scanned.errors);
-            self.record_failure(&e);
-            return Err(e);
-        }
+        let mut bad: Vec<BadFile> = scanned.errors.into_iter().map(BadFile::from).collect();
         let mut prepared = Vec::with_capacity(scanned.certificates.len() + extra.len());
         for (cert, source) in scanned.certificates {
             match PreparedCertificate::new(cert, &source, &self.provider) {
                 Ok(p) => prepared.push(p),
-                Err(e) => {
-                    self.record_failure(&e);
-                    return Err(e);
-                }
+                Err(ReloadError::UnusableKey {
+                    source_name,
+                    reason,
+                }) => bad.push(BadFile::new(
+                    source_name,
+                    format!("rustls cannot use the private key: {reason}"),
+                )),
+                Err(e) => bad.push(BadFile::new(source, e.to_string())),
             }
         }
+        for b in &bad {
+            tracing::warn!(file = %b.file, reason = %b.reason, "certificate file not served");
+        }
+        for w in &scanned.warnings {
+            tracing::info!(note = %w, "certificate directory");
+        }
+        let _guard = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.record_bad_files(&bad);
+        let refuse = !bad.is_empty()
+            && (self.options.reload_policy == ReloadPolicy::AllOrNothing
+                || (prepared.is_empty() && extra.is_empty()));
+        if refuse {
+            let e = ReloadError::BadFiles(bad);
+            self.record_failure(&e);
+            return Err(e);
+        }
         prepared.extend(extra);
-        self.reload_with_warnings(prepared, scanned.warnings)
+        self.swap_in(prepared, scanned.warnings, bad)
+    }
+
+    fn record_bad_files(&self, bad: &[BadFile]) {
+        let kept = bad.iter().take(MAX_BAD_FILES_IN_STATS).cloned().collect();
+        *self
+            .bad_files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (kept, bad.len());
+    }
+
+    /// Rebuilds the index from the certificates already loaded if one of
+    /// them started or stopped being valid since it was built (see
+    /// [`CertIndex::validity_changes_at`]), so that an exact certificate that
+    /// expired yields to a valid wildcard without waiting for a file to
+    /// change. Reads no file. Returns the new generation if it rebuilt.
+    /// [`crate::watch::watch_dir`] calls it at each such moment.
+    pub fn revalidate(&self) -> Result<Option<u64>, ReloadError> {
+        let _guard = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.table.load_full();
+        let now = SystemTime::now();
+        if current.validity_changes_at().is_none_or(|t| t > now) {
+            return Ok(None);
+        }
+        let inputs = current
+            .payloads()
+            .map(|(payload, meta)| IndexInput {
+                payload: Arc::clone(payload),
+                info: Arc::clone(&meta.info),
+                // The names already hold the aliases, checked at the reload.
+                names: Arc::clone(&meta.names),
+                source: Arc::clone(&meta.source),
+                aliases: Vec::new(),
+            })
+            .collect();
+        let table = CertIndex::build(inputs, &self.index_options(), now, current.generation() + 1)?;
+        let generation = table.generation();
+        self.table.store(Arc::new(table));
+        tracing::info!(
+            generation,
+            "a certificate's validity changed; ranking rebuilt"
+        );
+        Ok(Some(generation))
+    }
+
+    fn index_options(&self) -> IndexOptions {
+        IndexOptions {
+            default_name: self.options.default_name.clone(),
+            strict: self.options.strict,
+        }
+    }
+
+    /// When the validity ranking of the served set next changes; see
+    /// [`revalidate`](Self::revalidate).
+    pub fn validity_changes_at(&self) -> Option<SystemTime> {
+        self.table.load().validity_changes_at()
     }
 
     /// Resolves a server name (as sent by the client) for a client that
@@ -479,20 +662,26 @@ impl SniResolver {
         accept: impl FnOnce() -> KeyAcceptance,
     ) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();
-        let found = table.resolve(server_name, accept);
-        let counter = match found {
-            Some((_, MatchKind::Exact)) => &self.counters.exact,
-            Some((_, MatchKind::Wildcard)) => &self.counters.wildcard,
-            Some((_, MatchKind::DefaultNoName)) => &self.counters.default_no_name,
-            Some((_, MatchKind::DefaultNoMatch)) => &self.counters.default_no_match,
+        let found = table.resolve_detailed(server_name, accept);
+        let counter = match found.map(|r| r.kind) {
+            Some(MatchKind::Exact) => &self.counters.exact,
+            Some(MatchKind::Wildcard) => &self.counters.wildcard,
+            Some(MatchKind::DefaultNoName) => &self.counters.default_no_name,
+            Some(MatchKind::DefaultNoMatch) => &self.counters.default_no_match,
             None => &self.counters.refused,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let is_miss = !matches!(found, Some((_, MatchKind::Exact | MatchKind::Wildcard)));
+        if found.is_some_and(|r| !r.valid) {
+            self.counters.served_invalid.fetch_add(1, Ordering::Relaxed);
+        }
+        let is_miss = !matches!(
+            found.map(|r| r.kind),
+            Some(MatchKind::Exact | MatchKind::Wildcard)
+        );
         if is_miss {
             self.report_miss(server_name, found.is_some());
         }
-        found.map(|(k, _)| Arc::clone(k))
+        found.map(|r| Arc::clone(r.payload))
     }
 
     #[cold]
@@ -528,6 +717,11 @@ impl SniResolver {
     pub fn stats(&self) -> ResolverStats {
         let table = self.table.load();
         let c = &self.counters;
+        let (bad_files, bad_file_count) = self
+            .bad_files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         ResolverStats {
             generation: table.generation(),
             certificates: table.len(),
@@ -545,6 +739,9 @@ impl SniResolver {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
+            bad_files,
+            bad_file_count,
+            served_invalid: c.served_invalid.load(Ordering::Relaxed),
         }
     }
 

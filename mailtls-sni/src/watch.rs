@@ -5,7 +5,10 @@
 //! systems without events and for changes outside the watched tree (a certbot
 //! `archive/` file behind a `live/` symlink). Bursts of events are debounced,
 //! and a reload only happens when the signature really changed, so a renewal
-//! that writes four files triggers one reload.
+//! that writes four files triggers one reload. The debounce has an upper
+//! bound ([`WatchOptions::max_delay`]): a directory that never stops changing
+//! (a log file beside the certificates, a busy deploy tool) is still
+//! reloaded at least that often.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +31,10 @@ pub struct WatchOptions {
     /// How often to compare the directory signature without any event;
     /// `None` to rely on events only.
     pub poll_interval: Option<Duration>,
+    /// The longest a change waits for a reload while events keep coming:
+    /// the debounce ends at `max_delay` after the first event of a burst
+    /// even if the directory never goes quiet.
+    pub max_delay: Duration,
 }
 
 impl WatchOptions {
@@ -43,6 +50,13 @@ impl WatchOptions {
         self.poll_interval = poll_interval;
         self
     }
+
+    /// The longest a change waits for its reload while events keep coming
+    /// (default 2 s).
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
 }
 
 impl Default for WatchOptions {
@@ -50,6 +64,7 @@ impl Default for WatchOptions {
         WatchOptions {
             debounce: Duration::from_millis(250),
             poll_interval: Some(Duration::from_secs(30)),
+            max_delay: Duration::from_secs(2),
         }
     }
 }
@@ -76,19 +91,24 @@ pub enum WatchError {
 #[derive(Debug)]
 pub struct DirWatcher {
     task: JoinHandle<()>,
+    /// Re-ranks at validity boundaries ([`watch_dir`] only).
+    revalidate: Option<JoinHandle<()>>,
     _watcher: notify::RecommendedWatcher,
 }
 
 impl DirWatcher {
     /// Stops watching.
     pub fn stop(self) {
-        self.task.abort();
+        // Drop aborts both tasks.
     }
 }
 
 impl Drop for DirWatcher {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(t) = &self.revalidate {
+            t.abort();
+        }
     }
 }
 
@@ -99,15 +119,44 @@ pub type ReloadFn = Arc<dyn Fn(&Path) -> Result<ReloadReport, ReloadError> + Sen
 
 /// Watches `dir` and reloads `resolver` from it on every real change. Call it
 /// right after the initial load: changes before the call are not seen.
-/// Failed reloads keep the old certificates; both outcomes are logged and
+/// Reloads run on `spawn_blocking` (they read files). Bad files are handled
+/// by the resolver's [`ReloadPolicy`](crate::resolver::ReloadPolicy); a
+/// refused reload keeps the old certificates; every outcome is logged and
 /// visible in [`SniResolver::stats`].
 pub fn watch_dir(
     resolver: Arc<SniResolver>,
     dir: PathBuf,
     options: WatchOptions,
 ) -> Result<DirWatcher, WatchError> {
-    let reload: ReloadFn = Arc::new(move |d: &Path| resolver.reload_from_dir(d));
-    watch_dir_with(dir, options, reload)
+    let reloader = Arc::clone(&resolver);
+    let reload: ReloadFn = Arc::new(move |d: &Path| reloader.reload_from_dir(d));
+    let mut watcher = watch_dir_with(dir, options, reload)?;
+    watcher.revalidate = Some(tokio::spawn(revalidate_at_boundaries(resolver)));
+    Ok(watcher)
+}
+
+/// Sleeps until a served certificate starts or stops being valid, then has
+/// the resolver re-rank (see [`SniResolver::revalidate`]). Wakes at least
+/// hourly, so a wall-clock jump is caught up with.
+async fn revalidate_at_boundaries(resolver: Arc<SniResolver>) {
+    const MAX_SLEEP: Duration = Duration::from_secs(3600);
+    loop {
+        let wait = resolver.validity_changes_at().map_or(MAX_SLEEP, |at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .min(MAX_SLEEP)
+        });
+        // A second past the boundary: X.509 times have whole seconds.
+        tokio::time::sleep(wait + Duration::from_secs(1)).await;
+        let r = Arc::clone(&resolver);
+        match tokio::task::spawn_blocking(move || r.revalidate()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "re-ranking after a validity change failed");
+            }
+            Err(e) => tracing::error!(error = %e, "re-ranking task failed"),
+        }
+    }
 }
 
 /// Like [`watch_dir`], running `reload` on each change instead.
@@ -150,10 +199,14 @@ pub fn watch_dir_with(
                     if got.is_none() {
                         return;
                     }
-                    // Debounce: wait until events stop for `debounce`.
+                    // Debounce: wait until events stop for `debounce`, but
+                    // never past `max_delay` after the first one.
+                    let limit = tokio::time::Instant::now() + options.max_delay;
                     loop {
-                        match tokio::time::timeout(options.debounce, rx.recv()).await {
-                            Ok(Some(())) => continue,
+                        let quiet = tokio::time::Instant::now() + options.debounce;
+                        match tokio::time::timeout_at(quiet.min(limit), rx.recv()).await {
+                            Ok(Some(())) if tokio::time::Instant::now() < limit => continue,
+                            Ok(Some(())) => break,
                             Ok(None) => return,
                             Err(_) => break,
                         }
@@ -170,7 +223,12 @@ pub fn watch_dir_with(
             let outcome = tokio::task::spawn_blocking(move || reload2(&dir2)).await;
             match outcome {
                 Ok(Ok(report)) => {
-                    tracing::info!(dir = %dir.display(), generation = report.generation, "certificate directory reloaded");
+                    tracing::info!(
+                        dir = %dir.display(),
+                        generation = report.generation,
+                        bad_files = report.bad_files.len(),
+                        "certificate directory reloaded"
+                    );
                     last = now;
                 }
                 Ok(Err(e)) => {
@@ -185,6 +243,7 @@ pub fn watch_dir_with(
     });
     Ok(DirWatcher {
         task,
+        revalidate: None,
         _watcher: watcher,
     })
 }

@@ -196,14 +196,16 @@ async fn tls_alpn_01_gets_the_challenge_and_never_the_default() {
 
 #[tokio::test]
 async fn failed_reload_keeps_the_old_set() {
-    let (dir, r) = world().await;
+    let (_dir, r) = world().await;
     let before = r.generation();
+    // A directory whose only certificate is broken has nothing to serve.
+    let broken = private_tempdir();
     std::fs::write(
-        dir.path().join("broken.crt"),
+        broken.path().join("broken.crt"),
         "-----BEGIN CERTIFICATE-----\nnope\n",
     )
     .unwrap();
-    let err = r.reload_from_dir(dir.path()).unwrap_err();
+    let err = r.reload_from_dir(broken.path()).unwrap_err();
     assert!(err.to_string().contains("broken.crt"), "{err}");
     assert_eq!(r.generation(), before);
     assert_eq!(r.certificates().len(), 4);

@@ -1,6 +1,8 @@
 //! Hot reload while handshakes run: the certificate directory is replaced
 //! several times (Kubernetes-style `..data` symlink swaps, picked up by the
-//! watcher); no handshake fails and afterwards only the new set is served.
+//! watcher) with a broken file lying beside it all along; no handshake
+//! fails, every reload goes through, and afterwards only the new set is
+//! served.
 // Helpers outside #[test] fns unwrap too: a failed fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -76,8 +78,13 @@ async fn reload_under_load_loses_no_handshake() {
     let tmp = private_tempdir();
     let root = tmp.path().to_path_buf();
     let mut expected = publish(&root, &ca, 0, &NAMES);
+    // A certificate without its key, present from start to end: it is
+    // reported on every reload and holds none of them back.
+    let broken = issue(&ca, "broken.example.com", &[], KeyType::EcdsaP256);
+    std::fs::write(root.join("broken.crt"), &broken.cert_pem).unwrap();
     let resolver = Arc::new(SniResolver::new(ResolverOptions::default()));
-    resolver.reload_from_dir(&root).unwrap();
+    let report = resolver.reload_from_dir(&root).unwrap();
+    assert_eq!(report.bad_files.len(), 1, "{report:?}");
     let _watcher = watch_dir(
         resolver.clone(),
         root.clone(),
@@ -158,6 +165,10 @@ async fn reload_under_load_loses_no_handshake() {
     );
     assert!(done.load(Ordering::Relaxed) >= 1000);
     assert!(resolver.generation() > start_generation);
+    // The broken file never made a reload fail, and it is still reported.
+    assert_eq!(stats.failed_reloads, 0, "{stats:?}");
+    assert_eq!(stats.bad_file_count, 1, "{stats:?}");
+    assert!(stats.bad_files[0].file.ends_with("broken.crt"), "{stats:?}");
     // Only the new certificates: three entries, and the dropped name now gets
     // the default (a certificate for another name).
     assert_eq!(resolver.certificates().len(), 3);

@@ -222,3 +222,43 @@ pub fn private_tempdir() -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
+
+/// A self-signed server certificate for `names` valid from `now + from` to
+/// `now + to` (negative offsets are in the past), as PEM (certificate, key).
+/// The maker always starts validity now; an expired or not-yet-valid
+/// certificate needs its dates set, hence rcgen directly with a maker key.
+pub fn with_validity(names: &[&str], from: time::Duration, to: time::Duration) -> (String, String) {
+    let key = KeyType::EcdsaP256.generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + from;
+    params.not_after = now + to;
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A certificate made by [`with_validity`], ready for `SniResolver::reload`.
+pub fn prepared(
+    resolver: &SniResolver,
+    label: &str,
+    names: &[&str],
+    from: time::Duration,
+    to: time::Duration,
+) -> mailtls_sni::PreparedCertificate {
+    let (cert, key) = with_validity(names, from, to);
+    let loaded =
+        mailtls_core::CertificateWithKey::from_pem(cert.as_bytes(), key.as_bytes(), label).unwrap();
+    mailtls_sni::PreparedCertificate::new(loaded, label, resolver.provider()).unwrap()
+}
+
+/// The first DNS name and the fingerprint of what the resolver serves.
+pub fn served(resolver: &SniResolver, name: Option<&str>) -> Option<(String, [u8; 32])> {
+    let key = resolver.resolve_name(name, mailtls_sni::KeyAcceptance::ALL)?;
+    let info = CertInfo::from_der(&key.cert[0]).unwrap();
+    Some((
+        info.dns_names.first().cloned().unwrap_or_default(),
+        info.sha256_fingerprint,
+    ))
+}
