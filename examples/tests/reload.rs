@@ -117,7 +117,9 @@ async fn a_new_certificate_is_served_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_file_at_start_is_reported_not_fatal() {
-    let ts = start(|_, dir| {
+    let ts = start(|c, dir| {
+        // Plain HTTP answers too, so the status JSON is one request away.
+        c.web.mode = mailtls_core::WebSecurity::HttpAndHttps;
         let certs = dir.join("certs");
         std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
             .create(&certs)
@@ -137,4 +139,36 @@ async fn a_bad_file_at_start_is_reported_not_fatal() {
         served_for(&ts, "imap.example.test").await,
         "imap.example.test"
     );
+    // The status page says the same to the operator.
+    let status = status_json(&ts).await;
+    let resolver = &status["resolver"];
+    assert_eq!(resolver["bad_file_count"], 1, "{status:#}");
+    assert!(
+        resolver["bad_files"][0]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("broken.pem")),
+        "{status:#}"
+    );
+    assert_eq!(resolver["served_invalid"], 0, "{status:#}");
+}
+
+/// GET /status.json over plain HTTP from loopback (allowed by default).
+async fn status_json(ts: &TestServer) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(ts.server.addrs().http.unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"GET /status.json HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
 }

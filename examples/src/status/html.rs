@@ -196,7 +196,9 @@ fn resolver(s: &Status) -> String {
          <tr><th>misses</th><td>{misses} ({nosni} without SNI, {nomatch} unknown name, {refused} refused)</td></tr>\n\
          <tr><th>tls-alpn-01 challenges served</th><td>{challenges}</td></tr>\n\
          <tr><th>reloads</th><td>{reloads} ({failed} refused)</td></tr>\n\
-         <tr><th>last reload error</th><td>{err}</td></tr>\n</table>\n",
+         <tr><th>last reload error</th><td>{err}</td></tr>\n\
+         <tr><th>served an invalid certificate</th><td>{invalid}</td></tr>\n\
+         <tr><th>bad files (not served)</th><td>{bad_count}{bad}</td></tr>\n</table>\n",
         gen = r.generation,
         count = r.certificates,
         hits = r.hits,
@@ -210,7 +212,27 @@ fn resolver(s: &Status) -> String {
         reloads = r.reloads,
         failed = r.failed_reloads,
         err = esc(r.last_reload_error.as_deref().unwrap_or("none")),
+        invalid = r.served_invalid,
+        bad_count = r.bad_file_count,
+        bad = bad_file_list(&r.bad_files),
     )
+}
+
+fn bad_file_list(files: &[super::BadFileStatus]) -> String {
+    if files.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<ul>");
+    for f in files {
+        let _ = write!(
+            out,
+            "<li><code>{}</code>: {}</li>",
+            esc(&f.file),
+            esc(&f.reason)
+        );
+    }
+    out.push_str("</ul>");
+    out
 }
 
 fn published(s: &Status) -> String {

@@ -120,6 +120,23 @@ pub struct ResolverStatus {
     pub failed_reloads: u64,
     /// Why the last reload failed, if it did.
     pub last_reload_error: Option<String>,
+    /// Handshakes that got an expired or not-yet-valid certificate because
+    /// no valid one covered the name.
+    pub served_invalid: u64,
+    /// Files of the certificate directory that are not served, all of them
+    /// counted.
+    pub bad_file_count: usize,
+    /// Those files with the reason (the first 100).
+    pub bad_files: Vec<BadFileStatus>,
+}
+
+/// A certificate file that is not served, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadFileStatus {
+    /// The file.
+    pub file: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 /// One certificate in the status report.
@@ -198,6 +215,16 @@ pub(crate) fn status(shared: &Shared) -> Status {
             reloads: s.reloads,
             failed_reloads: s.failed_reloads,
             last_reload_error: s.last_reload_error.clone(),
+            served_invalid: s.served_invalid,
+            bad_file_count: s.bad_file_count,
+            bad_files: s
+                .bad_files
+                .iter()
+                .map(|b| BadFileStatus {
+                    file: b.file.clone(),
+                    reason: b.reason.clone(),
+                })
+                .collect(),
         },
         certificates: r
             .certificates()
