@@ -311,7 +311,12 @@ fn main() {
     let cache_dir = tempfile::tempdir().unwrap();
     let sts = MtaSts::new(
         Arc::clone(&resolver),
-        PolicyFetcher::new(fetch, Arc::clone(&resolver)).unwrap(),
+        PolicyFetcher::new(
+            fetch,
+            Arc::clone(&resolver),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .unwrap(),
         PolicyCache::open(cache_dir.path()).unwrap(),
     );
     let sts_domain = DnsName::parse(STS).unwrap();

@@ -27,7 +27,12 @@ fn service(host: &PolicyHost, dns: Arc<StaticResolver>, cache: PolicyCache) -> M
     let mut config = FetcherConfig::new(host.roots());
     config.port = host.addr.port();
     config.timeout = Duration::from_secs(5);
-    let fetcher = PolicyFetcher::new(config, dns.clone()).unwrap();
+    let fetcher = PolicyFetcher::new(
+        config,
+        dns.clone(),
+        mailtls_policy::default_crypto_provider(),
+    )
+    .unwrap();
     MtaSts::new(dns, fetcher, cache)
 }
 

@@ -216,8 +216,12 @@ impl Outbound {
             let mut fetch = FetcherConfig::new(RootCertStore::empty());
             fetch.roots = Arc::clone(&roots);
             fetch.port = section.mta_sts_fetch_port;
-            let fetcher = PolicyFetcher::new(fetch, Arc::clone(&resolver))
-                .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
+            let fetcher = PolicyFetcher::new(
+                fetch,
+                Arc::clone(&resolver),
+                Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            )
+            .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
             let cache = PolicyCache::open(&data.join("mta-sts"))
                 .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
             Some(MtaSts::new(Arc::clone(&resolver), fetcher, cache))

@@ -28,7 +28,7 @@ use hickory_resolver::{ResolveError, ResolveErrorKind, Resolver};
 use mailtls_core::DnsName;
 
 use super::cache::DnsCache;
-use super::ede;
+use super::ede_probe as ede;
 use super::error::DnsSetupError;
 use super::upstream::{HeaderBits, UpstreamConnector};
 use super::{

@@ -12,7 +12,11 @@ pub use cache::{
     CACHE_FILE, CacheEntry, CacheError, FAILURE_BACKOFF, FailureNote, MAX_REFRESH_INTERVAL,
     PolicyCache,
 };
-pub use fetch::{DEFAULT_MAX_SIZE, FetchError, FetcherConfig, PolicyFetcher, policy_url};
+pub use fetch::{
+    DEFAULT_MAX_SIZE, FetchError, FetchFuture, FetchPolicy, StaticPolicies, policy_url,
+};
+#[cfg(feature = "fetch")]
+pub use fetch::{FetcherConfig, PolicyFetcher};
 pub use parser::{
     Diagnostic, DiagnosticKind, ParsedPolicy, PolicyError, Profile, Severity, parse_policy,
 };

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use mailtls_core::DnsName;
 
 use super::cache::{CacheError, PolicyCache};
-use super::fetch::PolicyFetcher;
+use super::fetch::FetchPolicy;
 use super::policy::MtaStsPolicy;
 use super::record::{PolicyId, RecordError, select_record};
 use crate::dns::{DnsError, DnsResolver, QueryName};
@@ -82,7 +82,7 @@ impl PolicyOutcome {
 /// policies, honours the exception list.
 pub struct MtaSts {
     dns: Arc<dyn DnsResolver>,
-    fetcher: PolicyFetcher,
+    fetcher: Arc<dyn FetchPolicy>,
     cache: PolicyCache,
     exceptions: RwLock<HashSet<DnsName>>,
 }
@@ -90,7 +90,6 @@ pub struct MtaSts {
 impl std::fmt::Debug for MtaSts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MtaSts")
-            .field("fetcher", &self.fetcher)
             .field("cache_entries", &self.cache.len())
             .field("exceptions", &self.exceptions())
             .finish_non_exhaustive()
@@ -98,11 +97,17 @@ impl std::fmt::Debug for MtaSts {
 }
 
 impl MtaSts {
-    /// Ties a resolver, a fetcher and a cache together.
-    pub fn new(dns: Arc<dyn DnsResolver>, fetcher: PolicyFetcher, cache: PolicyCache) -> Self {
+    /// Ties a resolver, a fetcher (the HTTPS
+    /// `PolicyFetcher` of feature `fetch`, or any
+    /// [`FetchPolicy`]) and a cache together.
+    pub fn new(
+        dns: Arc<dyn DnsResolver>,
+        fetcher: impl FetchPolicy + 'static,
+        cache: PolicyCache,
+    ) -> Self {
         MtaSts {
             dns,
-            fetcher,
+            fetcher: Arc::new(fetcher),
             cache,
             exceptions: RwLock::default(),
         }
@@ -216,7 +221,7 @@ impl MtaSts {
                 }
             });
         }
-        let outcome = match self.fetcher.fetch(domain).await {
+        let outcome = match self.fetcher.fetch_policy(domain).await {
             Ok(parsed) => {
                 let policy = self.cache.store(domain, id.clone(), parsed.policy, now);
                 PolicyOutcome::Policy {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Deliverer, MailSubmitter};
+use super::DeliverReport;
 use crate::tlsrpt::TlsRptError;
 use crate::tlsrpt::record::ReportUri;
 use crate::tlsrpt::report::TlsReport;
@@ -167,10 +167,11 @@ impl Outbox {
             .collect())
     }
 
-    /// Tries every job whose time has come.
-    pub async fn deliver_due<M: MailSubmitter>(
+    /// Tries every job whose time has come, through `deliverer` (normally
+    /// a `Deliverer`, feature `tlsrpt-deliver`).
+    pub async fn deliver_due<D: DeliverReport + ?Sized>(
         &self,
-        deliverer: &Deliverer<M>,
+        deliverer: &D,
         now: OffsetDateTime,
     ) -> Result<DeliveryRun, TlsRptError> {
         let mut run = DeliveryRun::default();
@@ -179,7 +180,7 @@ impl Outbox {
                 continue;
             }
             let result = match parse_target(&job.target) {
-                Some(uri) => deliverer.deliver(&job.report, &uri, now).await,
+                Some(uri) => deliverer.deliver_report(&job.report, &uri, now).await,
                 None => Err(TlsRptError::Delivery {
                     target: job.target.clone(),
                     reason: "not a mailto: or https: URI".into(),
@@ -301,11 +302,8 @@ fn parse_target(target: &str) -> Option<ReportUri> {
 
 fn job_name(report_id: &str, target: &str) -> String {
     let input = format!("{report_id}\n{target}");
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
-    let hex: String = d.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let d = crate::crypto::sha256(input.as_bytes());
+    let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}.json")
 }
 
