@@ -179,7 +179,7 @@ async fn batch(ts: &Arc<TestServer>, domain: &str, tag: &str, n: usize) -> Batch
 /// DNS facts (MX, A/AAAA, TLSA, DNSSEC status), the plan.
 async fn evaluate(resolver: &Arc<dyn DnsResolver>, sts: &MtaSts, domain: &DnsName) -> usize {
     let policy = match sts.policy_for(domain).await {
-        PolicyOutcome::Policy { policy, .. } => Some((*policy).clone()),
+        PolicyOutcome::Policy { policy, .. } => Some(policy),
         _ => None,
     };
     let facts = gather(resolver.as_ref(), domain, policy).await;
@@ -345,7 +345,7 @@ fn main() {
         // The DNS part alone (MX, A/AAAA, TLSA, DNSSEC status), with the
         // policy already in hand.
         let policy = match rt.block_on(sts.policy_for(&sts_domain)) {
-            PolicyOutcome::Policy { policy, .. } => Some((*policy).clone()),
+            PolicyOutcome::Policy { policy, .. } => Some(policy),
             _ => None,
         };
         group.bench_with_input(BenchmarkId::new("gather", STS), &sts_domain, |b, d| {

@@ -426,11 +426,10 @@ async fn failures_back_off_and_end_undeliverable_not_dropped() {
         )
         .unwrap(),
     };
-    let retry = RetryPolicy {
-        first_delay: Duration::from_secs(60),
-        max_delay: Duration::from_secs(600),
-        max_attempts: 3,
-    };
+    let retry = RetryPolicy::default()
+        .with_first_delay(Duration::from_secs(60))
+        .with_max_delay(Duration::from_secs(600))
+        .with_max_attempts(3);
     let outbox = Outbox::open(dir.path().join("outbox"), retry).unwrap();
     let r = report();
     let t0 = datetime!(2026-11-25 03:00 UTC);

@@ -88,6 +88,7 @@ fn entry(action: HostAction) -> PlanEntry {
     PlanEntry {
         host: name(MX),
         preference: 10,
+        addresses: Vec::new(),
         action,
         policy: PolicyType::Sts,
         peer_must_advertise_requiretls: false,

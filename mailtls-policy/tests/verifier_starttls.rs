@@ -207,6 +207,7 @@ fn entry(action: HostAction) -> PlanEntry {
     PlanEntry {
         host: DnsName::parse(MX).unwrap(),
         preference: 10,
+        addresses: Vec::new(),
         action,
         policy: PolicyType::Sts,
         peer_must_advertise_requiretls: true,

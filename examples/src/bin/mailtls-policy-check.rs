@@ -152,7 +152,7 @@ async fn run(opts: Opts) -> Result<DeliveryPlan, AnyError> {
     .map_err(|e| format!("policy fetcher: {e}"))?;
     let sts = MtaSts::new(dns.clone(), fetcher, PolicyCache::in_memory());
     let outcome = sts.policy_for(&opts.domain).await;
-    let policy = outcome.policy().map(|p| (**p).clone());
+    let policy = outcome.policy().cloned();
 
     let facts = gather(dns.as_ref(), &opts.domain, policy).await;
     println!("domain: {}", opts.domain);

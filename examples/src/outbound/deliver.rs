@@ -188,10 +188,10 @@ impl Outbound {
         rcpts: &[String],
     ) -> Vec<RcptResult> {
         let n = rcpts.len();
-        let sts: Option<MtaStsPolicy> = match &self.mta_sts {
+        let sts: Option<Arc<MtaStsPolicy>> = match &self.mta_sts {
             None => None,
             Some(service) => match service.policy_for(domain).await {
-                PolicyOutcome::Policy { policy, .. } => Some((*policy).clone()),
+                PolicyOutcome::Policy { policy, .. } => Some(policy),
                 PolicyOutcome::Failed {
                     result_type,
                     detail,
@@ -239,7 +239,7 @@ impl Outbound {
             let host_facts = find_host(&facts, &entry.host);
             let report = out
                 .count_tls
-                .then(|| report_policy(entry, domain, sts.as_ref(), host_facts));
+                .then(|| report_policy(entry, domain, sts.as_deref(), host_facts));
             match &entry.action {
                 HostAction::Skip { reason } => {
                     if let (Some(rt), Some(p)) = (reason.result_type(), &report) {

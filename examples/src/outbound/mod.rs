@@ -188,10 +188,7 @@ impl Outbound {
         };
         let dns_config = match section.dns_server {
             Some(addr) => HickoryResolverConfig::nameserver(addr, validation),
-            None => HickoryResolverConfig {
-                validation,
-                ..HickoryResolverConfig::default()
-            },
+            None => HickoryResolverConfig::default().with_validation(validation),
         };
         let resolver: Arc<dyn DnsResolver> = match HickoryResolver::new(dns_config) {
             Ok(r) => Arc::new(r),

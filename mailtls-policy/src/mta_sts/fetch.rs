@@ -93,9 +93,11 @@ impl FetchPolicy for StaticPolicies {
     }
 }
 
-/// How the fetcher behaves.
+/// How the fetcher behaves: [`FetcherConfig::new`] and the `with_*`
+/// setters.
 #[cfg(feature = "fetch")]
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FetcherConfig {
     /// Roots the policy host's certificate must chain to.
     pub roots: Arc<RootCertStore>,
@@ -126,6 +128,36 @@ impl FetcherConfig {
             port: 443,
             profile: Profile::Lenient,
         }
+    }
+
+    /// Sets [`Self::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::max_size`].
+    pub fn with_max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Sets [`Self::require_text_plain`].
+    pub fn with_require_text_plain(mut self, require: bool) -> Self {
+        self.require_text_plain = require;
+        self
+    }
+
+    /// Sets [`Self::port`].
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets [`Self::profile`].
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
     }
 }
 

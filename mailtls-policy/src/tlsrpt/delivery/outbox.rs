@@ -12,8 +12,9 @@ use crate::tlsrpt::TlsRptError;
 use crate::tlsrpt::record::ReportUri;
 use crate::tlsrpt::report::TlsReport;
 
-/// When to try again.
+/// When to try again: [`Default`] and the `with_*` setters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Wait after the first failure; doubled after each further failure.
     pub first_delay: Duration,
@@ -35,6 +36,24 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Sets [`Self::first_delay`].
+    pub fn with_first_delay(mut self, delay: Duration) -> Self {
+        self.first_delay = delay;
+        self
+    }
+
+    /// Sets [`Self::max_delay`].
+    pub fn with_max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Sets [`Self::max_attempts`].
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
     fn delay_after(&self, failures: u32) -> Duration {
         let factor = 1u32
             .checked_shl(failures.saturating_sub(1))
