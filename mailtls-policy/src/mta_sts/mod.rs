@@ -9,8 +9,8 @@ mod record;
 mod service;
 
 pub use cache::{
-    CACHE_FILE, CacheEntry, CacheError, FAILURE_BACKOFF, FailureNote, MAX_REFRESH_INTERVAL,
-    PolicyCache,
+    CACHE_FILE, CacheEntry, CacheError, FAILURE_BACKOFF, FailureNote, FileCacheStore,
+    MAX_REFRESH_INTERVAL, PolicyCache, PolicyCacheStore, StoreFuture,
 };
 pub use fetch::{
     DEFAULT_MAX_SIZE, FetchError, FetchFuture, FetchPolicy, StaticPolicies, policy_url,
@@ -22,4 +22,4 @@ pub use parser::{
 };
 pub use policy::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
 pub use record::{PolicyId, RecordError, StsRecord, parse_record, select_record};
-pub use service::{MtaSts, NoPolicyReason, PolicyOutcome, PolicySource};
+pub use service::{DEFAULT_SAVE_DELAY, MtaSts, NoPolicyReason, PolicyOutcome, PolicySource};

@@ -187,14 +187,16 @@ impl Outbox {
     }
 
     /// Tries every job whose time has come, through `deliverer` (normally
-    /// a `Deliverer`, feature `tlsrpt-deliver`).
+    /// a `Deliverer`, feature `tlsrpt-deliver`). The file steps run in
+    /// `spawn_blocking`; needs a tokio runtime.
     pub async fn deliver_due<D: DeliverReport + ?Sized>(
         &self,
         deliverer: &D,
         now: OffsetDateTime,
     ) -> Result<DeliveryRun, TlsRptError> {
         let mut run = DeliveryRun::default();
-        for (path, mut job) in self.load(&self.pending)? {
+        let jobs = self.off_runtime(|o| o.load(&o.pending)).await?;
+        for (path, mut job) in jobs {
             if job.next_attempt > now.unix_timestamp() {
                 continue;
             }
@@ -207,8 +209,11 @@ impl Outbox {
             };
             match result {
                 Ok(()) => {
-                    self.log_sent(&job, now)?;
-                    std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))?;
+                    self.off_runtime(move |o| {
+                        o.log_sent(&job, now)?;
+                        std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
+                    })
+                    .await?;
                     run.delivered += 1;
                 }
                 Err(e) => {
@@ -216,21 +221,36 @@ impl Outbox {
                     job.last_error = Some(e.to_string());
                     let delay = self.retry.delay_after(job.attempts);
                     job.next_attempt = now.unix_timestamp().saturating_add(delay.as_secs() as i64);
+                    let bytes = serde_json::to_vec(&job)?;
                     if job.attempts >= self.retry.max_attempts {
-                        let dest = self
-                            .undeliverable
-                            .join(path.file_name().unwrap_or_default());
-                        write_atomically(&dest, &serde_json::to_vec(&job)?)?;
-                        std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))?;
+                        self.off_runtime(move |o| {
+                            let dest = o.undeliverable.join(path.file_name().unwrap_or_default());
+                            write_atomically(&dest, &bytes)?;
+                            std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
+                        })
+                        .await?;
                         run.undeliverable += 1;
                     } else {
-                        write_atomically(&path, &serde_json::to_vec(&job)?)?;
+                        self.off_runtime(move |_| write_atomically(&path, &bytes))
+                            .await?;
                         run.deferred += 1;
                     }
                 }
             }
         }
         Ok(run)
+    }
+
+    /// Runs a file step of [`Self::deliver_due`] in `spawn_blocking`, so
+    /// the runtime thread never waits on the disk.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        step: impl FnOnce(&Outbox) -> Result<T, TlsRptError> + Send + 'static,
+    ) -> Result<T, TlsRptError> {
+        let outbox = self.clone();
+        tokio::task::spawn_blocking(move || step(&outbox))
+            .await
+            .map_err(|e| TlsRptError::io(&self.pending, std::io::Error::other(e.to_string())))?
     }
 
     /// The last `n` delivered reports, newest last.
