@@ -3,6 +3,7 @@
 mod crypto;
 pub mod dane;
 pub mod dns;
+pub mod manual;
 pub mod mta_sts;
 pub mod own_domain;
 pub mod plan;

@@ -39,7 +39,7 @@ pub type FetchFuture<'a> =
 
 /// Gets and parses the policy file of a domain (RFC 8461 §3.3).
 ///
-/// [`PolicyFetcher`] (feature `fetch`) does it over HTTPS;
+/// `PolicyFetcher` (feature `fetch`) does it over HTTPS;
 /// [`StaticPolicies`] answers from memory (tests, or an embedder that
 /// fetches through its own HTTP stack and hands the text over).
 pub trait FetchPolicy: Send + Sync {

@@ -1,5 +1,5 @@
 //! Getting reports to the `rua` destinations: by mail (built here, submitted
-//! by the embedding MTA through [`MailSubmitter`]) or HTTPS POST, with an
+//! by the embedding MTA through `MailSubmitter`) or HTTPS POST, with an
 //! on-disk outbox that retries with exponential back-off and keeps what
 //! could not be delivered.
 
