@@ -68,7 +68,7 @@ fn mta_sts_domain() -> DomainFacts {
                 host(10, "mx1.example.com", DnssecStatus::Insecure, absent()),
             ],
         },
-        mta_sts: Some(policy),
+        mta_sts: Some(std::sync::Arc::new(policy)),
     }
 }
 

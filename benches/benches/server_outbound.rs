@@ -179,7 +179,7 @@ async fn batch(ts: &Arc<TestServer>, domain: &str, tag: &str, n: usize) -> Batch
 /// DNS facts (MX, A/AAAA, TLSA, DNSSEC status), the plan.
 async fn evaluate(resolver: &Arc<dyn DnsResolver>, sts: &MtaSts, domain: &DnsName) -> usize {
     let policy = match sts.policy_for(domain).await {
-        PolicyOutcome::Policy { policy, .. } => Some((*policy).clone()),
+        PolicyOutcome::Policy { policy, .. } => Some(policy),
         _ => None,
     };
     let facts = gather(resolver.as_ref(), domain, policy).await;
@@ -311,7 +311,12 @@ fn main() {
     let cache_dir = tempfile::tempdir().unwrap();
     let sts = MtaSts::new(
         Arc::clone(&resolver),
-        PolicyFetcher::new(fetch, Arc::clone(&resolver)).unwrap(),
+        PolicyFetcher::new(
+            fetch,
+            Arc::clone(&resolver),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .unwrap(),
         PolicyCache::open(cache_dir.path()).unwrap(),
     );
     let sts_domain = DnsName::parse(STS).unwrap();
@@ -340,7 +345,7 @@ fn main() {
         // The DNS part alone (MX, A/AAAA, TLSA, DNSSEC status), with the
         // policy already in hand.
         let policy = match rt.block_on(sts.policy_for(&sts_domain)) {
-            PolicyOutcome::Policy { policy, .. } => Some((*policy).clone()),
+            PolicyOutcome::Policy { policy, .. } => Some(policy),
             _ => None,
         };
         group.bench_with_input(BenchmarkId::new("gather", STS), &sts_domain, |b, d| {

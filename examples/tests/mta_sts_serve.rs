@@ -246,7 +246,12 @@ async fn printed_records_and_served_policy_pass_a_senders_check() {
     fetcher_config.port = server.addrs().https.unwrap().port();
     fetcher_config.profile = Profile::Strict;
     fetcher_config.timeout = IO_TIMEOUT;
-    let fetcher = PolicyFetcher::new(fetcher_config, dns.clone()).unwrap();
+    let fetcher = PolicyFetcher::new(
+        fetcher_config,
+        dns.clone(),
+        std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .unwrap();
     let domain = DnsName::parse("example.test").unwrap();
     let fetched = fetcher.fetch(&domain).await.unwrap();
     assert_eq!(fetched.policy.mode(), PolicyMode::Enforce);

@@ -324,6 +324,7 @@ fn verify_chain_cases_rfc7672_3_1() {
             &chain,
             &names,
             now(),
+            &mailtls_policy::default_crypto_provider(),
         );
         match (got, c.expect) {
             (Ok(m), Expect::Match { depth }) => {
@@ -359,6 +360,7 @@ fn all_unusable_rrset_has_no_records_to_verify_with_rfc7672_2_2() {
         &[],
         &[name("mx.example.com")],
         now(),
+        &mailtls_policy::default_crypto_provider(),
     )
     .unwrap_err();
     assert_eq!(err.kind, DaneFailureKind::NoUsableRecords);

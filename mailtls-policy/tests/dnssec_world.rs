@@ -479,10 +479,7 @@ fn ad_trust_refuses_unlisted_remote_resolvers() {
     let mut listed = config;
     listed.trusted_upstreams = vec![remote.ip()];
     assert!(HickoryResolver::new(listed).is_ok());
-    let system = HickoryResolverConfig {
-        validation: Validation::TrustUpstreamAd,
-        ..HickoryResolverConfig::default()
-    };
+    let system = HickoryResolverConfig::default().with_validation(Validation::TrustUpstreamAd);
     assert!(matches!(
         HickoryResolver::new(system),
         Err(DnsSetupError::AdTrustWithoutNameservers)

@@ -40,7 +40,7 @@ fn fetcher(host: &PolicyHost, roots: RootCertStore, dns: Arc<dyn DnsResolver>) -
     let mut config = FetcherConfig::new(roots);
     config.port = host.addr.port();
     config.timeout = Duration::from_millis(1500);
-    PolicyFetcher::new(config, dns).unwrap()
+    PolicyFetcher::new(config, dns, mailtls_policy::default_crypto_provider()).unwrap()
 }
 
 fn d(s: &str) -> DnsName {

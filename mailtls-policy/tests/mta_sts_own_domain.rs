@@ -27,7 +27,7 @@ fn fetcher(host: &PolicyHost, dns: std::sync::Arc<StaticResolver>) -> PolicyFetc
     let mut config = FetcherConfig::new(host.roots());
     config.port = host.addr.port();
     config.timeout = Duration::from_secs(5);
-    PolicyFetcher::new(config, dns).unwrap()
+    PolicyFetcher::new(config, dns, mailtls_policy::default_crypto_provider()).unwrap()
 }
 
 #[tokio::test]

@@ -161,7 +161,7 @@ async fn allowed_mx_sets_agree_with_postfix_mta_sts_resolver() {
     config.timeout = Duration::from_secs(5);
     let sts = MtaSts::new(
         dns.clone(),
-        PolicyFetcher::new(config, dns).unwrap(),
+        PolicyFetcher::new(config, dns, mailtls_policy::default_crypto_provider()).unwrap(),
         PolicyCache::in_memory(),
     );
 

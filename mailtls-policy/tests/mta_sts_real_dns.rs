@@ -40,7 +40,8 @@ async fn policy_found_through_real_dns() {
     let mut fc = FetcherConfig::new(host.roots());
     fc.port = host.addr.port();
     fc.timeout = Duration::from_secs(5);
-    let fetcher = PolicyFetcher::new(fc, dns.clone()).unwrap();
+    let fetcher =
+        PolicyFetcher::new(fc, dns.clone(), mailtls_policy::default_crypto_provider()).unwrap();
 
     let domain = DnsName::parse("secure.test").unwrap();
     let report = check_setup(&domain, dns.as_ref(), &fetcher).await;

@@ -27,7 +27,12 @@ fn service(host: &PolicyHost, dns: Arc<StaticResolver>, cache: PolicyCache) -> M
     let mut config = FetcherConfig::new(host.roots());
     config.port = host.addr.port();
     config.timeout = Duration::from_secs(5);
-    let fetcher = PolicyFetcher::new(config, dns.clone()).unwrap();
+    let fetcher = PolicyFetcher::new(
+        config,
+        dns.clone(),
+        mailtls_policy::default_crypto_provider(),
+    )
+    .unwrap();
     MtaSts::new(dns, fetcher, cache)
 }
 
@@ -196,6 +201,9 @@ async fn proactive_refresh_and_persistence() {
         assert_eq!(host.hits(), 2);
         let entry = sts.cache().inspect(&d("good.example")).unwrap();
         assert!(entry.expires_at.unwrap() > t0 + Duration::from_secs(86400));
+        // Saves are debounced off the delivery path; shutting down saves
+        // at once.
+        sts.save().await.unwrap();
     }
     // A new service on the same data directory starts with the policy.
     let sts = service(&host, dns, PolicyCache::open(dir.path()).unwrap());

@@ -1,7 +1,9 @@
 //! The delivery plan as a pure decision over resolved facts.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use mailtls_core::{DnsName, NamePattern};
 use mailtls_policy::dns::{DnssecStatus, TlsaRecord};
@@ -61,7 +63,7 @@ fn facts(dnssec: DnssecStatus, hosts: Vec<HostFacts>, policy: Option<MtaStsPolic
     DomainFacts {
         domain: name("example.com"),
         mx: MxFacts::Hosts { dnssec, hosts },
-        mta_sts: policy,
+        mta_sts: policy.map(Arc::new),
     }
 }
 

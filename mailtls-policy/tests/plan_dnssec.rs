@@ -277,7 +277,7 @@ async fn requiretls_needs_an_authentic_mx_or_mta_sts_enforce_rfc8689_4_2_1() {
     )
     .unwrap()
     .policy;
-    let facts = gather(&dns, &h("insecure.test"), Some(policy)).await;
+    let facts = gather(&dns, &h("insecure.test"), Some(std::sync::Arc::new(policy))).await;
     let p = plan(&facts, TlsDemand::RequireTls);
     assert_eq!(p.entries[0].policy, PolicyType::Sts);
     assert_eq!(

@@ -58,6 +58,38 @@ async fn signed_world_with_cname_expanded_mx_finds_tlsa_at_the_target_rfc7672_2_
         reference_names,
         &vec![name("host.provider.example"), name("mx.example.com")]
     );
+    // The entry names the MX as found and the addresses of its CNAME target.
+    assert_eq!(p.entries[0].host, name("mx.example.com"));
+    assert_eq!(
+        p.entries[0].addresses,
+        vec![std::net::IpAddr::from(Ipv4Addr::new(127, 0, 0, 1))]
+    );
+}
+
+#[tokio::test]
+async fn entries_carry_their_addresses_and_none_when_the_lookup_failed() {
+    let dns = StaticResolver::builder()
+        .mx("example.com", 10, "mx1.example.com")
+        .mx("example.com", 20, "mx2.example.com")
+        .a("mx1.example.com", Ipv4Addr::new(192, 0, 2, 1))
+        .aaaa("mx1.example.com", "2001:db8::1".parse().unwrap())
+        .build()
+        .unwrap();
+    let p = plan(
+        &gather(&dns, &name("example.com"), None).await,
+        TlsDemand::Default,
+    );
+    assert_eq!(p.entries.len(), 2);
+    assert_eq!(
+        p.entries[0].addresses,
+        vec![
+            "192.0.2.1".parse::<std::net::IpAddr>().unwrap(),
+            "2001:db8::1".parse().unwrap()
+        ]
+    );
+    // mx2 has no address records: skipped, with nothing to connect to.
+    assert!(matches!(p.entries[1].action, HostAction::Skip { .. }));
+    assert!(p.entries[1].addresses.is_empty());
 }
 
 #[tokio::test]

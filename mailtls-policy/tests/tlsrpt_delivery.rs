@@ -159,7 +159,12 @@ fn dkim_key(dir: &Path) -> (Vec<u8>, String) {
 }
 
 fn dummy_https() -> HttpsPoster {
-    HttpsPoster::new(rustls::RootCertStore::empty(), Duration::from_secs(5)).unwrap()
+    HttpsPoster::new(
+        rustls::RootCertStore::empty(),
+        Duration::from_secs(5),
+        mailtls_policy::default_crypto_provider(),
+    )
+    .unwrap()
 }
 
 fn dkimpy_verifies(message: &Path, selector_record: &str) -> bool {
@@ -330,7 +335,12 @@ async fn https_post_reaches_a_real_server_on_loopback() {
     let (_server, port, roots) = start_https(dir.path(), 200);
     let (der, _) = dkim_key(dir.path());
     let deliverer = Deliverer {
-        https: HttpsPoster::new(roots, Duration::from_secs(10)).unwrap(),
+        https: HttpsPoster::new(
+            roots,
+            Duration::from_secs(10),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
         mail: CapturedMail::default(),
         identity: MailIdentity {
             from: "tlsrpt@sender.example".into(),
@@ -379,8 +389,12 @@ async fn https_post_reaches_a_real_server_on_loopback() {
     assert!(sent[0].target.ends_with("/v1/tlsrpt"));
 
     // The same server is not trusted by a poster with other roots.
-    let untrusting =
-        HttpsPoster::new(rustls::RootCertStore::empty(), Duration::from_secs(10)).unwrap();
+    let untrusting = HttpsPoster::new(
+        rustls::RootCertStore::empty(),
+        Duration::from_secs(10),
+        mailtls_policy::default_crypto_provider(),
+    )
+    .unwrap();
     let err = untrusting
         .post(&format!("https://127.0.0.1:{port}/"), b"x")
         .await
@@ -394,7 +408,12 @@ async fn failures_back_off_and_end_undeliverable_not_dropped() {
     let (_server, port, roots) = start_https(dir.path(), 503);
     let (der, _) = dkim_key(dir.path());
     let deliverer = Deliverer {
-        https: HttpsPoster::new(roots, Duration::from_secs(10)).unwrap(),
+        https: HttpsPoster::new(
+            roots,
+            Duration::from_secs(10),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
         mail: FailingMail,
         identity: MailIdentity {
             from: "tlsrpt@sender.example".into(),
@@ -407,11 +426,10 @@ async fn failures_back_off_and_end_undeliverable_not_dropped() {
         )
         .unwrap(),
     };
-    let retry = RetryPolicy {
-        first_delay: Duration::from_secs(60),
-        max_delay: Duration::from_secs(600),
-        max_attempts: 3,
-    };
+    let retry = RetryPolicy::default()
+        .with_first_delay(Duration::from_secs(60))
+        .with_max_delay(Duration::from_secs(600))
+        .with_max_attempts(3);
     let outbox = Outbox::open(dir.path().join("outbox"), retry).unwrap();
     let r = report();
     let t0 = datetime!(2026-11-25 03:00 UTC);

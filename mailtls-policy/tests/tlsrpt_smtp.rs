@@ -164,7 +164,12 @@ async fn report_mail_over_starttls_to_a_real_smtp_server() {
     )
     .unwrap();
     let deliverer = Deliverer {
-        https: HttpsPoster::new(rustls::RootCertStore::empty(), Duration::from_secs(5)).unwrap(),
+        https: HttpsPoster::new(
+            rustls::RootCertStore::empty(),
+            Duration::from_secs(5),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
         mail: smtp,
         identity: MailIdentity {
             from: "tlsrpt@sender.example".into(),

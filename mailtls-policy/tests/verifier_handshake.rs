@@ -88,6 +88,7 @@ fn entry(action: HostAction) -> PlanEntry {
     PlanEntry {
         host: name(MX),
         preference: 10,
+        addresses: Vec::new(),
         action,
         policy: PolicyType::Sts,
         peer_must_advertise_requiretls: false,
@@ -159,6 +160,7 @@ async fn webpki_accepts_a_chain_to_the_roots_for_the_mx_name() {
         PlanVerifier::for_entry(
             &entry(HostAction::RequireTls { verify: webpki() }),
             roots(&[ca.certificate().cert_der.clone()]),
+            mailtls_policy::default_crypto_provider(),
         )
         .unwrap(),
     );
@@ -174,8 +176,12 @@ async fn webpki_refusals_are_classified() {
     let ca = ca();
     let make = |r: Arc<RootCertStore>| {
         Arc::new(
-            PlanVerifier::for_entry(&entry(HostAction::RequireTls { verify: webpki() }), r)
-                .unwrap(),
+            PlanVerifier::for_entry(
+                &entry(HostAction::RequireTls { verify: webpki() }),
+                r,
+                mailtls_policy::default_crypto_provider(),
+            )
+            .unwrap(),
         )
     };
     let trusted = roots(&[ca.certificate().cert_der.clone()]);
@@ -211,14 +217,28 @@ async fn dane_ee_accepts_a_matching_self_signed_certificate_and_refuses_another(
             reference_names: vec![name(MX)],
         },
     };
-    let v = Arc::new(PlanVerifier::for_entry(&entry(dane.clone()), roots(&[])).unwrap());
+    let v = Arc::new(
+        PlanVerifier::for_entry(
+            &entry(dane.clone()),
+            roots(&[]),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
+    );
     handshake(creds, v.clone()).await.unwrap();
     assert_eq!(
         v.last_outcome(),
         Some(VerificationOutcome::Verified(PeerAuthentication::Dane))
     );
 
-    let v = Arc::new(PlanVerifier::for_entry(&entry(dane), roots(&[])).unwrap());
+    let v = Arc::new(
+        PlanVerifier::for_entry(
+            &entry(dane),
+            roots(&[]),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
+    );
     assert_eq!(
         refused_as(handshake(self_signed_creds(MX), v).await),
         ResultType::TlsaInvalid
@@ -241,10 +261,24 @@ async fn dane_ta_accepts_the_chain_and_refuses_a_wrong_name() {
             reference_names: vec![name(MX)],
         },
     };
-    let v = Arc::new(PlanVerifier::for_entry(&entry(dane.clone()), roots(&[])).unwrap());
+    let v = Arc::new(
+        PlanVerifier::for_entry(
+            &entry(dane.clone()),
+            roots(&[]),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
+    );
     handshake(issued(&ca, MX), v).await.unwrap();
 
-    let v = Arc::new(PlanVerifier::for_entry(&entry(dane), roots(&[])).unwrap());
+    let v = Arc::new(
+        PlanVerifier::for_entry(
+            &entry(dane),
+            roots(&[]),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
+    );
     let wrong = handshake(issued(&ca, "other.example.net"), v).await;
     assert_eq!(refused_as(wrong), ResultType::CertificateHostMismatch);
 }
@@ -255,7 +289,14 @@ async fn opportunistic_and_unauthenticated_accept_anything() {
         HostAction::OpportunisticTls { audit: None },
         HostAction::RequireTlsUnauthenticated,
     ] {
-        let v = Arc::new(PlanVerifier::for_entry(&entry(action), roots(&[])).unwrap());
+        let v = Arc::new(
+            PlanVerifier::for_entry(
+                &entry(action),
+                roots(&[]),
+                mailtls_policy::default_crypto_provider(),
+            )
+            .unwrap(),
+        );
         handshake(self_signed_creds("anything.example"), v.clone())
             .await
             .unwrap();
@@ -267,7 +308,9 @@ async fn opportunistic_and_unauthenticated_accept_anything() {
     }
     handshake(
         self_signed_creds(MX),
-        Arc::new(PlanVerifier::opportunistic()),
+        Arc::new(PlanVerifier::opportunistic(
+            mailtls_policy::default_crypto_provider(),
+        )),
     )
     .await
     .unwrap();
@@ -282,6 +325,7 @@ async fn audit_mode_records_the_failure_but_lets_the_handshake_finish() {
                 audit: Some(webpki()),
             }),
             roots(&[ca.certificate().cert_der.clone()]),
+            mailtls_policy::default_crypto_provider(),
         )
         .unwrap(),
     );
@@ -299,5 +343,7 @@ fn skip_entries_have_no_verifier() {
     let e = entry(HostAction::Skip {
         reason: mailtls_policy::plan::SkipReason::NotInStsPolicy,
     });
-    assert!(PlanVerifier::for_entry(&e, roots(&[])).is_err());
+    assert!(
+        PlanVerifier::for_entry(&e, roots(&[]), mailtls_policy::default_crypto_provider()).is_err()
+    );
 }

@@ -207,6 +207,7 @@ fn entry(action: HostAction) -> PlanEntry {
     PlanEntry {
         host: DnsName::parse(MX).unwrap(),
         preference: 10,
+        addresses: Vec::new(),
         action,
         policy: PolicyType::Sts,
         peer_must_advertise_requiretls: true,
@@ -222,7 +223,14 @@ fn webpki_verifier(ca: &CertificateAuthority) -> Arc<PlanVerifier> {
             allowed_names: vec![DnsName::parse(MX).unwrap()],
         },
     };
-    Arc::new(PlanVerifier::for_entry(&entry(action), Arc::new(roots)).unwrap())
+    Arc::new(
+        PlanVerifier::for_entry(
+            &entry(action),
+            Arc::new(roots),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
+    )
 }
 
 fn refused_as(result: Result<Vec<String>, std::io::Error>) -> ResultType {
@@ -311,7 +319,14 @@ async fn expired_case(kind: Kind) {
             allowed_names: vec![DnsName::parse(MX).unwrap()],
         },
     };
-    let v = Arc::new(PlanVerifier::for_entry(&entry(action), Arc::new(roots)).unwrap());
+    let v = Arc::new(
+        PlanVerifier::for_entry(
+            &entry(action),
+            Arc::new(roots),
+            mailtls_policy::default_crypto_provider(),
+        )
+        .unwrap(),
+    );
     assert_eq!(
         refused_as(starttls(peer.port, v).await),
         ResultType::CertificateExpired
@@ -349,6 +364,7 @@ async fn dane_ee_case(kind: Kind) {
         PlanVerifier::for_entry(
             &entry(dane(&made.cert_der)),
             Arc::new(RootCertStore::empty()),
+            mailtls_policy::default_crypto_provider(),
         )
         .unwrap(),
     );
@@ -359,6 +375,7 @@ async fn dane_ee_case(kind: Kind) {
         PlanVerifier::for_entry(
             &entry(dane(&other.cert_der)),
             Arc::new(RootCertStore::empty()),
+            mailtls_policy::default_crypto_provider(),
         )
         .unwrap(),
     );
@@ -408,7 +425,14 @@ async fn dane_plan_from_dns_to_a_postfix_handshake() {
         let entry = &delivery.entries[0];
         assert_eq!(entry.policy, PolicyType::Tlsa);
         assert!(entry.peer_must_advertise_requiretls);
-        let v = Arc::new(PlanVerifier::for_entry(entry, Arc::new(RootCertStore::empty())).unwrap());
+        let v = Arc::new(
+            PlanVerifier::for_entry(
+                entry,
+                Arc::new(RootCertStore::empty()),
+                mailtls_policy::default_crypto_provider(),
+            )
+            .unwrap(),
+        );
         let result = starttls(peer.port, v.clone()).await;
         if !should_pass {
             assert_eq!(refused_as(result), ResultType::TlsaInvalid);

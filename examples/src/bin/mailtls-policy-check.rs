@@ -129,11 +129,15 @@ async fn run(opts: Opts) -> Result<DeliveryPlan, AnyError> {
 
     let mut config = FetcherConfig::new(roots);
     config.port = opts.policy_port;
-    let fetcher =
-        PolicyFetcher::new(config, dns.clone()).map_err(|e| format!("policy fetcher: {e}"))?;
+    let fetcher = PolicyFetcher::new(
+        config,
+        dns.clone(),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .map_err(|e| format!("policy fetcher: {e}"))?;
     let sts = MtaSts::new(dns.clone(), fetcher, PolicyCache::in_memory());
     let outcome = sts.policy_for(&opts.domain).await;
-    let policy = outcome.policy().map(|p| (**p).clone());
+    let policy = outcome.policy().cloned();
 
     let facts = gather(dns.as_ref(), &opts.domain, policy).await;
     println!("domain: {}", opts.domain);

@@ -114,10 +114,16 @@ fn all(n: usize, r: &RcptResult) -> Vec<RcptResult> {
     vec![r.clone(); n]
 }
 
+/// The server's one crypto provider: the plan verifier and the client
+/// configuration it sits in use the same one.
+fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
 fn client_config(
     verifier: Arc<dyn ServerCertVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(Arc::new(
         ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -182,10 +188,10 @@ impl Outbound {
         rcpts: &[String],
     ) -> Vec<RcptResult> {
         let n = rcpts.len();
-        let sts: Option<MtaStsPolicy> = match &self.mta_sts {
+        let sts: Option<Arc<MtaStsPolicy>> = match &self.mta_sts {
             None => None,
             Some(service) => match service.policy_for(domain).await {
-                PolicyOutcome::Policy { policy, .. } => Some((*policy).clone()),
+                PolicyOutcome::Policy { policy, .. } => Some(policy),
                 PolicyOutcome::Failed {
                     result_type,
                     detail,
@@ -233,7 +239,7 @@ impl Outbound {
             let host_facts = find_host(&facts, &entry.host);
             let report = out
                 .count_tls
-                .then(|| report_policy(entry, domain, sts.as_ref(), host_facts));
+                .then(|| report_policy(entry, domain, sts.as_deref(), host_facts));
             match &entry.action {
                 HostAction::Skip { reason } => {
                     if let (Some(rt), Some(p)) = (reason.result_type(), &report) {
@@ -302,11 +308,16 @@ impl Outbound {
         entry: &PlanEntry,
         report: Option<ReportPolicy>,
     ) -> Result<SessionSpec, String> {
+        let provider = tls_provider();
         let verifier = Arc::new(
-            PlanVerifier::for_entry(entry, Arc::clone(&self.roots)).map_err(|e| e.to_string())?,
+            PlanVerifier::for_entry(entry, Arc::clone(&self.roots), Arc::clone(&provider))
+                .map_err(|e| e.to_string())?,
         );
-        let config = client_config(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
-            .map_err(|e| e.to_string())?;
+        let config = client_config(
+            Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>,
+            provider,
+        )
+        .map_err(|e| e.to_string())?;
         let sni =
             ServerName::try_from(entry.host.as_str().to_owned()).map_err(|e| e.to_string())?;
         let missing = entry.on_starttls_missing();
@@ -364,8 +375,12 @@ impl Outbound {
         let tls = match relay.tls {
             RelayTls::None => TlsUse::Never,
             RelayTls::StartTls => {
-                let verifier = Arc::new(PlanVerifier::opportunistic());
-                match client_config(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>) {
+                let provider = tls_provider();
+                let verifier = Arc::new(PlanVerifier::opportunistic(Arc::clone(&provider)));
+                match client_config(
+                    Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>,
+                    provider,
+                ) {
                     Ok(config) => TlsUse::Starttls {
                         config,
                         verifier: Some(verifier),
@@ -377,8 +392,7 @@ impl Outbound {
                 }
             }
             RelayTls::StartTlsRequired => {
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let config = ClientConfig::builder_with_provider(provider)
+                let config = ClientConfig::builder_with_provider(tls_provider())
                     .with_safe_default_protocol_versions()
                     .map(|b| {
                         b.with_root_certificates(Arc::clone(&self.relay_roots))

@@ -188,10 +188,7 @@ impl Outbound {
         };
         let dns_config = match section.dns_server {
             Some(addr) => HickoryResolverConfig::nameserver(addr, validation),
-            None => HickoryResolverConfig {
-                validation,
-                ..HickoryResolverConfig::default()
-            },
+            None => HickoryResolverConfig::default().with_validation(validation),
         };
         let resolver: Arc<dyn DnsResolver> = match HickoryResolver::new(dns_config) {
             Ok(r) => Arc::new(r),
@@ -216,8 +213,12 @@ impl Outbound {
             let mut fetch = FetcherConfig::new(RootCertStore::empty());
             fetch.roots = Arc::clone(&roots);
             fetch.port = section.mta_sts_fetch_port;
-            let fetcher = PolicyFetcher::new(fetch, Arc::clone(&resolver))
-                .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
+            let fetcher = PolicyFetcher::new(
+                fetch,
+                Arc::clone(&resolver),
+                Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            )
+            .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
             let cache = PolicyCache::open(&data.join("mta-sts"))
                 .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
             Some(MtaSts::new(Arc::clone(&resolver), fetcher, cache))

@@ -122,7 +122,11 @@ impl ReportSender {
             }
         })?;
         let outbox = Outbox::open(&outbox_dir, RetryPolicy::default())?;
-        let https = HttpsPoster::new(https_roots(section)?, HTTPS_TIMEOUT)?;
+        let https = HttpsPoster::new(
+            https_roots(section)?,
+            HTTPS_TIMEOUT,
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )?;
         Ok(ReportSender {
             collector,
             resolver,

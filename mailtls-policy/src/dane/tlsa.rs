@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use aws_lc_rs::digest;
 use rustls_pki_types::CertificateDer;
 
 use crate::dns::TlsaRecord;
@@ -254,8 +253,8 @@ fn select(selector: Selector, cert: &CertificateDer<'_>) -> Result<Vec<u8>, Malf
 fn association(matching: MatchingType, selected: &[u8]) -> Vec<u8> {
     match matching {
         MatchingType::Full => selected.to_vec(),
-        MatchingType::Sha256 => digest::digest(&digest::SHA256, selected).as_ref().to_vec(),
-        MatchingType::Sha512 => digest::digest(&digest::SHA512, selected).as_ref().to_vec(),
+        MatchingType::Sha256 => crate::crypto::sha256(selected).to_vec(),
+        MatchingType::Sha512 => crate::crypto::sha512(selected).to_vec(),
     }
 }
 

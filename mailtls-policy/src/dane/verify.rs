@@ -5,6 +5,7 @@ use std::sync::Arc;
 use mailtls_core::DnsName;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, RootCertStore};
 use rustls_pki_types::{CertificateDer, Der, ServerName, TrustAnchor, UnixTime};
 
@@ -105,12 +106,16 @@ impl From<DaneFailureKind> for DaneFailure {
 /// When no presented certificate matches, a DANE-TA record holding a full
 /// public key (`2 1 0`) is tried as an anchor the server left out of its
 /// chain (RFC 7671 §5.2.2), named after a presented certificate's issuer.
+///
+/// `provider` checks the signatures of a DANE-TA chain (the one of the
+/// embedder's rustls configuration).
 pub fn verify_chain(
     usable: &[UsableTlsa],
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     reference_names: &[DnsName],
     now: UnixTime,
+    provider: &Arc<CryptoProvider>,
 ) -> Result<DaneMatch, DaneFailure> {
     if usable.is_empty() {
         return Err(DaneFailureKind::NoUsableRecords.into());
@@ -130,7 +135,14 @@ pub fn verify_chain(
             if !record.matches(candidate).map_err(DaneFailureKind::from)? {
                 continue;
             }
-            match chain_to_anchor(candidate, end_entity, intermediates, reference_names, now) {
+            match chain_to_anchor(
+                candidate,
+                end_entity,
+                intermediates,
+                reference_names,
+                now,
+                provider,
+            ) {
                 Ok(()) => {
                     return Ok(DaneMatch {
                         record: record.clone(),
@@ -158,6 +170,7 @@ pub fn verify_chain(
                 intermediates,
                 reference_names,
                 now,
+                provider,
             ) {
                 Ok(()) => {
                     return Ok(DaneMatch {
@@ -187,6 +200,7 @@ fn chain_to_anchor(
     intermediates: &[CertificateDer<'_>],
     reference_names: &[DnsName],
     now: UnixTime,
+    provider: &Arc<CryptoProvider>,
 ) -> Result<(), DaneFailure> {
     let mut roots = RootCertStore::empty();
     roots
@@ -194,7 +208,14 @@ fn chain_to_anchor(
         .map_err(|e| DaneFailureKind::ChainInvalid {
             detail: format!("the matched trust anchor is unusable: {e}"),
         })?;
-    chain_to_roots(roots, end_entity, intermediates, reference_names, now)
+    chain_to_roots(
+        roots,
+        end_entity,
+        intermediates,
+        reference_names,
+        now,
+        provider,
+    )
 }
 
 /// DANE-TA with the anchor's public key published in full in DNS (`2 1 0`)
@@ -207,6 +228,7 @@ fn chain_to_bare_key(
     intermediates: &[CertificateDer<'_>],
     reference_names: &[DnsName],
     now: UnixTime,
+    provider: &Arc<CryptoProvider>,
 ) -> Result<(), DaneFailure> {
     let Some(spki_contents) = der_sequence_contents(spki) else {
         return Err(DaneFailureKind::ChainInvalid {
@@ -236,7 +258,14 @@ fn chain_to_bare_key(
             subject_public_key_info: Der::from(spki_contents.to_vec()),
             name_constraints: None,
         });
-        match chain_to_roots(roots, end_entity, intermediates, reference_names, now) {
+        match chain_to_roots(
+            roots,
+            end_entity,
+            intermediates,
+            reference_names,
+            now,
+            provider,
+        ) {
             Ok(()) => return Ok(()),
             Err(f) => {
                 first_failure.get_or_insert(f);
@@ -282,13 +311,14 @@ fn chain_to_roots(
     intermediates: &[CertificateDer<'_>],
     reference_names: &[DnsName],
     now: UnixTime,
+    provider: &Arc<CryptoProvider>,
 ) -> Result<(), DaneFailure> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| DaneFailureKind::ChainInvalid {
-            detail: e.to_string(),
-        })?;
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+            .build()
+            .map_err(|e| DaneFailureKind::ChainInvalid {
+                detail: e.to_string(),
+            })?;
     let mut tried = Vec::new();
     for name in reference_names {
         let server_name = match ServerName::try_from(name.as_str().to_owned()) {

@@ -146,6 +146,7 @@ impl DnsError {
 }
 
 /// Why a [`super::HickoryResolver`] could not be set up.
+#[cfg(feature = "hickory")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DnsSetupError {

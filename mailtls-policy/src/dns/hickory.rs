@@ -28,7 +28,7 @@ use hickory_resolver::{ResolveError, ResolveErrorKind, Resolver};
 use mailtls_core::DnsName;
 
 use super::cache::DnsCache;
-use super::ede;
+use super::ede_probe as ede;
 use super::error::DnsSetupError;
 use super::upstream::{HeaderBits, UpstreamConnector};
 use super::{
@@ -64,7 +64,12 @@ pub enum Validation {
 }
 
 /// Where a [`HickoryResolver`] sends its queries and how.
+///
+/// Built from [`Default`] (or [`HickoryResolverConfig::nameserver`]) and
+/// the `with_*` setters, so that new options can be added without
+/// breaking embedders.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HickoryResolverConfig {
     /// Name servers (UDP with TCP fallback); empty means the system's
     /// `/etc/resolv.conf`.
@@ -112,6 +117,48 @@ impl HickoryResolverConfig {
             validation,
             ..Self::default()
         }
+    }
+
+    /// Sets [`Self::nameservers`].
+    pub fn with_nameservers(mut self, nameservers: Vec<SocketAddr>) -> Self {
+        self.nameservers = nameservers;
+        self
+    }
+
+    /// Sets [`Self::validation`].
+    pub fn with_validation(mut self, validation: Validation) -> Self {
+        self.validation = validation;
+        self
+    }
+
+    /// Sets [`Self::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::attempts`].
+    pub fn with_attempts(mut self, attempts: usize) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Sets [`Self::checking_disabled`].
+    pub fn with_checking_disabled(mut self, checking_disabled: bool) -> Self {
+        self.checking_disabled = checking_disabled;
+        self
+    }
+
+    /// Sets [`Self::trusted_upstreams`].
+    pub fn with_trusted_upstreams(mut self, trusted_upstreams: Vec<IpAddr>) -> Self {
+        self.trusted_upstreams = trusted_upstreams;
+        self
+    }
+
+    /// Sets [`Self::cache`].
+    pub fn with_cache(mut self, cache: DnsCacheConfig) -> Self {
+        self.cache = cache;
+        self
     }
 }
 

@@ -1,9 +1,9 @@
 //! DNS lookups with their DNSSEC status, behind a small trait.
 //!
 //! [`DnsResolver`] is what MTA-STS, DANE and the delivery plan ask. It comes
-//! in two implementations: [`HickoryResolver`] (hickory-resolver, optionally
-//! validating DNSSEC itself, pointed at the system's or given name servers)
-//! and [`StaticResolver`] (scripted in memory, for tests and for embedders
+//! in two implementations: `HickoryResolver` (feature `hickory`:
+//! hickory-resolver, optionally validating DNSSEC itself, pointed at the
+//! system's or given name servers) and [`StaticResolver`] (scripted in memory, for tests and for embedders
 //! that already have their answers). An embedder with its own resolver
 //! implements the trait.
 //!
@@ -12,13 +12,18 @@
 //! failed" ([`DnssecStatus::Bogus`]); every [`DnsError`] tells NXDOMAIN, no
 //! data, server failure and timeout apart.
 
+#[cfg(feature = "hickory")]
 mod cache;
 mod ede;
+#[cfg(feature = "hickory")]
+mod ede_probe;
 mod error;
+#[cfg(feature = "hickory")]
 mod hickory;
 mod name;
 mod records;
 mod static_resolver;
+#[cfg(feature = "hickory")]
 mod upstream;
 
 use std::future::Future;
@@ -27,9 +32,13 @@ use std::pin::Pin;
 
 use mailtls_core::DnsName;
 
+#[cfg(feature = "hickory")]
 pub use cache::{DnsCacheConfig, DnsCacheStats};
 pub use ede::ExtendedDnsError;
-pub use error::{DnsError, DnsSetupError, RecordType};
+#[cfg(feature = "hickory")]
+pub use error::DnsSetupError;
+pub use error::{DnsError, RecordType};
+#[cfg(feature = "hickory")]
 pub use hickory::{HickoryResolver, HickoryResolverConfig, Validation};
 pub use name::{QueryName, QueryNameError};
 pub use records::{

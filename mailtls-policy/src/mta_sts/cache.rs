@@ -6,7 +6,8 @@
 //! which the service should refresh it before it expires, so popular
 //! domains never lapse and refreshes do not all fire at once.
 //!
-//! The cache persists as one JSON file in a data directory, written
+//! The cache persists through a [`PolicyCacheStore`]: by default
+//! [`FileCacheStore`], one JSON file in a data directory, written
 //! atomically; policies are stored as their raw text and parsed again on
 //! load, so the file never holds a policy the parser would not accept.
 
@@ -14,9 +15,11 @@ use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -357,6 +360,155 @@ impl Table {
     }
 }
 
+/// The default [`PolicyCacheStore`]: one JSON file ([`CACHE_FILE`]) in a
+/// data directory, written atomically (a reader sees the old or the new
+/// file, never half of one). Policies are stored as their raw text and
+/// parsed again on load, so the file never holds a policy the parser would
+/// not accept.
+#[derive(Debug, Clone)]
+pub struct FileCacheStore {
+    path: PathBuf,
+}
+
+impl FileCacheStore {
+    /// A store in `dir`, created if missing (blocks for that).
+    pub fn new(dir: &Path) -> Result<Self, CacheError> {
+        std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(FileCacheStore {
+            path: dir.join(CACHE_FILE),
+        })
+    }
+
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file (blocking).
+    pub fn load_blocking(&self) -> Result<Vec<CacheEntry>, CacheError> {
+        let path = &self.path;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(CacheError::Io {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        };
+        let stored: StoredCache =
+            serde_json::from_slice(&bytes).map_err(|e| CacheError::Format {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        if stored.version != 1 {
+            return Err(CacheError::Format {
+                path: path.clone(),
+                detail: format!("unknown version {}", stored.version),
+            });
+        }
+        let mut out = Vec::with_capacity(stored.entries.len());
+        for s in stored.entries {
+            // An entry that no longer parses (hand-edited file, a stricter
+            // parser) is dropped rather than failing the whole load.
+            let Ok(domain) = DnsName::parse(&s.domain) else {
+                continue;
+            };
+            let policy = match (s.id.as_deref().and_then(PolicyId::parse), s.policy) {
+                (Some(id), Some(text)) => parse_policy(text.as_bytes(), Profile::Lenient)
+                    .ok()
+                    .map(|p| (id, Arc::new(p.policy))),
+                _ => None,
+            };
+            let last_failure = match (s.failure_at, s.failure_type) {
+                (Some(at), Some(t)) => t.parse::<ResultType>().ok().map(|rt| FailureNote {
+                    at: time(at),
+                    result_type: rt,
+                    detail: s.failure_detail.unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            out.push(CacheEntry {
+                domain,
+                policy,
+                fetched_at: s.fetched_at.map(time),
+                expires_at: s.expires_at.map(time),
+                refresh_at: s.refresh_at.map(time),
+                last_failure,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes the file (blocking).
+    pub fn save_blocking(&self, entries: &[CacheEntry]) -> Result<(), CacheError> {
+        let path = &self.path;
+        let mut stored: Vec<StoredEntry> = entries
+            .iter()
+            .map(|e| StoredEntry {
+                domain: e.domain.to_string(),
+                id: e.policy.as_ref().map(|(id, _)| id.to_string()),
+                policy: e.policy.as_ref().map(|(_, p)| p.raw().to_owned()),
+                fetched_at: e.fetched_at.map(secs),
+                expires_at: e.expires_at.map(secs),
+                refresh_at: e.refresh_at.map(secs),
+                failure_at: e.last_failure.as_ref().map(|f| secs(f.at)),
+                failure_type: e
+                    .last_failure
+                    .as_ref()
+                    .map(|f| f.result_type.as_str().to_owned()),
+                failure_detail: e.last_failure.as_ref().map(|f| f.detail.clone()),
+            })
+            .collect();
+        stored.sort_by(|a, b| a.domain.cmp(&b.domain));
+        let json = serde_json::to_vec_pretty(&StoredCache {
+            version: 1,
+            entries: stored,
+        })
+        .map_err(|e| CacheError::Format {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        mailtls_core::secret_file::write_atomic(path, &json, 0o644).map_err(|source| {
+            CacheError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// Runs a blocking file step off the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, CacheError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CacheError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
+
+impl PolicyCacheStore for FileCacheStore {
+    fn load(&self) -> StoreFuture<'_, Vec<CacheEntry>> {
+        let store = self.clone();
+        Box::pin(off_runtime(&self.path, move || store.load_blocking()))
+    }
+
+    fn save(&self, entries: Vec<CacheEntry>) -> StoreFuture<'_, ()> {
+        let store = self.clone();
+        Box::pin(off_runtime(&self.path, move || {
+            store.save_blocking(&entries)
+        }))
+    }
+}
+
 impl CacheEntry {
     /// The policy if it has not expired at `now`.
     pub fn valid_policy(&self, now: SystemTime) -> Option<&(PolicyId, Arc<MtaStsPolicy>)> {
@@ -434,12 +586,30 @@ fn time(s: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(s)
 }
 
+/// The future a [`PolicyCacheStore`] returns, boxed so the trait is object
+/// safe (the crate's other async traits are built the same way, without an
+/// `async-trait` dependency).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
+
+/// Where a [`PolicyCache`] keeps its entries between restarts.
+///
+/// [`FileCacheStore`] (one JSON file in a data directory) is the default;
+/// an embedder with its own database implements this. Saves come from
+/// the [`MtaSts`](super::MtaSts) service off the delivery path, debounced,
+/// and always hold every entry.
+pub trait PolicyCacheStore: Send + Sync + fmt::Debug {
+    /// Every stored entry (empty when nothing was stored yet).
+    fn load(&self) -> StoreFuture<'_, Vec<CacheEntry>>;
+    /// Replaces what is stored with `entries`.
+    fn save(&self, entries: Vec<CacheEntry>) -> StoreFuture<'_, ()>;
+}
+
 /// The cache: a map from domain to [`CacheEntry`], optionally backed by a
-/// file in a data directory.
+/// [`PolicyCacheStore`].
 #[derive(Debug)]
 pub struct PolicyCache {
     entries: RwLock<Table>,
-    path: Option<PathBuf>,
+    store: Option<Arc<dyn PolicyCacheStore>>,
     jitter_seed: RandomState,
 }
 
@@ -454,131 +624,71 @@ impl PolicyCache {
     pub fn in_memory() -> Self {
         PolicyCache {
             entries: RwLock::default(),
-            path: None,
+            store: None,
             jitter_seed: RandomState::new(),
         }
     }
 
-    /// A cache persisted in `dir` (created if missing), loaded from it if a
-    /// cache file exists there. Policies are public data, so the directory
-    /// keeps whatever mode the embedder gave it.
+    /// A cache persisted in `dir` (created if missing) by a
+    /// [`FileCacheStore`], loaded from it if a cache file exists there.
+    /// Policies are public data, so the directory keeps whatever mode the
+    /// embedder gave it.
+    ///
+    /// Blocks: it reads the file. Call it at startup (or use
+    /// [`PolicyCache::with_store`] from async code).
     pub fn open(dir: &Path) -> Result<Self, CacheError> {
-        let path = dir.join(CACHE_FILE);
-        std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let cache = PolicyCache {
-            path: Some(path.clone()),
-            ..Self::in_memory()
-        };
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
-            Err(source) => return Err(CacheError::Io { path, source }),
-        };
-        let stored: StoredCache =
-            serde_json::from_slice(&bytes).map_err(|e| CacheError::Format {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
-        if stored.version != 1 {
-            return Err(CacheError::Format {
-                path,
-                detail: format!("unknown version {}", stored.version),
-            });
-        }
+        let store = FileCacheStore::new(dir)?;
+        let entries = store.load_blocking()?;
+        Ok(Self::from_entries(Arc::new(store), entries))
+    }
+
+    /// A cache backed by `store`, loaded from it.
+    pub async fn with_store(store: Arc<dyn PolicyCacheStore>) -> Result<Self, CacheError> {
+        let entries = store.load().await?;
+        Ok(Self::from_entries(store, entries))
+    }
+
+    fn from_entries(store: Arc<dyn PolicyCacheStore>, entries: Vec<CacheEntry>) -> Self {
         let mut table = Table {
-            slots: HashSet::with_capacity(stored.entries.len()),
+            slots: HashSet::with_capacity(entries.len()),
             ..Table::default()
         };
-        for s in stored.entries {
-            // An entry that no longer parses (hand-edited file, a stricter
-            // parser) is dropped rather than failing the whole load.
-            let Ok(domain) = DnsName::parse(&s.domain) else {
-                continue;
+        for e in entries {
+            let (id, policy) = match e.policy {
+                Some((id, policy)) => (InlineId::new(&id), Some(policy)),
+                None => (InlineId::EMPTY, None),
             };
-            let (id, policy) = match (s.id.as_deref().and_then(PolicyId::parse), s.policy) {
-                (Some(id), Some(text)) => match parse_policy(text.as_bytes(), Profile::Lenient) {
-                    Ok(p) => (InlineId::new(&id), Some(Arc::new(p.policy))),
-                    Err(_) => (InlineId::EMPTY, None),
-                },
-                _ => (InlineId::EMPTY, None),
-            };
-            let last_failure = match (s.failure_at, s.failure_type) {
-                (Some(at), Some(t)) => t.parse::<ResultType>().ok().map(|rt| {
-                    Box::new(FailureNote {
-                        at: time(at),
-                        result_type: rt,
-                        detail: s.failure_detail.unwrap_or_default(),
-                    })
-                }),
-                _ => None,
-            };
+            let held = policy.is_some();
             let slot = Slot {
-                domain,
-                fetched_at: Stamp::new(s.fetched_at.map(time).filter(|_| policy.is_some())),
-                expires_at: Stamp::new(s.expires_at.map(time).filter(|_| policy.is_some())),
-                refresh_at: SecStamp::new(s.refresh_at.map(time).filter(|_| policy.is_some())),
+                domain: e.domain,
+                fetched_at: Stamp::new(e.fetched_at.filter(|_| held)),
+                expires_at: Stamp::new(e.expires_at.filter(|_| held)),
+                refresh_at: SecStamp::new(e.refresh_at.filter(|_| held)),
                 policy,
                 id,
-                last_failure,
+                last_failure: e.last_failure.map(Box::new),
             };
             table.put(Box::new(slot));
         }
-        *cache
-            .entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = table;
-        Ok(cache)
+        PolicyCache {
+            entries: RwLock::new(table),
+            store: Some(store),
+            jitter_seed: RandomState::new(),
+        }
     }
 
-    /// Writes the cache file (atomically: a reader sees the old or the new
-    /// file, never half of one). Does nothing for an in-memory cache.
-    pub fn save(&self) -> Result<(), CacheError> {
-        let Some(path) = &self.path else {
+    /// Whether the cache has a store to save to.
+    pub fn is_persistent(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Hands every entry to the store. Does nothing for an in-memory
+    /// cache. With the file store the writing runs in `spawn_blocking`.
+    pub async fn save(&self) -> Result<(), CacheError> {
+        let Some(store) = &self.store else {
             return Ok(());
         };
-        let stored = {
-            let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-            let mut entries: Vec<StoredEntry> = map
-                .slots
-                .iter()
-                .map(|Keyed(e)| StoredEntry {
-                    domain: e.domain.to_string(),
-                    id: e
-                        .policy
-                        .as_ref()
-                        .and_then(|_| e.id.get())
-                        .map(|id| id.to_string()),
-                    policy: e.policy.as_ref().map(|p| p.raw().to_owned()),
-                    fetched_at: e.fetched_at.get().map(secs),
-                    expires_at: e.expires_at.get().map(secs),
-                    refresh_at: e.refresh_at.get().map(secs),
-                    failure_at: e.last_failure.as_ref().map(|f| secs(f.at)),
-                    failure_type: e
-                        .last_failure
-                        .as_ref()
-                        .map(|f| f.result_type.as_str().to_owned()),
-                    failure_detail: e.last_failure.as_ref().map(|f| f.detail.clone()),
-                })
-                .collect();
-            entries.sort_by(|a, b| a.domain.cmp(&b.domain));
-            StoredCache {
-                version: 1,
-                entries,
-            }
-        };
-        let json = serde_json::to_vec_pretty(&stored).map_err(|e| CacheError::Format {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        mailtls_core::secret_file::write_atomic(path, &json, 0o644).map_err(|source| {
-            CacheError::Io {
-                path: path.clone(),
-                source,
-            }
-        })
+        store.save(self.list()).await
     }
 
     /// The entry for a domain, expired or not.
@@ -954,7 +1064,11 @@ mod tests {
                 "bad cert".into(),
                 t0,
             );
-            c.save().unwrap();
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(c.save())
+                .unwrap();
         }
         let c = PolicyCache::open(dir.path()).unwrap();
         assert_eq!(c.len(), 2);

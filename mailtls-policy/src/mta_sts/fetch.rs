@@ -7,22 +7,97 @@
 //! from the crate's [`DnsResolver`], so an embedder's resolver (or a test's
 //! scripted one pointing at 127.0.0.1) decides where the request goes.
 
+use std::collections::HashMap;
+use std::future::Future;
+#[cfg(feature = "fetch")]
 use std::net::SocketAddr;
+use std::pin::Pin;
+#[cfg(feature = "fetch")]
 use std::sync::Arc;
+#[cfg(feature = "fetch")]
 use std::time::Duration;
 
 use mailtls_core::DnsName;
+#[cfg(feature = "fetch")]
 use rustls::RootCertStore;
+#[cfg(feature = "fetch")]
+use rustls::crypto::CryptoProvider;
 
 use super::parser::{ParsedPolicy, PolicyError, Profile, parse_policy};
-use crate::dns::{DnsError, DnsResolver, addresses};
+use crate::dns::DnsError;
+#[cfg(feature = "fetch")]
+use crate::dns::{DnsResolver, addresses};
 use crate::result_type::ResultType;
 
 /// The default size cap (as postfix-mta-sts-resolver and mox use).
 pub const DEFAULT_MAX_SIZE: usize = 64 * 1024;
 
-/// How the fetcher behaves.
+/// The future a [`FetchPolicy`] returns: boxed so that
+/// [`MtaSts`](super::MtaSts) can hold any fetcher as `dyn FetchPolicy`.
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ParsedPolicy, FetchError>> + Send + 'a>>;
+
+/// Gets and parses the policy file of a domain (RFC 8461 §3.3).
+///
+/// `PolicyFetcher` (feature `fetch`) does it over HTTPS;
+/// [`StaticPolicies`] answers from memory (tests, or an embedder that
+/// fetches through its own HTTP stack and hands the text over).
+pub trait FetchPolicy: Send + Sync {
+    /// The policy of `domain`, or why it could not be had.
+    fn fetch_policy<'a>(&'a self, domain: &'a DnsName) -> FetchFuture<'a>;
+}
+
+impl<F: FetchPolicy + ?Sized> FetchPolicy for std::sync::Arc<F> {
+    fn fetch_policy<'a>(&'a self, domain: &'a DnsName) -> FetchFuture<'a> {
+        (**self).fetch_policy(domain)
+    }
+}
+
+/// Policy files kept in memory, one per domain: a [`FetchPolicy`] with no
+/// network, for tests and for seeding an [`MtaSts`](super::MtaSts).
+/// A domain without a file fails as a 404 would.
+#[derive(Debug, Clone, Default)]
+pub struct StaticPolicies {
+    files: HashMap<DnsName, String>,
+    profile: Profile,
+}
+
+impl StaticPolicies {
+    /// No policies; files are parsed with the lenient profile.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses files with `profile` instead.
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Serves `text` as the policy file of `domain`.
+    pub fn with_policy(mut self, domain: DnsName, text: impl Into<String>) -> Self {
+        self.files.insert(domain, text.into());
+        self
+    }
+}
+
+impl FetchPolicy for StaticPolicies {
+    fn fetch_policy<'a>(&'a self, domain: &'a DnsName) -> FetchFuture<'a> {
+        let url = policy_url(domain, 443);
+        let result = match self.files.get(domain) {
+            None => Err(FetchError::Status { url, status: 404 }),
+            Some(text) => parse_policy(text.as_bytes(), self.profile)
+                .map_err(|source| FetchError::Invalid { url, source }),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// How the fetcher behaves: [`FetcherConfig::new`] and the `with_*`
+/// setters.
+#[cfg(feature = "fetch")]
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FetcherConfig {
     /// Roots the policy host's certificate must chain to.
     pub roots: Arc<RootCertStore>,
@@ -40,6 +115,7 @@ pub struct FetcherConfig {
     pub profile: Profile,
 }
 
+#[cfg(feature = "fetch")]
 impl FetcherConfig {
     /// Defaults with the given roots: 60 s, 64 KiB, `text/plain` required,
     /// port 443, lenient parsing.
@@ -52,6 +128,36 @@ impl FetcherConfig {
             port: 443,
             profile: Profile::Lenient,
         }
+    }
+
+    /// Sets [`Self::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::max_size`].
+    pub fn with_max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Sets [`Self::require_text_plain`].
+    pub fn with_require_text_plain(mut self, require: bool) -> Self {
+        self.require_text_plain = require;
+        self
+    }
+
+    /// Sets [`Self::port`].
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets [`Self::profile`].
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
     }
 }
 
@@ -165,12 +271,14 @@ pub fn policy_url(domain: &DnsName, port: u16) -> String {
 }
 
 /// Fetches policies over HTTPS.
+#[cfg(feature = "fetch")]
 #[derive(Clone)]
 pub struct PolicyFetcher {
     client: reqwest::Client,
     config: FetcherConfig,
 }
 
+#[cfg(feature = "fetch")]
 impl std::fmt::Debug for PolicyFetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyFetcher")
@@ -182,11 +290,13 @@ impl std::fmt::Debug for PolicyFetcher {
 }
 
 /// Lets reqwest resolve through the crate's [`DnsResolver`].
+#[cfg(feature = "fetch")]
 struct DnsBridge {
     dns: Arc<dyn DnsResolver>,
     port: u16,
 }
 
+#[cfg(feature = "fetch")]
 impl reqwest::dns::Resolve for DnsBridge {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let dns = Arc::clone(&self.dns);
@@ -201,10 +311,22 @@ impl reqwest::dns::Resolve for DnsBridge {
     }
 }
 
+#[cfg(feature = "fetch")]
+impl FetchPolicy for PolicyFetcher {
+    fn fetch_policy<'a>(&'a self, domain: &'a DnsName) -> FetchFuture<'a> {
+        Box::pin(self.fetch(domain))
+    }
+}
+
+#[cfg(feature = "fetch")]
 impl PolicyFetcher {
-    /// A fetcher that finds policy hosts through `dns`.
-    pub fn new(config: FetcherConfig, dns: Arc<dyn DnsResolver>) -> Result<Self, FetchError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    /// A fetcher that finds policy hosts through `dns` and whose TLS uses
+    /// `provider` (the embedder's).
+    pub fn new(
+        config: FetcherConfig,
+        dns: Arc<dyn DnsResolver>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, FetchError> {
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| FetchError::Setup(e.to_string()))?
@@ -305,6 +427,7 @@ impl PolicyFetcher {
 
 /// Sorts a reqwest failure into the kinds TLS-RPT tells apart, by looking
 /// through the error's sources for the rustls or DNS error underneath.
+#[cfg(feature = "fetch")]
 fn classify(url: &str, host: &str, e: reqwest::Error) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(mut err) = source {
@@ -347,6 +470,7 @@ fn classify(url: &str, host: &str, e: reqwest::Error) -> FetchError {
     }
 }
 
+#[cfg(feature = "fetch")]
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();

@@ -9,13 +9,17 @@ mod record;
 mod service;
 
 pub use cache::{
-    CACHE_FILE, CacheEntry, CacheError, FAILURE_BACKOFF, FailureNote, MAX_REFRESH_INTERVAL,
-    PolicyCache,
+    CACHE_FILE, CacheEntry, CacheError, FAILURE_BACKOFF, FailureNote, FileCacheStore,
+    MAX_REFRESH_INTERVAL, PolicyCache, PolicyCacheStore, StoreFuture,
 };
-pub use fetch::{DEFAULT_MAX_SIZE, FetchError, FetcherConfig, PolicyFetcher, policy_url};
+pub use fetch::{
+    DEFAULT_MAX_SIZE, FetchError, FetchFuture, FetchPolicy, StaticPolicies, policy_url,
+};
+#[cfg(feature = "fetch")]
+pub use fetch::{FetcherConfig, PolicyFetcher};
 pub use parser::{
     Diagnostic, DiagnosticKind, ParsedPolicy, PolicyError, Profile, Severity, parse_policy,
 };
 pub use policy::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
 pub use record::{PolicyId, RecordError, StsRecord, parse_record, select_record};
-pub use service::{MtaSts, NoPolicyReason, PolicyOutcome, PolicySource};
+pub use service::{DEFAULT_SAVE_DELAY, MtaSts, NoPolicyReason, PolicyOutcome, PolicySource};

@@ -2,13 +2,14 @@
 //! applies to this domain now?" by the rules of RFC 8461 §5 and §10.2.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use mailtls_core::DnsName;
 
 use super::cache::{CacheError, PolicyCache};
-use super::fetch::PolicyFetcher;
+use super::fetch::FetchPolicy;
 use super::policy::MtaStsPolicy;
 use super::record::{PolicyId, RecordError, select_record};
 use crate::dns::{DnsError, DnsResolver, QueryName};
@@ -78,19 +79,28 @@ impl PolicyOutcome {
     }
 }
 
+/// How long after a change the cache is saved: changes within that time
+/// go out in one save.
+pub const DEFAULT_SAVE_DELAY: Duration = Duration::from_secs(1);
+
 /// The MTA-STS service: looks up `_mta-sts` records, fetches and caches
 /// policies, honours the exception list.
+///
+/// A persistent cache is saved off the delivery path: a change schedules
+/// one save as a tokio task, [`DEFAULT_SAVE_DELAY`] later, so a burst of
+/// fetches costs one write; [`MtaSts::save`] saves at once (at shutdown).
 pub struct MtaSts {
     dns: Arc<dyn DnsResolver>,
-    fetcher: PolicyFetcher,
-    cache: PolicyCache,
+    fetcher: Arc<dyn FetchPolicy>,
+    cache: Arc<PolicyCache>,
     exceptions: RwLock<HashSet<DnsName>>,
+    save_delay: Duration,
+    save_scheduled: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for MtaSts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MtaSts")
-            .field("fetcher", &self.fetcher)
             .field("cache_entries", &self.cache.len())
             .field("exceptions", &self.exceptions())
             .finish_non_exhaustive()
@@ -98,14 +108,54 @@ impl std::fmt::Debug for MtaSts {
 }
 
 impl MtaSts {
-    /// Ties a resolver, a fetcher and a cache together.
-    pub fn new(dns: Arc<dyn DnsResolver>, fetcher: PolicyFetcher, cache: PolicyCache) -> Self {
+    /// Ties a resolver, a fetcher (the HTTPS
+    /// `PolicyFetcher` of feature `fetch`, or any
+    /// [`FetchPolicy`]) and a cache together.
+    pub fn new(
+        dns: Arc<dyn DnsResolver>,
+        fetcher: impl FetchPolicy + 'static,
+        cache: PolicyCache,
+    ) -> Self {
         MtaSts {
             dns,
-            fetcher,
-            cache,
+            fetcher: Arc::new(fetcher),
+            cache: Arc::new(cache),
             exceptions: RwLock::default(),
+            save_delay: DEFAULT_SAVE_DELAY,
+            save_scheduled: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Sets how long after a change the cache is saved (default
+    /// [`DEFAULT_SAVE_DELAY`]).
+    pub fn with_save_delay(mut self, delay: Duration) -> Self {
+        self.save_delay = delay;
+        self
+    }
+
+    /// Schedules one save of a persistent cache, unless one is pending.
+    /// Outside a tokio runtime nothing is scheduled: [`MtaSts::save`] is
+    /// then the embedder's to call.
+    fn schedule_save(&self) {
+        if !self.cache.is_persistent() || self.save_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.save_scheduled.store(false, Ordering::Release);
+            return;
+        };
+        let cache = Arc::clone(&self.cache);
+        let scheduled = Arc::clone(&self.save_scheduled);
+        let delay = self.save_delay;
+        runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            // Cleared before the snapshot: a change made while this save
+            // runs schedules the next one.
+            scheduled.store(false, Ordering::Release);
+            // Best effort: a full disk must not stop delivery, and the
+            // in-memory cache is still right; the next change tries again.
+            let _ = cache.save().await;
+        });
     }
 
     /// The cache (to list, inspect, evict).
@@ -171,9 +221,10 @@ impl MtaSts {
         out
     }
 
-    /// Writes the cache to its data directory (if it has one).
-    pub fn save(&self) -> Result<(), CacheError> {
-        self.cache.save()
+    /// Saves the cache to its store now (if it has one), for example at
+    /// shutdown.
+    pub async fn save(&self) -> Result<(), CacheError> {
+        self.cache.save().await
     }
 
     async fn resolve(&self, domain: &DnsName, now: SystemTime, force: bool) -> PolicyOutcome {
@@ -216,7 +267,7 @@ impl MtaSts {
                 }
             });
         }
-        let outcome = match self.fetcher.fetch(domain).await {
+        let outcome = match self.fetcher.fetch_policy(domain).await {
             Ok(parsed) => {
                 let policy = self.cache.store(domain, id.clone(), parsed.policy, now);
                 PolicyOutcome::Policy {
@@ -236,9 +287,7 @@ impl MtaSts {
                 })
             }
         };
-        // Persisting is best effort: a full disk must not stop delivery, and
-        // the in-memory cache is still right.
-        let _ = self.cache.save();
+        self.schedule_save();
         outcome
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use mailtls_core::DnsName;
 
 use crate::dns::{DnsResolver, QueryName};
-use crate::mta_sts::{PolicyFetcher, PolicyMode, Profile, Severity, parse_policy, select_record};
+use crate::mta_sts::{FetchPolicy, PolicyMode, Profile, Severity, parse_policy, select_record};
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,11 +83,12 @@ const SHORT_MAX_AGE: u32 = 86_400;
 /// Reads back what `domain` publishes: the `_mta-sts` record, the policy
 /// (fetched over HTTPS and also read with the strict profile), whether
 /// every MX host is covered by the policy's `mx` patterns, the `max_age`,
-/// and the `_smtp._tls` record.
+/// and the `_smtp._tls` record. `fetcher` is normally the HTTPS
+/// `PolicyFetcher` of feature `fetch`.
 pub async fn check_setup<R: DnsResolver + ?Sized>(
     domain: &DnsName,
     dns: &R,
-    fetcher: &PolicyFetcher,
+    fetcher: &dyn FetchPolicy,
 ) -> SetupReport {
     let mut checks = Vec::new();
     let mut add = |name, status, detail: String| {
@@ -109,7 +110,7 @@ pub async fn check_setup<R: DnsResolver + ?Sized>(
         Err(e) => add("sts-record", CheckStatus::Fail, e.to_string()),
     }
 
-    let policy = match fetcher.fetch(domain).await {
+    let policy = match fetcher.fetch_policy(domain).await {
         Ok(parsed) => {
             add(
                 "policy-fetch",

@@ -62,13 +62,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// An id from the policy text: the first 32 hex digits of its SHA-256, so
 /// the id changes exactly when the policy does.
 pub fn id_from_content(policy: &MtaStsPolicy) -> PolicyId {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, policy.raw().as_bytes());
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::crypto::sha256(policy.raw().as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     PolicyId::parse(&hex).unwrap_or_else(|| fallback_id(0))
 }
 

@@ -6,6 +6,8 @@
 //! otherwise opportunistic TLS. MTA-STS in testing mode never blocks: the
 //! entry carries the check only so failures can be reported.
 
+use std::net::IpAddr;
+
 use mailtls_core::DnsName;
 
 use super::EnhancedStatus;
@@ -139,6 +141,10 @@ pub struct PlanEntry {
     pub host: DnsName,
     /// Its preference.
     pub preference: u16,
+    /// The addresses it was planned for, as [`super::gather()`] found them
+    /// (IPv4, then IPv6; the embedder picks the order it prefers); empty
+    /// when the lookup failed (the entry is then a skip).
+    pub addresses: Vec<IpAddr>,
     /// What to do with it.
     pub action: HostAction,
     /// The policy that governs it, for TLS-RPT (RFC 8460 §4.4).
@@ -318,7 +324,7 @@ pub fn plan(facts: &DomainFacts, demand: TlsDemand) -> DeliveryPlan {
     hosts.sort_by_key(|h| h.preference);
     let sts = facts
         .mta_sts
-        .as_ref()
+        .as_deref()
         .filter(|p| p.mode() != PolicyMode::None);
     let entries: Vec<PlanEntry> = hosts
         .into_iter()
@@ -360,6 +366,10 @@ fn entry_for(
     let mut entry = PlanEntry {
         host: host.name.clone(),
         preference: host.preference,
+        addresses: match &host.addresses {
+            AddressFacts::Found { addresses, .. } => addresses.clone(),
+            AddressFacts::Failed { .. } => Vec::new(),
+        },
         action: HostAction::OpportunisticTls { audit: None },
         policy: PolicyType::NoPolicyFound,
         peer_must_advertise_requiretls: false,

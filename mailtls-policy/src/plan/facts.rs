@@ -5,6 +5,7 @@
 //! [`crate::dns::DnsResolver`].
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use mailtls_core::DnsName;
 
@@ -18,8 +19,10 @@ pub struct DomainFacts {
     pub domain: DnsName,
     /// What the MX lookup gave.
     pub mx: MxFacts,
-    /// The MTA-STS policy in force, if any (from the cache).
-    pub mta_sts: Option<MtaStsPolicy>,
+    /// The MTA-STS policy in force, if any: the `Arc` the cache (and
+    /// [`crate::mta_sts::PolicyOutcome::policy`]) hands out, shared, not
+    /// copied per message.
+    pub mta_sts: Option<Arc<MtaStsPolicy>>,
 }
 
 /// The outcome of the MX lookup.

@@ -3,6 +3,7 @@
 //! `_25._tcp.HOST` (RFC 7672 §2.2).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use mailtls_core::DnsName;
 
@@ -18,7 +19,7 @@ const SMTP_PORT: u16 = 25;
 pub async fn gather(
     resolver: &dyn DnsResolver,
     domain: &DnsName,
-    mta_sts: Option<MtaStsPolicy>,
+    mta_sts: Option<Arc<MtaStsPolicy>>,
 ) -> DomainFacts {
     let mx = match resolver.mx(domain).await {
         Ok(answer) if answer.dnssec == DnssecStatus::Bogus => MxFacts::LookupFailed {

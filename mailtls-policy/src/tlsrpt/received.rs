@@ -1,5 +1,6 @@
 //! Reports other senders send to us (RFC 8460 §4, §5): JSON, gzip, zip or a
-//! whole mail carrying one of those, read leniently.
+//! whole mail carrying one of those, read leniently. JSON and gzip are
+//! always read; zip archives and mails need feature `tlsrpt-received`.
 //!
 //! Quirks seen in the wild and accepted here: no `sending-mta-ip`
 //! (Microsoft), date-times without a zone (Microsoft; read as UTC), no
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::IpAddr;
 
+#[cfg(feature = "tlsrpt-received")]
 use mail_parser::MimeHeaders;
 use serde::{Deserialize, Deserializer};
 use time::format_description::well_known::Rfc3339;
@@ -155,6 +157,7 @@ fn parse_into(bytes: &[u8], depth: u8, out: &mut Vec<ReceivedReport>) -> Result<
         check_size(json.len())?;
         return parse_into(&json, depth + 1, out);
     }
+    #[cfg(feature = "tlsrpt-received")]
     if bytes.starts_with(b"PK\x03\x04") {
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
             .map_err(|e| TlsRptError::Report(format!("zip: {e}")))?;
@@ -179,7 +182,13 @@ fn parse_into(bytes: &[u8], depth: u8, out: &mut Vec<ReceivedReport>) -> Result<
         out.push(parse_json(bytes)?);
         return Ok(());
     }
-    parse_mail(bytes, depth, out)
+    #[cfg(feature = "tlsrpt-received")]
+    return parse_mail(bytes, depth, out);
+    #[cfg(not(feature = "tlsrpt-received"))]
+    Err(TlsRptError::Report(
+        "input is neither JSON nor gzip (zip archives and mails need feature `tlsrpt-received`)"
+            .into(),
+    ))
 }
 
 fn check_size(len: usize) -> Result<(), TlsRptError> {
@@ -191,6 +200,7 @@ fn check_size(len: usize) -> Result<(), TlsRptError> {
     Ok(())
 }
 
+#[cfg(feature = "tlsrpt-received")]
 fn parse_mail(bytes: &[u8], depth: u8, out: &mut Vec<ReceivedReport>) -> Result<(), TlsRptError> {
     let msg = mail_parser::MessageParser::default()
         .parse(bytes)

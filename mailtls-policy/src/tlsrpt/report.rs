@@ -288,11 +288,8 @@ fn parse_utc(s: &str) -> Option<OffsetDateTime> {
 /// every node, different for every report.
 fn unique_id(day: Date, domain: &str, submitter: &str) -> String {
     let input = format!("{submitter}\n{domain}\n{day}");
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let digest = crate::crypto::sha256(input.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -61,9 +61,9 @@ impl Schedule {
             .with_time(Time::MIDNIGHT)
             .assume_utc();
         let window = self.window.as_secs().max(1);
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, domain.as_bytes());
+        let digest = crate::crypto::sha256(domain.as_bytes());
         let mut first = [0u8; 8];
-        first.copy_from_slice(&digest.as_ref()[..8]);
+        first.copy_from_slice(&digest[..8]);
         let offset = u64::from_be_bytes(first) % window;
         next_midnight + self.window_start + Duration::from_secs(offset)
     }

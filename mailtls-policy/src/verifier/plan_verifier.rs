@@ -88,6 +88,7 @@ pub struct PlanVerifier {
     check: Option<Check>,
     enforce: bool,
     algorithms: WebPkiSupportedAlgorithms,
+    provider: Arc<CryptoProvider>,
     outcome: Mutex<Option<VerificationOutcome>>,
 }
 
@@ -107,9 +108,14 @@ impl std::fmt::Debug for PlanVerifier {
 
 impl PlanVerifier {
     /// Builds the verifier for a plan entry. `roots` are the trust anchors
-    /// for WebPKI checks (the embedder's CA bundle).
-    pub fn for_entry(entry: &PlanEntry, roots: Arc<RootCertStore>) -> Result<Self, VerifierError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    /// for WebPKI checks (the embedder's CA bundle); `provider` verifies
+    /// signatures and chains, and should be the one of the `ClientConfig`
+    /// this verifier goes into.
+    pub fn for_entry(
+        entry: &PlanEntry,
+        roots: Arc<RootCertStore>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, VerifierError> {
         let (verification, enforce) = match &entry.action {
             HostAction::Skip { .. } | HostAction::FailNow { .. } => {
                 return Err(VerifierError::NotConnectable {
@@ -128,17 +134,19 @@ impl PlanVerifier {
             check,
             enforce,
             algorithms: provider.signature_verification_algorithms,
+            provider,
             outcome: Mutex::new(None),
         })
     }
 
-    /// A verifier that accepts any certificate (opportunistic TLS).
-    pub fn opportunistic() -> Self {
+    /// A verifier that accepts any certificate (opportunistic TLS); the
+    /// handshake signature is still checked with `provider`.
+    pub fn opportunistic(provider: Arc<CryptoProvider>) -> Self {
         Self {
             check: None,
             enforce: false,
-            algorithms: rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms,
+            algorithms: provider.signature_verification_algorithms,
+            provider,
             outcome: Mutex::new(None),
         }
     }
@@ -192,6 +200,7 @@ impl PlanVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
+        provider: &Arc<CryptoProvider>,
     ) -> Result<PeerAuthentication, VerificationFailure> {
         match check {
             Check::WebPki { verifier, names } => {
@@ -221,12 +230,19 @@ impl PlanVerifier {
             Check::Dane {
                 records,
                 reference_names,
-            } => verify_chain(records, end_entity, intermediates, reference_names, now)
-                .map(|_| PeerAuthentication::Dane)
-                .map_err(|f| VerificationFailure {
-                    result_type: f.result_type(),
-                    detail: f.to_string(),
-                }),
+            } => verify_chain(
+                records,
+                end_entity,
+                intermediates,
+                reference_names,
+                now,
+                provider,
+            )
+            .map(|_| PeerAuthentication::Dane)
+            .map_err(|f| VerificationFailure {
+                result_type: f.result_type(),
+                detail: f.to_string(),
+            }),
         }
     }
 }
@@ -244,7 +260,7 @@ impl ServerCertVerifier for PlanVerifier {
             self.record(VerificationOutcome::NotChecked);
             return Ok(ServerCertVerified::assertion());
         };
-        match Self::run_check(check, end_entity, intermediates, now) {
+        match Self::run_check(check, end_entity, intermediates, now, &self.provider) {
             Ok(how) => {
                 self.record(VerificationOutcome::Verified(how));
                 Ok(ServerCertVerified::assertion())

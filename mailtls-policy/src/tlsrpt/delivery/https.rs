@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::tlsrpt::TlsRptError;
 
-/// Posts reports over HTTPS with rustls (aws-lc-rs) and a caller-chosen set of
+/// Posts reports over HTTPS with rustls (the caller's crypto provider) and a
+/// caller-chosen set of
 /// trusted roots.
 #[derive(Debug, Clone)]
 pub struct HttpsPoster {
@@ -15,9 +16,13 @@ pub struct HttpsPoster {
 
 impl HttpsPoster {
     /// A poster trusting exactly `roots`, giving up on one attempt after
-    /// `timeout`. Redirects are not followed: the `rua` URL is the endpoint.
-    pub fn new(roots: rustls::RootCertStore, timeout: Duration) -> Result<Self, TlsRptError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    /// `timeout`, with TLS through `provider`. Redirects are not followed:
+    /// the `rua` URL is the endpoint.
+    pub fn new(
+        roots: rustls::RootCertStore,
+        timeout: Duration,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Self, TlsRptError> {
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsRptError::Report(format!("TLS configuration: {e}")))?

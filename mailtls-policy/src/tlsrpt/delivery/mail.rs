@@ -1,9 +1,6 @@
 //! The report mail (RFC 8460 §5.3): `multipart/report; report-type=tlsrpt`
 //! with a short text part and the gzipped report, DKIM-signed.
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{DkimSigner, Done};
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
@@ -11,12 +8,13 @@ use mail_builder::mime::MimePart;
 use rustls_pki_types::PrivateKeyDer;
 use time::OffsetDateTime;
 
+use super::dkim::Signer;
 use crate::tlsrpt::TlsRptError;
 use crate::tlsrpt::report::TlsReport;
 
 /// Headers covered by the DKIM signature: the RFC 5322 basics plus the two
 /// TLS-RPT headers, so a receiver can trust which domain the report is for.
-const SIGNED_HEADERS: [&str; 10] = [
+const SIGNED_HEADERS: &[&str] = &[
     "From",
     "To",
     "Subject",
@@ -28,11 +26,6 @@ const SIGNED_HEADERS: [&str; 10] = [
     "TLS-Report-Submitter",
     "TLS-Required",
 ];
-
-enum Signer {
-    Rsa(Box<DkimSigner<RsaKey<Sha256>, Done>>),
-    Ed25519(Box<DkimSigner<Ed25519Key, Done>>),
-}
 
 /// A DKIM signing key with its domain and selector.
 pub struct DkimConfig {
@@ -55,33 +48,8 @@ impl DkimConfig {
     /// RSA as PKCS#1 or PKCS#8 (rsa-sha256), or Ed25519 as PKCS#8
     /// (ed25519-sha256, RFC 8463).
     pub fn new(domain: &str, selector: &str, key: &PrivateKeyDer<'_>) -> Result<Self, TlsRptError> {
-        let rsa = RsaKey::<Sha256>::from_key_der(key.clone_key());
-        let signer = match (rsa, key) {
-            (Ok(key), _) => Signer::Rsa(Box::new(
-                DkimSigner::from_key(key)
-                    .domain(domain)
-                    .selector(selector)
-                    .headers(SIGNED_HEADERS),
-            )),
-            (Err(rsa_err), PrivateKeyDer::Pkcs8(der)) => {
-                match Ed25519Key::from_pkcs8_maybe_unchecked_der(der.secret_pkcs8_der()) {
-                    Ok(key) => Signer::Ed25519(Box::new(
-                        DkimSigner::from_key(key)
-                            .domain(domain)
-                            .selector(selector)
-                            .headers(SIGNED_HEADERS),
-                    )),
-                    Err(ed_err) => {
-                        return Err(TlsRptError::Mail(format!(
-                            "DKIM key is neither RSA ({rsa_err}) nor Ed25519 ({ed_err})"
-                        )));
-                    }
-                }
-            }
-            (Err(rsa_err), _) => {
-                return Err(TlsRptError::Mail(format!("DKIM key is not RSA: {rsa_err}")));
-            }
-        };
+        let signer =
+            Signer::new(domain, selector, key, SIGNED_HEADERS).map_err(TlsRptError::Mail)?;
         Ok(Self {
             domain: domain.to_owned(),
             selector: selector.to_owned(),
@@ -91,12 +59,10 @@ impl DkimConfig {
 
     /// Returns the message with a `DKIM-Signature` header prepended.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, TlsRptError> {
-        let sig = match &self.signer {
-            Signer::Rsa(s) => s.sign(message),
-            Signer::Ed25519(s) => s.sign(message),
-        }
-        .map_err(|e| TlsRptError::Mail(format!("DKIM signing: {e}")))?;
-        let mut out = sig.to_header().into_bytes();
+        let mut out = self
+            .signer
+            .signature_header(message)
+            .map_err(|e| TlsRptError::Mail(format!("DKIM signing: {e}")))?;
         out.extend_from_slice(message);
         Ok(out)
     }

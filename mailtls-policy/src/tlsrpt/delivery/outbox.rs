@@ -7,13 +7,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Deliverer, MailSubmitter};
+use super::DeliverReport;
 use crate::tlsrpt::TlsRptError;
 use crate::tlsrpt::record::ReportUri;
 use crate::tlsrpt::report::TlsReport;
 
-/// When to try again.
+/// When to try again: [`Default`] and the `with_*` setters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Wait after the first failure; doubled after each further failure.
     pub first_delay: Duration,
@@ -35,6 +36,24 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Sets [`Self::first_delay`].
+    pub fn with_first_delay(mut self, delay: Duration) -> Self {
+        self.first_delay = delay;
+        self
+    }
+
+    /// Sets [`Self::max_delay`].
+    pub fn with_max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Sets [`Self::max_attempts`].
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
     fn delay_after(&self, failures: u32) -> Duration {
         let factor = 1u32
             .checked_shl(failures.saturating_sub(1))
@@ -167,19 +186,22 @@ impl Outbox {
             .collect())
     }
 
-    /// Tries every job whose time has come.
-    pub async fn deliver_due<M: MailSubmitter>(
+    /// Tries every job whose time has come, through `deliverer` (normally
+    /// a `Deliverer`, feature `tlsrpt-deliver`). The file steps run in
+    /// `spawn_blocking`; needs a tokio runtime.
+    pub async fn deliver_due<D: DeliverReport + ?Sized>(
         &self,
-        deliverer: &Deliverer<M>,
+        deliverer: &D,
         now: OffsetDateTime,
     ) -> Result<DeliveryRun, TlsRptError> {
         let mut run = DeliveryRun::default();
-        for (path, mut job) in self.load(&self.pending)? {
+        let jobs = self.off_runtime(|o| o.load(&o.pending)).await?;
+        for (path, mut job) in jobs {
             if job.next_attempt > now.unix_timestamp() {
                 continue;
             }
             let result = match parse_target(&job.target) {
-                Some(uri) => deliverer.deliver(&job.report, &uri, now).await,
+                Some(uri) => deliverer.deliver_report(&job.report, &uri, now).await,
                 None => Err(TlsRptError::Delivery {
                     target: job.target.clone(),
                     reason: "not a mailto: or https: URI".into(),
@@ -187,8 +209,11 @@ impl Outbox {
             };
             match result {
                 Ok(()) => {
-                    self.log_sent(&job, now)?;
-                    std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))?;
+                    self.off_runtime(move |o| {
+                        o.log_sent(&job, now)?;
+                        std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
+                    })
+                    .await?;
                     run.delivered += 1;
                 }
                 Err(e) => {
@@ -196,21 +221,36 @@ impl Outbox {
                     job.last_error = Some(e.to_string());
                     let delay = self.retry.delay_after(job.attempts);
                     job.next_attempt = now.unix_timestamp().saturating_add(delay.as_secs() as i64);
+                    let bytes = serde_json::to_vec(&job)?;
                     if job.attempts >= self.retry.max_attempts {
-                        let dest = self
-                            .undeliverable
-                            .join(path.file_name().unwrap_or_default());
-                        write_atomically(&dest, &serde_json::to_vec(&job)?)?;
-                        std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))?;
+                        self.off_runtime(move |o| {
+                            let dest = o.undeliverable.join(path.file_name().unwrap_or_default());
+                            write_atomically(&dest, &bytes)?;
+                            std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
+                        })
+                        .await?;
                         run.undeliverable += 1;
                     } else {
-                        write_atomically(&path, &serde_json::to_vec(&job)?)?;
+                        self.off_runtime(move |_| write_atomically(&path, &bytes))
+                            .await?;
                         run.deferred += 1;
                     }
                 }
             }
         }
         Ok(run)
+    }
+
+    /// Runs a file step of [`Self::deliver_due`] in `spawn_blocking`, so
+    /// the runtime thread never waits on the disk.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        step: impl FnOnce(&Outbox) -> Result<T, TlsRptError> + Send + 'static,
+    ) -> Result<T, TlsRptError> {
+        let outbox = self.clone();
+        tokio::task::spawn_blocking(move || step(&outbox))
+            .await
+            .map_err(|e| TlsRptError::io(&self.pending, std::io::Error::other(e.to_string())))?
     }
 
     /// The last `n` delivered reports, newest last.
@@ -301,11 +341,8 @@ fn parse_target(target: &str) -> Option<ReportUri> {
 
 fn job_name(report_id: &str, target: &str) -> String {
     let input = format!("{report_id}\n{target}");
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
-    let hex: String = d.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let d = crate::crypto::sha256(input.as_bytes());
+    let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}.json")
 }
 

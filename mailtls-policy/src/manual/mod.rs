@@ -1,0 +1,16 @@
+//! The embedder's manual: how a mail server uses this crate, end to end.
+//!
+//! This module holds documentation only (as `rustls::manual` does). Each
+//! submodule is one chapter:
+//!
+//! - [`outbound`]: the whole outbound loop of an MTA, from the recipient
+//!   domain to the TLS-RPT record of the session, with the rustls
+//!   configuration in between and which SNI to send.
+//! - [`testing`]: seeding policies and DNS answers so that tests (and
+//!   staging setups) run without network.
+//! - [`blocking`]: which calls block, which spawn tasks or threads, and
+//!   what runs on the async runtime.
+
+pub mod blocking;
+pub mod outbound;
+pub mod testing;
