@@ -91,7 +91,7 @@ fn policy_text(i: usize, d: &str, self_hosted: usize) -> String {
         );
     }
     let h = h / 100;
-    let eol = if h % 2 == 0 { "\r\n" } else { "\n" };
+    let eol = if h.is_multiple_of(2) { "\r\n" } else { "\n" };
     let mode = if h / 2 % 10 < 7 { "enforce" } else { "testing" };
     let max_age = MAX_AGES[h / 20 % MAX_AGES.len()];
     let mut text = format!("version: STSv1{eol}mode: {mode}{eol}");

@@ -175,10 +175,10 @@ fn tree_cpu(pid: u32) -> Option<Duration> {
         {
             continue;
         }
-        if let Some(f) = stat_fields(&entry.path().join("stat")) {
-            if f.get(1) == Some(&u64::from(pid)) {
-                total += f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
-            }
+        if let Some(f) = stat_fields(&entry.path().join("stat"))
+            && f.get(1) == Some(&u64::from(pid))
+        {
+            total += f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
         }
     }
     Some(ticks(total))

@@ -122,10 +122,10 @@ impl Certificate {
         }
         for rdn in self.parsed.tbs_certificate.subject.0.iter() {
             for atv in rdn.0.iter() {
-                if atv.oid == EMAIL_ADDRESS {
-                    if let Ok(s) = atv.value.decode_as::<der::asn1::Ia5StringRef<'_>>() {
-                        out.push(s.as_str().to_string());
-                    }
+                if atv.oid == EMAIL_ADDRESS
+                    && let Ok(s) = atv.value.decode_as::<der::asn1::Ia5StringRef<'_>>()
+                {
+                    out.push(s.as_str().to_string());
                 }
             }
         }

@@ -243,7 +243,7 @@ fn unwrap_aes192(kek: &[u8], wrapped: &[u8]) -> Result<Vec<u8>> {
     use aws_lc_rs::cipher::{AES_192, DecryptingKey, DecryptionContext, UnboundCipherKey};
     const IV: [u8; 8] = [0xA6; 8];
     let fail = |_| Error::DecryptionFailed;
-    if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
+    if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
         return Err(Error::DecryptionFailed);
     }
     let key =

@@ -72,13 +72,13 @@ impl Encryptor {
                 certificate.subject()
             )));
         }
-        if let Some(ku) = certificate.key_usage() {
-            if !ku.0.contains(usage) {
-                return Err(Error::Certificate(format!(
-                    "recipient \"{}\": key usage does not allow {usage_name}",
-                    certificate.subject()
-                )));
-            }
+        if let Some(ku) = certificate.key_usage()
+            && !ku.0.contains(usage)
+        {
+            return Err(Error::Certificate(format!(
+                "recipient \"{}\": key usage does not allow {usage_name}",
+                certificate.subject()
+            )));
         }
         self.recipients.push((certificate, transport));
         Ok(())

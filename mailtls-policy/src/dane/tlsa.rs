@@ -161,14 +161,14 @@ impl UsableTlsa {
         if data.is_empty() {
             return Err(UnusableReason::EmptyData);
         }
-        if let Some(expected) = matching.digest_len() {
-            if data.len() != expected {
-                return Err(UnusableReason::DigestLength {
-                    matching_type,
-                    expected,
-                    actual: data.len(),
-                });
-            }
+        if let Some(expected) = matching.digest_len()
+            && data.len() != expected
+        {
+            return Err(UnusableReason::DigestLength {
+                matching_type,
+                expected,
+                actual: data.len(),
+            });
         }
         Ok(Self {
             usage,

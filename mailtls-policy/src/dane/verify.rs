@@ -245,10 +245,10 @@ fn chain_to_bare_key(
             })
         })?;
         let issuer = parsed.tbs_certificate.issuer.as_raw();
-        if let Some(contents) = der_sequence_contents(issuer) {
-            if !issuers.iter().any(|i| i == contents) {
-                issuers.push(contents.to_vec());
-            }
+        if let Some(contents) = der_sequence_contents(issuer)
+            && !issuers.iter().any(|i| i == contents)
+        {
+            issuers.push(contents.to_vec());
         }
     }
     for subject in issuers {

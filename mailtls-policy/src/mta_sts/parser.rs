@@ -529,10 +529,10 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             }
             "mx" => {
                 seen_mx_line = true;
-                if let Some(p) = parse_mx(&mut c, n, value) {
-                    if !mx.contains(&p) {
-                        mx.push(p);
-                    }
+                if let Some(p) = parse_mx(&mut c, n, value)
+                    && !mx.contains(&p)
+                {
+                    mx.push(p);
                 }
             }
             _ => {

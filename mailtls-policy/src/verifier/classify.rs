@@ -31,10 +31,9 @@ impl VerificationFailure {
     /// classifies any other rustls error.
     pub fn from_rustls_error(error: &rustls::Error) -> Self {
         if let rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) = error
+            && let Some(f) = inner.downcast_ref::<VerificationFailure>()
         {
-            if let Some(f) = inner.downcast_ref::<VerificationFailure>() {
-                return f.clone();
-            }
+            return f.clone();
         }
         Self {
             result_type: classify_rustls_error(error),

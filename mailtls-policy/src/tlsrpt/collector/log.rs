@@ -47,16 +47,16 @@ pub(super) fn put_definition(
     table: &Table,
     id: usize,
 ) -> Result<(), TlsRptError> {
-    if let Some(t) = table.tuples().get(id) {
-        if let Some((policy, failure)) = table.keys(t) {
-            let key = TupleRef {
-                day: t.day,
-                policy,
-                failure,
-            };
-            serde_json::to_writer(&mut *out, &Definition { id, key })?;
-            out.push(b'\n');
-        }
+    if let Some(t) = table.tuples().get(id)
+        && let Some((policy, failure)) = table.keys(t)
+    {
+        let key = TupleRef {
+            day: t.day,
+            policy,
+            failure,
+        };
+        serde_json::to_writer(&mut *out, &Definition { id, key })?;
+        out.push(b'\n');
     }
     Ok(())
 }

@@ -212,16 +212,15 @@ impl Table {
         else {
             return self.success_tuple(day, policy);
         };
-        if let Some(last) = self.last_failure.get(policy as usize) {
-            if last.day == day
-                && last.tuple != NO_TUPLE
-                && self
-                    .failure_keys
-                    .get(last.failure as usize)
-                    .is_some_and(|k| same_failure(k, f, o.mx_host))
-            {
-                return Ok((last.tuple as usize, false));
-            }
+        if let Some(last) = self.last_failure.get(policy as usize)
+            && last.day == day
+            && last.tuple != NO_TUPLE
+            && self
+                .failure_keys
+                .get(last.failure as usize)
+                .is_some_and(|k| same_failure(k, f, o.mx_host))
+        {
+            return Ok((last.tuple as usize, false));
         }
         self.scratch.clear();
         encode::failure_outcome(&mut self.scratch, f, o.mx_host);
@@ -233,14 +232,14 @@ impl Table {
             self.failure_keys.push(owned_failure(f, o.mx_host));
         }
         let (tuple, new) = self.failure_tuple(day, policy, failure)?;
-        if let Some(last) = self.last_failure.get_mut(policy as usize) {
-            if last.tuple == NO_TUPLE || day >= last.day {
-                *last = LastFailure {
-                    day,
-                    failure,
-                    tuple: tuple as u32,
-                };
-            }
+        if let Some(last) = self.last_failure.get_mut(policy as usize)
+            && (last.tuple == NO_TUPLE || day >= last.day)
+        {
+            *last = LastFailure {
+                day,
+                failure,
+                tuple: tuple as u32,
+            };
         }
         Ok((tuple, new))
     }
@@ -281,29 +280,32 @@ impl Table {
         policy: u32,
         failure: u32,
     ) -> Result<(usize, bool), Full> {
-        if let Some(c) = self.failures.extra(failure) {
-            if c.day == day && c.policy == policy && c.tuple != NO_TUPLE {
-                return Ok((c.tuple as usize, false));
-            }
+        if let Some(c) = self.failures.extra(failure)
+            && c.day == day
+            && c.policy == policy
+            && c.tuple != NO_TUPLE
+        {
+            return Ok((c.tuple as usize, false));
         }
         let (tuple, new) = self.tuple(day, policy, failure)?;
-        if let Some(c) = self.failures.extra_mut(failure) {
-            if c.tuple == NO_TUPLE || day >= c.day {
-                *c = FailureCache {
-                    day,
-                    policy,
-                    tuple: tuple as u32,
-                };
-            }
+        if let Some(c) = self.failures.extra_mut(failure)
+            && (c.tuple == NO_TUPLE || day >= c.day)
+        {
+            *c = FailureCache {
+                day,
+                policy,
+                tuple: tuple as u32,
+            };
         }
         Ok((tuple, new))
     }
 
     fn success_tuple(&mut self, day: Date, policy: u32) -> Result<(usize, bool), Full> {
-        if let Some(c) = self.policies.extra(policy) {
-            if c.day == day && c.tuple != NO_TUPLE {
-                return Ok((c.tuple as usize, false));
-            }
+        if let Some(c) = self.policies.extra(policy)
+            && c.day == day
+            && c.tuple != NO_TUPLE
+        {
+            return Ok((c.tuple as usize, false));
         }
         let (tuple, new) = self.tuple(day, policy, NO_FAILURE)?;
         if let Some(c) = self.policies.extra_mut(policy) {

@@ -43,15 +43,15 @@ pub(super) fn split(message: &[u8]) -> Split<'_> {
             .map_or(message.len(), |i| pos + i + 1);
         let line = &message[pos..end];
         let first = line.first().copied();
-        if matches!(first, Some(b' ' | b'\t')) {
-            if let Some(last) = fields.last_mut() {
-                // The field grows over its continuation line; both slices
-                // are adjacent in `message`.
-                let start = pos - last.raw.len();
-                last.raw = &message[start..end];
-                pos = end;
-                continue;
-            }
+        if matches!(first, Some(b' ' | b'\t'))
+            && let Some(last) = fields.last_mut()
+        {
+            // The field grows over its continuation line; both slices
+            // are adjacent in `message`.
+            let start = pos - last.raw.len();
+            last.raw = &message[start..end];
+            pos = end;
+            continue;
         }
         let name = line
             .iter()
@@ -99,24 +99,24 @@ pub(super) fn rebuild(
         if drop(f.name) {
             continue;
         }
-        if f.name.eq_ignore_ascii_case("Subject") {
-            if let Some(s) = subject {
-                if !subject_written {
-                    out.extend_from_slice(format!("Subject: {s}\r\n").as_bytes());
-                    subject_written = true;
-                }
-                continue;
+        if f.name.eq_ignore_ascii_case("Subject")
+            && let Some(s) = subject
+        {
+            if !subject_written {
+                out.extend_from_slice(format!("Subject: {s}\r\n").as_bytes());
+                subject_written = true;
             }
+            continue;
         }
         out.extend_from_slice(f.raw);
         if !f.raw.ends_with(b"\n") {
             out.extend_from_slice(b"\r\n");
         }
     }
-    if let (Some(s), false) = (subject, subject_written) {
-        if !s.is_empty() {
-            out.extend_from_slice(format!("Subject: {s}\r\n").as_bytes());
-        }
+    if let (Some(s), false) = (subject, subject_written)
+        && !s.is_empty()
+    {
+        out.extend_from_slice(format!("Subject: {s}\r\n").as_bytes());
     }
     for (name, value) in add {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());

@@ -467,10 +467,10 @@ impl Gateway {
             .as_ref()
             .map(|r| self.signature_status(r, from.as_ref()));
         let mut harvest = None;
-        if let (Some(status), Some(r)) = (&signature, &report) {
-            if self.incoming.should_harvest(status) {
-                harvest = harvest_offer(r);
-            }
+        if let (Some(status), Some(r)) = (&signature, &report)
+            && self.incoming.should_harvest(status)
+        {
+            harvest = harvest_offer(r);
         }
         let result = SecurityResult {
             decrypted,
