@@ -17,7 +17,10 @@ cases=(
   "mailtls-sni|aws-lc-rs,watch|80|SNI with directory watching"
   "mailtls-policy|aws-lc-rs|85|MTA-STS/TLS-RPT parsing, plan, verifier, collector"
   "mailtls-policy|ring|85|the same on ring"
-  "mailtls-smime||75|S/MIME engine (sign, verify, encrypt, decrypt)"
+  "mailtls-smime||50|S/MIME engine (sign, verify, encrypt, decrypt)"
+  "mailtls-smime|gateway|95|S/MIME engine and gateway"
+  "mailtls-acme|aws-lc-rs|70|ACME client core, bring your own HTTP client"
+  "mailtls-acme|aws-lc-rs,reqwest,webpki-roots|115|ACME client with reqwest (the default)"
 )
 
 count() {
@@ -40,7 +43,7 @@ done
 hickory=$(cargo tree -e normal --prefix none --workspace 2>/dev/null | grep -o '^hickory-proto v[0-9.]*' | sort -u | wc -l)
 echo "hickory-proto versions in the workspace tree: $hickory"
 if [ "$hickory" -gt 1 ]; then echo "dep-budget: more than one hickory-proto version" >&2; fail=1; fi
-for crate in mailtls-core mailtls-sni; do
+for crate in mailtls-core mailtls-sni mailtls-policy mailtls-acme; do
     if cargo tree -e normal --prefix none -p "$crate" --no-default-features --features ring | grep -q '^aws-lc-rs '; then
         echo "dep-budget: $crate on ring still pulls aws-lc-rs" >&2; fail=1
     fi

@@ -202,3 +202,42 @@ async fn a_full_smtp_dialogue_through_openssl() {
         "{stored}"
     );
 }
+
+/// Issue 15: one bad file (a malformed certificate, and a certificate whose
+/// key belongs to another) must not stop the server or the good names;
+/// openssl sees every SNI choice served as usual and the files are named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_beside_good_ones_do_not_stop_any_name() {
+    let ts = start(|_, dir| {
+        let certs = dir.join("certs");
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&certs)
+            .unwrap();
+        std::fs::write(
+            certs.join("broken.pem"),
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let ca = mailtls_core::CertificateAuthority::new_test_ca(&Default::default()).unwrap();
+        let spec = |host: &str| {
+            mailtls_core::ServerCertSpec::new(mailtls_core::DnsName::parse(host).unwrap())
+        };
+        let one = ca.issue(&spec("stray.example.test")).unwrap();
+        let other = ca.issue(&spec("other.example.test")).unwrap();
+        std::fs::write(certs.join("stray.crt"), one.chain_pem()).unwrap();
+        mailtls_core::secret_file::write_atomic(
+            &certs.join("stray.key"),
+            other.key_pem().as_bytes(),
+            0o600,
+        )
+        .unwrap();
+    })
+    .await;
+    let ca = ts.ca_file().display().to_string();
+    check_sni_cases(ts.addr(MailListener::Smtp), &ca, Some("smtp")).await;
+    let stats = ts.server.resolver().stats();
+    assert_eq!(stats.bad_file_count, 2, "{stats:?}");
+    let named: Vec<&str> = stats.bad_files.iter().map(|b| b.file.as_str()).collect();
+    assert!(named.iter().any(|f| f.ends_with("broken.pem")), "{named:?}");
+    assert!(named.iter().any(|f| f.contains("stray")), "{named:?}");
+}
