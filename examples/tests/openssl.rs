@@ -209,15 +209,7 @@ async fn a_full_smtp_dialogue_through_openssl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_beside_good_ones_do_not_stop_any_name() {
     let ts = start(|_, dir| {
-        let certs = dir.join("certs");
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-            .create(&certs)
-            .unwrap();
-        std::fs::write(
-            certs.join("broken.pem"),
-            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
+        let certs = certs_dir_with_broken_pem(dir);
         let ca = mailtls_core::CertificateAuthority::new_test_ca(&Default::default()).unwrap();
         let spec = |host: &str| {
             mailtls_core::ServerCertSpec::new(mailtls_core::DnsName::parse(host).unwrap())

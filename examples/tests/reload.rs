@@ -120,15 +120,7 @@ async fn a_bad_file_at_start_is_reported_not_fatal() {
     let ts = start(|c, dir| {
         // Plain HTTP answers too, so the status JSON is one request away.
         c.web.mode = mailtls_core::WebSecurity::HttpAndHttps;
-        let certs = dir.join("certs");
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-            .create(&certs)
-            .unwrap();
-        std::fs::write(
-            certs.join("broken.pem"),
-            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
+        certs_dir_with_broken_pem(dir);
     })
     .await;
     let stats = ts.server.resolver().stats();

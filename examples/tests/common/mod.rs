@@ -334,3 +334,19 @@ pub fn private_tempdir() -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
+
+/// Makes the server's certificate directory under `data_dir` (mode 0700)
+/// before the server starts, with one malformed certificate file in it,
+/// `broken.pem`; returns the directory.
+pub fn certs_dir_with_broken_pem(data_dir: &Path) -> PathBuf {
+    let certs = data_dir.join("certs");
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&certs)
+        .unwrap();
+    std::fs::write(
+        certs.join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    certs
+}
