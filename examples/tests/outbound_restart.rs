@@ -19,7 +19,6 @@ use common::*;
 use mailtls_examples::outbound::{RelayAddress, RelayHost, RelayTls};
 use mailtls_examples::{Config, Server};
 use outbound_support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -154,22 +153,6 @@ async fn a_transaction_cut_off_before_the_reply_stays_pending_and_goes_out_after
     .await;
     assert_eq!(queue_files(ts.data_dir(), ".eml"), 0);
     assert_eq!(slow.acknowledged(), 0);
-}
-
-async fn status_json(ts: &TestServer) -> serde_json::Value {
-    let addr = ts.server.addrs().http.unwrap();
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = "GET /status.json HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n";
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(IO_TIMEOUT, s.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    serde_json::from_str(body).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

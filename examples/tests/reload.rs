@@ -143,24 +143,3 @@ async fn a_bad_file_at_start_is_reported_not_fatal() {
     );
     assert_eq!(resolver["served_invalid"], 0, "{status:#}");
 }
-
-/// GET /status.json over plain HTTP from loopback (allowed by default).
-async fn status_json(ts: &TestServer) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(ts.server.addrs().http.unwrap())
-        .await
-        .unwrap();
-    tcp.write_all(
-        b"GET /status.json HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
-}

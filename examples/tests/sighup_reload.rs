@@ -113,24 +113,6 @@ const REPORT_MAIL: [&str; 9] = [
     r#"{"organization-name":"Sender Org","date-range":{"start-datetime":"2026-11-23T00:00:00Z","end-datetime":"2026-11-23T23:59:59Z"},"contact-info":"mailto:tls@sender.example","report-id":"r2@sender.example","policies":[{"policy":{"policy-type":"sts","policy-domain":"other.test"},"summary":{"total-successful-session-count":5,"total-failure-session-count":2},"failure-details":[{"result-type":"sts-webpki-invalid","failed-session-count":2}]}]}"#,
 ];
 
-async fn status_json(ts: &TestServer) -> serde_json::Value {
-    let mut tcp = TcpStream::connect(ts.server.addrs().http.unwrap())
-        .await
-        .unwrap();
-    tcp.write_all(
-        b"GET /status.json HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(IO_TIMEOUT, tcp.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_only_keys_are_reported_and_left_alone() {
     let ts = https_server().await;

@@ -350,3 +350,22 @@ pub fn certs_dir_with_broken_pem(data_dir: &Path) -> PathBuf {
     .unwrap();
     certs
 }
+
+/// GET /status.json over plain HTTP from loopback (the server must answer
+/// plain HTTP: `web.mode` with HTTP); asserts a 200 and parses the body.
+pub async fn status_json(ts: &TestServer) -> serde_json::Value {
+    use tokio::io::AsyncReadExt;
+    let addr = ts.server.addrs().http.unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = "GET /status.json HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n";
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(IO_TIMEOUT, s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    serde_json::from_str(body).unwrap()
+}
