@@ -103,7 +103,7 @@ where
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(&req, &shared, tls, peer.ip())) }
+        async move { Ok::<_, Infallible>(handle(&req, &shared, tls, peer.ip()).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -143,7 +143,12 @@ fn usable_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
-fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool, peer: IpAddr) -> Response<Body> {
+async fn handle(
+    req: &Request<Incoming>,
+    shared: &Shared,
+    tls: bool,
+    peer: IpAddr,
+) -> Response<Body> {
     // ACME http-01 (RFC 8555 §8.3) before any redirect: the CA validates
     // over plain HTTP and follows no redirect to a port it does not know.
     if let Some(r) = crate::acme_run::http01::route(req, shared) {
@@ -228,9 +233,9 @@ fn handle(req: &Request<Incoming>, shared: &Shared, tls: bool, peer: IpAddr) -> 
         "/" => response(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            crate::status::html::render(&crate::status::status(shared)),
+            crate::status::html::render(&crate::status::status(shared).await),
         ),
-        "/status.json" => match serde_json::to_vec_pretty(&crate::status::status(shared)) {
+        "/status.json" => match serde_json::to_vec_pretty(&crate::status::status(shared).await) {
             Ok(json) => response(StatusCode::OK, "application/json", json),
             Err(e) => response(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -292,7 +292,7 @@ async fn https_report_is_retried_then_read_by_parsedmarc_with_the_same_counts() 
         collector.snapshot().totals(yesterday, "example.org"),
         (0, 0)
     );
-    let status = run.status();
+    let status = run.status().await;
     let [pending] = status.pending.as_slice() else {
         panic!("{status:?}")
     };
@@ -318,7 +318,7 @@ async fn https_report_is_retried_then_read_by_parsedmarc_with_the_same_counts() 
     let meta = std::fs::read_to_string(web.join("meta")).unwrap();
     assert_eq!(meta, "application/tlsrpt+gzip /v1/tlsrpt");
 
-    let status = run.status();
+    let status = run.status().await;
     assert!(status.pending.is_empty(), "{status:?}");
     let [sent] = status.last_sent.as_slice() else {
         panic!("{status:?}")
@@ -543,7 +543,7 @@ async fn reports_mailed_by_tlsrpt_reporter_show_up_in_the_received_summary() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let status = run.status();
+    let status = run.status().await;
     assert_eq!(status.received_mailboxes, ["tlsrpt@example.test"]);
     let org = status
         .received
@@ -672,7 +672,7 @@ async fn received_mailboxes_follow_the_configuration_in_effect() {
     run.update_mailboxes(&second);
     assert_eq!(run.receive(&b, report).await, Some(1));
     assert!(!run.is_report_mailbox("a@example.test"));
-    let status = run.status();
+    let status = run.status().await;
     assert_eq!(status.received_mailboxes, ["b@example.test"]);
     assert_eq!(status.received[0].successful, 3);
     // Not a report: counted as none, the mailbox still gets it.

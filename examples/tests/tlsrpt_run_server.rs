@@ -98,7 +98,7 @@ async fn report_mail_goes_through_the_outbound_queue_and_verifies_with_dkimpy() 
     // The server's own schedule runs once as it starts; wait for that run so
     // it cannot take the report recorded below before the run this test makes.
     eventually(Duration::from_secs(20), "the schedule's first run", || {
-        run.status().last_run.map(|_| ())
+        run.last_run().map(|_| ())
     })
     .await;
 
@@ -182,7 +182,7 @@ async fn report_mail_goes_through_the_outbound_queue_and_verifies_with_dkimpy() 
         "dkimpy did not verify the report mail after the server's queue"
     );
 
-    let status = run.status();
+    let status = run.status().await;
     let [sent] = status.last_sent.as_slice() else {
         panic!("{status:?}")
     };

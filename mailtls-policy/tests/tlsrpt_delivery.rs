@@ -358,6 +358,7 @@ async fn https_post_reaches_a_real_server_on_loopback() {
     let url = format!("https://127.0.0.1:{port}/v1/tlsrpt");
     outbox
         .enqueue(&r, &[ReportUri::Https(url)], OffsetDateTime::now_utc())
+        .await
         .unwrap();
     let run = outbox
         .deliver_due(&deliverer, OffsetDateTime::now_utc())
@@ -367,7 +368,7 @@ async fn https_post_reaches_a_real_server_on_loopback() {
         (run.delivered, run.deferred),
         (1, 0),
         "{:?}",
-        outbox.pending().unwrap()
+        outbox.pending().await.unwrap()
     );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("meta")).unwrap(),
@@ -375,8 +376,8 @@ async fn https_post_reaches_a_real_server_on_loopback() {
     );
     let body = std::fs::read(dir.path().join("body")).unwrap();
     assert_eq!(body, r.to_gzip().unwrap());
-    assert!(outbox.pending().unwrap().is_empty());
-    let sent = outbox.recently_sent(10).unwrap();
+    assert!(outbox.pending().await.unwrap().is_empty());
+    let sent = outbox.recently_sent(10).await.unwrap();
     assert_eq!(sent.len(), 1);
     assert_eq!(
         (
@@ -437,17 +438,17 @@ async fn failures_back_off_and_end_undeliverable_not_dropped() {
         ReportUri::Https(format!("https://127.0.0.1:{port}/r")),
         ReportUri::Mailto("a@example.org".into()),
     ];
-    outbox.enqueue(&r, &rua, t0).unwrap();
-    outbox.enqueue(&r, &rua, t0).unwrap();
+    outbox.enqueue(&r, &rua, t0).await.unwrap();
+    outbox.enqueue(&r, &rua, t0).await.unwrap();
     assert_eq!(
-        outbox.pending().unwrap().len(),
+        outbox.pending().await.unwrap().len(),
         2,
         "enqueueing twice is idempotent"
     );
 
     let run = outbox.deliver_due(&deliverer, t0).await.unwrap();
     assert_eq!(run.deferred, 2);
-    let pending = outbox.pending().unwrap();
+    let pending = outbox.pending().await.unwrap();
     assert!(
         pending
             .iter()
@@ -480,6 +481,7 @@ async fn failures_back_off_and_end_undeliverable_not_dropped() {
     assert!(
         outbox
             .pending()
+            .await
             .unwrap()
             .iter()
             .all(|j| j.next_attempt == t0 + time::Duration::seconds(180))
@@ -489,9 +491,9 @@ async fn failures_back_off_and_end_undeliverable_not_dropped() {
         .await
         .unwrap();
     assert_eq!(run.undeliverable, 2);
-    assert!(outbox.pending().unwrap().is_empty());
-    assert!(outbox.recently_sent(10).unwrap().is_empty());
-    let kept = outbox.undeliverable().unwrap();
+    assert!(outbox.pending().await.unwrap().is_empty());
+    assert!(outbox.recently_sent(10).await.unwrap().is_empty());
+    let kept = outbox.undeliverable().await.unwrap();
     assert_eq!(kept.len(), 2);
     assert!(
         kept.iter()

@@ -3,12 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
+use std::sync::Arc;
 
 use mailtls_policy::result_type::PolicyType;
 use mailtls_policy::tlsrpt::delivery::{Outbox, RetryPolicy};
 use mailtls_policy::tlsrpt::{
-    Collector, PolicyRef, ReceivedSummary, ReportMeta, Schedule, SessionOutcome, TlsRptRecord,
-    parse_received, queue_due_reports,
+    Collector, LocalCounters, PolicyRef, ReceivedSummary, ReportMeta, Schedule, SessionOutcome,
+    TlsRptRecord, parse_received, queue_due_reports,
 };
 use time::macros::{date, datetime};
 
@@ -98,10 +99,11 @@ fn gzip_bombs_are_refused() {
     assert!(err.contains("exceeds"), "{err}");
 }
 
-#[test]
-fn due_reports_are_queued_once_and_counts_forgotten() {
+#[tokio::test]
+async fn due_reports_are_queued_once_and_counts_forgotten() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::open(dir.path().join("counts")).unwrap();
+    let collector = Arc::new(Collector::open(dir.path().join("counts")).unwrap());
+    let counters = LocalCounters::new(Arc::clone(&collector));
     let outbox = Outbox::open(dir.path().join("outbox"), RetryPolicy::default()).unwrap();
     let day = date!(2026 - 11 - 24);
     for domain in ["asks.example", "silent.example"] {
@@ -151,32 +153,35 @@ fn due_reports_are_queued_once_and_counts_forgotten() {
         })
     };
     let run = queue_due_reports(
-        &collector,
+        &counters,
         &Schedule::default(),
         &outbox,
         &meta,
         datetime!(2026-11-25 06:00 UTC),
         lookup,
     )
+    .await
     .unwrap();
     assert_eq!((run.queued, run.no_record, run.skipped), (1, 1, 0));
-    let pending = outbox.pending().unwrap();
+    let pending = outbox.pending().await.unwrap();
     assert_eq!(pending.len(), 2);
     assert!(pending.iter().all(|j| j.policy_domain == "asks.example"));
     // Counts of the reported day are gone, also after a restart; today's stay.
-    drop(collector);
-    let collector = Collector::open(dir.path().join("counts")).unwrap();
+    drop((counters, collector));
+    let collector = Arc::new(Collector::open(dir.path().join("counts")).unwrap());
+    let counters = LocalCounters::new(Arc::clone(&collector));
     let snap = collector.snapshot();
     assert_eq!(snap.totals(day, "asks.example"), (0, 0));
     assert_eq!(snap.totals(date!(2026 - 11 - 25), "asks.example"), (1, 0));
     let run = queue_due_reports(
-        &collector,
+        &counters,
         &Schedule::default(),
         &outbox,
         &meta,
         datetime!(2026-11-25 07:00 UTC),
         lookup,
     )
+    .await
     .unwrap();
     assert_eq!(run.queued, 0);
 }

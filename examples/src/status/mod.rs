@@ -191,7 +191,11 @@ fn certificate_status(c: &CertSummary, now: SystemTime) -> CertificateStatus {
 }
 
 /// Builds the status report from the running server's state.
-pub(crate) fn status(shared: &Shared) -> Status {
+pub(crate) async fn status(shared: &Shared) -> Status {
+    let tlsrpt = match &shared.tlsrpt {
+        Some(t) => Some(t.status().await),
+        None => None,
+    };
     let now = SystemTime::now();
     let r = &shared.tls.resolver;
     let s = r.stats();
@@ -251,7 +255,7 @@ pub(crate) fn status(shared: &Shared) -> Status {
             })
             .collect(),
         outbound: Some(shared.outbound.status()).filter(|o| o.enabled),
-        tlsrpt: shared.tlsrpt.as_ref().map(|t| t.status()),
+        tlsrpt,
         smime: shared.smime.as_ref().map(|g| g.status()),
         acme: shared.acme.as_ref().map(|a| a.status()),
         reload: shared.live.status(),

@@ -327,7 +327,7 @@ impl TlsRptRun {
                 tracing::error!(error = %e, "TLS-RPT run failed");
             }
             let now = OffsetDateTime::now_utc();
-            let wait = sender.next_wake(now) - now;
+            let wait = sender.next_wake(now).await - now;
             let wait = std::time::Duration::try_from(wait).unwrap_or_default();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -390,9 +390,19 @@ impl TlsRptRun {
         }
     }
 
+    /// What the last report run did, if one ran (reads no file).
+    pub fn last_run(&self) -> Option<RunSummary> {
+        self.sender.as_ref().and_then(|s| {
+            s.last_run
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
+    }
+
     /// Today's counts, what was sent and what was received. Reads the
     /// outbox and the received summaries from disk (small files).
-    pub fn status(&self) -> TlsRptStatus {
+    pub async fn status(&self) -> TlsRptStatus {
         let now = OffsetDateTime::now_utc();
         let today = now.date();
         let mut errors = Vec::new();
@@ -416,7 +426,7 @@ impl TlsRptRun {
         let mut last_run = None;
         let mut dkim_record = None;
         if let Some(s) = &self.sender {
-            match s.outbox.recently_sent(LAST_SENT) {
+            match s.outbox.recently_sent(LAST_SENT).await {
                 Ok(list) => {
                     last_sent = list
                         .into_iter()
@@ -435,7 +445,7 @@ impl TlsRptRun {
                 }
                 Err(e) => errors.push(e.to_string()),
             }
-            match s.outbox.pending() {
+            match s.outbox.pending().await {
                 Ok(list) => {
                     pending = list
                         .into_iter()
@@ -450,7 +460,7 @@ impl TlsRptRun {
                 }
                 Err(e) => errors.push(e.to_string()),
             }
-            match s.outbox.undeliverable() {
+            match s.outbox.undeliverable().await {
                 Ok(list) => undeliverable = list.len(),
                 Err(e) => errors.push(e.to_string()),
             }

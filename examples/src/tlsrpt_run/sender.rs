@@ -12,7 +12,9 @@ use mailtls_policy::dns::{DnsResolver, QueryName};
 use mailtls_policy::tlsrpt::delivery::{
     Deliverer, HttpsPoster, MailIdentity, MailSubmitter, Outbox, RetryPolicy,
 };
-use mailtls_policy::tlsrpt::{Collector, Due, ReportMeta, Schedule, TlsReport, TlsRptRecord};
+use mailtls_policy::tlsrpt::{
+    Collector, CounterStore, Due, LocalCounters, ReportMeta, Schedule, TlsReport, TlsRptRecord,
+};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
@@ -57,7 +59,8 @@ pub struct RunSummary {
 
 /// Sends the daily reports.
 pub(crate) struct ReportSender {
-    collector: Arc<Collector>,
+    /// The counts reports are built from: the local collector's own log.
+    counters: LocalCounters,
     resolver: Arc<dyn DnsResolver>,
     pub(crate) outbox: Outbox,
     schedule: Schedule,
@@ -73,7 +76,7 @@ pub(crate) struct ReportSender {
 impl std::fmt::Debug for ReportSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReportSender")
-            .field("collector", &self.collector)
+            .field("counters", &self.counters)
             .field("outbox", &self.outbox)
             .field("meta", &self.meta)
             .field("dkim", &self.dkim)
@@ -128,7 +131,7 @@ impl ReportSender {
             Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
         )?;
         Ok(ReportSender {
-            collector,
+            counters: LocalCounters::new(collector),
             resolver,
             outbox,
             schedule: Schedule {
@@ -198,7 +201,7 @@ impl ReportSender {
             at: super::rfc3339(now),
             ..RunSummary::default()
         };
-        let snapshot = self.collector.snapshot();
+        let snapshot = self.counters.load().await?;
         let groups = snapshot.grouped();
         let mut done: Vec<(Date, String)> = Vec::new();
         for due in self.schedule.due(&snapshot, now) {
@@ -220,7 +223,7 @@ impl ReportSender {
                         // On disk before the counts go: a crash in between
                         // queues the same report again, which the outbox
                         // ignores.
-                        self.outbox.enqueue(&report, record.rua(), now)?;
+                        self.outbox.enqueue(&report, record.rua(), now).await?;
                         summary.queued += 1;
                         tracing::info!(%domain, %day, report_id = %report.report_id, rua = ?record.rua().iter().map(ToString::to_string).collect::<Vec<_>>(), "TLS report queued");
                     }
@@ -241,7 +244,7 @@ impl ReportSender {
             }
         }
         if !done.is_empty() {
-            self.collector.forget_all(&done)?;
+            self.counters.forget(done).await?;
         }
         let deliverer = Deliverer {
             https: self.https.clone(),
@@ -273,10 +276,10 @@ impl ReportSender {
     /// When the next run has something to do: the earliest report due or
     /// delivery retry, at most [`MAX_SLEEP`] away and, when something is
     /// already overdue (it failed just now), at least [`RETRY_FLOOR`].
-    pub(crate) fn next_wake(&self, now: OffsetDateTime) -> OffsetDateTime {
+    pub(crate) async fn next_wake(&self, now: OffsetDateTime) -> OffsetDateTime {
         let mut next = now + MAX_SLEEP;
         let today = now.date();
-        for (day, domain) in self.collector.snapshot().grouped().into_keys() {
+        for (day, domain) in self.counters.collector().snapshot().grouped().into_keys() {
             let at = self.schedule.send_at(day, domain);
             let at = if day >= today || at > now {
                 at
@@ -285,7 +288,7 @@ impl ReportSender {
             };
             next = next.min(at);
         }
-        if let Ok(jobs) = self.outbox.pending() {
+        if let Ok(jobs) = self.outbox.pending().await {
             for j in jobs {
                 let at = if j.next_attempt > now {
                     j.next_attempt

@@ -55,8 +55,12 @@
 //!    [`MtaStsPolicy::policy_strings`](crate::mta_sts::MtaStsPolicy::policy_strings)),
 //!    and the failure if there was one. Once a day
 //!    [`queue_due_reports`](crate::tlsrpt::queue_due_reports) builds the
-//!    reports and an [`Outbox`](crate::tlsrpt::delivery::Outbox) delivers
-//!    them. The report mails' own sessions must not be recorded.
+//!    reports from a [`CounterStore`](crate::tlsrpt::CounterStore) (on one
+//!    node [`LocalCounters`](crate::tlsrpt::LocalCounters) over the
+//!    collector; on several, a shared store each node's collector feeds
+//!    with [`Collector::flush_to`](crate::tlsrpt::Collector::flush_to)) and
+//!    an [`Outbox`](crate::tlsrpt::delivery::Outbox) delivers them. The
+//!    report mails' own sessions must not be recorded.
 //!
 //! ## In code
 //!

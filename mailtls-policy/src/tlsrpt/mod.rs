@@ -7,6 +7,12 @@
 //! [`report`] module turns that day's counts into RFC 8460 JSON, and
 //! [`delivery`] hands it to the `rua` endpoints from the domain's
 //! [`TlsRptRecord`], keeping what cannot be delivered yet in an outbox.
+//!
+//! State lives behind two async, object-safe traits, so an embedder can keep
+//! it in its own store: [`CounterStore`] (the counts reports are built from)
+//! and [`delivery::OutboxStore`] (reports waiting for delivery). The file
+//! implementations ([`LocalCounters`], [`delivery::FileOutbox`]) are the
+//! embedded default.
 
 pub mod collector;
 pub mod delivery;
@@ -16,7 +22,10 @@ pub mod report;
 pub mod reporter;
 pub mod schedule;
 
-pub use collector::{Aggregate, Collector, Durability, FailureOutcome, PolicyRef, SessionOutcome};
+pub use collector::{
+    Aggregate, Collector, CounterStore, Durability, FailureOutcome, LocalCounters, MemoryCounters,
+    PolicyRef, SessionOutcome, StoreFuture,
+};
 pub use received::{ReceivedReport, ReceivedSummary, parse_received};
 pub use record::{RecordError, ReportUri, TlsRptRecord};
 pub use report::{ReportMeta, TlsReport};

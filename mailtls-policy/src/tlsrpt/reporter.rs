@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::TlsRptError;
-use super::collector::Collector;
+use super::collector::CounterStore;
 use super::delivery::Outbox;
 use super::record::TlsRptRecord;
 use super::report::{ReportMeta, TlsReport};
@@ -22,20 +22,21 @@ pub struct QueueRun {
 }
 
 /// Queues every report that is due at `now` into `outbox` and removes its
-/// counts from `collector`. `lookup` gives the domain's TLSRPT record (the
-/// caller resolves `_smtp._tls.DOMAIN`; `None` when there is none).
+/// counts from `counters`. `lookup` gives the domain's TLSRPT record (the
+/// caller resolves `_smtp._tls.DOMAIN` beforehand; `None` when there is
+/// none).
 ///
-/// Queuing happens before forgetting, and both are on disk: a crash in
+/// Queuing happens before forgetting, and both are stored: a crash in
 /// between at worst queues the same report again, which the outbox ignores.
-pub fn queue_due_reports(
-    collector: &Collector,
+pub async fn queue_due_reports(
+    counters: &dyn CounterStore,
     schedule: &Schedule,
     outbox: &Outbox,
     meta: &ReportMeta,
     now: OffsetDateTime,
     mut lookup: impl FnMut(&str) -> Option<TlsRptRecord>,
 ) -> Result<QueueRun, TlsRptError> {
-    let snapshot = collector.snapshot();
+    let snapshot = counters.load().await?;
     let groups = snapshot.grouped();
     let mut run = QueueRun::default();
     let mut done = Vec::new();
@@ -59,7 +60,7 @@ pub fn queue_due_reports(
                     ),
                 ) {
                     (Some(record), Some(report)) => {
-                        outbox.enqueue(&report, record.rua(), now)?;
+                        outbox.enqueue(&report, record.rua(), now).await?;
                         run.queued += 1;
                     }
                     _ => run.no_record += 1,
@@ -69,7 +70,7 @@ pub fn queue_due_reports(
         }
     }
     if !done.is_empty() {
-        collector.forget_all(&done)?;
+        counters.forget(done).await?;
     }
     Ok(run)
 }

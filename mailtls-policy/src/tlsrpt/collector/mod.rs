@@ -18,10 +18,18 @@
 //! [`Collector::sync`] periodically to survive power loss as well.
 //! Several instances each keep their own directory; their [`Aggregate`]s
 //! merge by adding counts.
+//!
+//! Reports are built from a [`CounterStore`]. On one node the collector's
+//! own log is that store ([`LocalCounters`]). Where several nodes report for
+//! one organisation, each node counts in a collector (in memory with
+//! [`Collector::in_memory`], or over its local log) and moves its counts to
+//! a shared store in batches with [`Collector::flush_to`]; the record path
+//! stays the same.
 
 mod encode;
 mod intern;
 mod log;
+mod store;
 mod table;
 
 use std::collections::BTreeMap;
@@ -40,6 +48,8 @@ use table::Table;
 
 use super::TlsRptError;
 use crate::result_type::{PolicyType, ResultType};
+
+pub use store::{CounterStore, LocalCounters, MemoryCounters, StoreFuture};
 
 /// The policy that applied to a session, borrowed from the caller.
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +165,24 @@ impl Aggregate {
         }
     }
 
+    /// The count of one tuple (0 when it was not counted).
+    pub fn count(&self, key: &TupleKey) -> u64 {
+        self.counts.get(key).copied().unwrap_or(0)
+    }
+
+    /// All sessions counted, successful and failed.
+    pub fn sessions(&self) -> u64 {
+        self.counts.values().fold(0u64, |a, v| a.saturating_add(*v))
+    }
+
+    /// Drops every tuple of the given (day, policy domain) pairs.
+    pub fn forget(&mut self, done: &[(Date, String)]) {
+        let done: std::collections::HashSet<(Date, &str)> =
+            done.iter().map(|(d, s)| (*d, s.as_str())).collect();
+        self.counts
+            .retain(|k, _| !done.contains(&(k.day, k.policy.domain.as_str())));
+    }
+
     /// Every tuple with its count, ordered by day, policy, failure.
     pub fn iter(&self) -> impl Iterator<Item = (&TupleKey, u64)> {
         self.counts.iter().map(|(k, v)| (k, *v))
@@ -267,7 +295,8 @@ struct State {
     /// `"{id} 1"` line each, so the buffer fills at the same pace as before
     /// coalescing and a crash loses no more than it used to.
     pending_bytes: usize,
-    log: File,
+    /// `None` for a collector that counts in memory only.
+    log: Option<File>,
     /// Bytes in the log file (to undo a partial write).
     log_len: u64,
     /// Bytes of the log right after the last compaction.
@@ -284,9 +313,11 @@ struct State {
     today: Option<(u64, Date)>,
 }
 
-/// Records session outcomes and keeps their counts in a data directory.
+/// Records session outcomes and keeps their counts in a data directory (or
+/// in memory only, see [`Collector::in_memory`]).
 pub struct Collector {
-    dir: PathBuf,
+    /// `None` for a collector that counts in memory only.
+    dir: Option<PathBuf>,
     state: Mutex<State>,
 }
 
@@ -316,7 +347,7 @@ impl Collector {
             table,
             dirty: Vec::new(),
             pending_bytes: 0,
-            log,
+            log: Some(log),
             log_len,
             compacted_len: log_len,
             defined_len: 0,
@@ -329,9 +360,45 @@ impl Collector {
             today: None,
         };
         Ok(Self {
-            dir,
+            dir: Some(dir),
             state: Mutex::new(state),
         })
+    }
+
+    /// A collector that keeps its counts in memory only: nothing is written
+    /// and a crash loses what was not moved to a [`CounterStore`] with
+    /// [`Collector::flush_to`] yet. For nodes that report through a shared
+    /// store and flush every few seconds.
+    pub fn in_memory() -> Self {
+        Self {
+            dir: None,
+            state: Mutex::new(State {
+                table: Table::new(),
+                dirty: Vec::new(),
+                pending_bytes: 0,
+                log: None,
+                log_len: 0,
+                compacted_len: 0,
+                defined_len: 0,
+                compact_floor: COMPACT_FLOOR,
+                buf: Vec::new(),
+                durability: Durability::Buffered { max_bytes: 0 },
+                today: None,
+            }),
+        }
+    }
+
+    /// The data directory, `None` for an in-memory collector.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The log's path, for error messages (a placeholder in memory).
+    fn log_path(&self) -> PathBuf {
+        match &self.dir {
+            Some(d) => d.join(LOG_NAME),
+            None => PathBuf::from("(in-memory TLS-RPT collector)"),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -379,7 +446,13 @@ impl Collector {
         let (id, new) = state
             .table
             .tuple_of(day, outcome)
-            .map_err(|_| full(&self.dir.join(LOG_NAME)))?;
+            .map_err(|_| full(&self.log_path()))?;
+        if state.log.is_none() {
+            if let Some(tuple) = state.table.tuple_mut(id) {
+                tuple.count = tuple.count.saturating_add(1);
+            }
+            return Ok(());
+        }
         if new {
             let before = state.buf.len();
             put_definition(&mut state.buf, &state.table, id)?;
@@ -408,7 +481,7 @@ impl Collector {
             }
         };
         if write_now {
-            state.write_buffer(&self.dir)?;
+            self.write_out(state)?;
             // The log grows per session; rewrite it from the counts once
             // the count lines since the last rewrite are several times what
             // the rewrite would write, so disk use stays proportional to
@@ -418,28 +491,127 @@ impl Collector {
             let live = state.compacted_len.saturating_add(state.defined_len);
             let garbage = state.log_len.saturating_sub(live);
             if state.log_len > state.compact_floor && garbage > live.saturating_mul(3) {
-                (state.log, state.log_len) = write_compacted(&self.dir, &state.table)?;
-                state.compacted_len = state.log_len;
-                state.defined_len = 0;
+                self.compact(state)?;
             }
         }
         Ok(())
     }
 
+    /// Writes the buffer to the log (nothing in memory-only mode).
+    fn write_out(&self, state: &mut State) -> Result<(), TlsRptError> {
+        match &self.dir {
+            Some(dir) => state.write_buffer(dir),
+            None => {
+                state.buf.clear();
+                Ok(())
+            }
+        }
+    }
+
+    /// Rewrites the log from the table (nothing in memory-only mode).
+    fn compact(&self, state: &mut State) -> Result<(), TlsRptError> {
+        if let Some(dir) = &self.dir {
+            let (log, len) = write_compacted(dir, &state.table)?;
+            state.log = Some(log);
+            state.log_len = len;
+            state.compacted_len = len;
+            state.defined_len = 0;
+        }
+        Ok(())
+    }
+
+    /// Adds counts from elsewhere (another node's increments, or counts moved
+    /// back after a failed hand-over). With a data directory they reach the
+    /// log before this returns.
+    ///
+    /// Blocks on the log write: from async code call it in `spawn_blocking`
+    /// (as [`LocalCounters`] does).
+    pub fn add_counts(&self, counts: &Aggregate) -> Result<(), TlsRptError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        for (key, n) in counts.iter() {
+            if n == 0 {
+                continue;
+            }
+            let before = state.table.tuples().len();
+            let id = state
+                .table
+                .tuple_of_key(key)
+                .map_err(|_| full(&self.log_path()))?;
+            if state.log.is_some() && state.table.tuples().len() > before {
+                let before = state.buf.len();
+                put_definition(&mut state.buf, &state.table, id)?;
+                state.defined_len = state
+                    .defined_len
+                    .saturating_add((state.buf.len() - before) as u64);
+            }
+            if let Some(tuple) = state.table.tuple_mut(id) {
+                tuple.count = tuple.count.saturating_add(n);
+            }
+            if state.log.is_some() {
+                put_count_line(&mut state.buf, id as u64, n);
+            }
+        }
+        self.write_out(state)
+    }
+
+    /// Takes `sent` away from the counts (what [`Collector::flush_to`] handed
+    /// to a store); tuples that reach zero are dropped and the log is
+    /// rewritten compactly. Sessions recorded after `sent` was taken stay.
+    ///
+    /// Blocks on the log rewrite when there is a data directory.
+    pub fn subtract(&self, sent: &Aggregate) -> Result<(), TlsRptError> {
+        self.rebuild(|key, count| count.saturating_sub(sent.count(key)))
+    }
+
     /// Writes buffered records to the log (a no-op with
-    /// [`Durability::EveryRecord`]).
+    /// [`Durability::EveryRecord`] and in memory).
     pub fn flush(&self) -> Result<(), TlsRptError> {
-        self.lock().write_buffer(&self.dir)
+        let mut state = self.lock();
+        self.write_out(&mut state)
     }
 
     /// Writes buffered records and flushes the log to stable storage (fsync).
     pub fn sync(&self) -> Result<(), TlsRptError> {
         let mut state = self.lock();
-        state.write_buffer(&self.dir)?;
-        state
-            .log
-            .sync_data()
-            .map_err(|e| TlsRptError::io(self.dir.join(LOG_NAME), e))
+        self.write_out(&mut state)?;
+        match &state.log {
+            Some(log) => log
+                .sync_data()
+                .map_err(|e| TlsRptError::io(self.log_path(), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves every count to `store` and takes what the store accepted away
+    /// from this collector: the batch step of a node that reports through a
+    /// shared store. Returns the number of sessions moved.
+    ///
+    /// Nothing is lost: when the store fails the counts stay here for the
+    /// next call. A crash between the store's commit and the subtraction can
+    /// count a batch twice (at least once, never lost). Call it every few
+    /// seconds; the rewrite of the local log runs in `spawn_blocking`
+    /// (needs a tokio runtime).
+    pub async fn flush_to(
+        self: &std::sync::Arc<Self>,
+        store: &dyn CounterStore,
+    ) -> Result<u64, TlsRptError> {
+        let taken = self.snapshot();
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let sessions = taken.sessions();
+        store.add(taken.clone()).await?;
+        if self.dir.is_some() {
+            let me = std::sync::Arc::clone(self);
+            let path = self.log_path();
+            tokio::task::spawn_blocking(move || me.subtract(&taken))
+                .await
+                .map_err(|e| TlsRptError::io(path, std::io::Error::other(e.to_string())))??;
+        } else {
+            self.subtract(&taken)?;
+        }
+        Ok(sessions)
     }
 
     /// A copy of all counts.
@@ -486,10 +658,30 @@ impl Collector {
         let kept = state
             .table
             .retained(keep)
-            .map_err(|_| full(&self.dir.join(LOG_NAME)))?;
-        (state.log, state.log_len) = write_compacted(&self.dir, &kept)?;
-        state.compacted_len = state.log_len;
-        state.defined_len = 0;
+            .map_err(|_| full(&self.log_path()))?;
+        self.replace_table(&mut state, kept)
+    }
+
+    /// Gives every tuple the count `new_count` returns for it; tuples at 0
+    /// are dropped.
+    fn rebuild(&self, new_count: impl Fn(&TupleKey, u64) -> u64) -> Result<(), TlsRptError> {
+        let mut state = self.lock();
+        let kept = state
+            .table
+            .rebuilt(new_count)
+            .map_err(|_| full(&self.log_path()))?;
+        self.replace_table(&mut state, kept)
+    }
+
+    /// Swaps in a rebuilt table and rewrites the log from it.
+    fn replace_table(&self, state: &mut State, kept: Table) -> Result<(), TlsRptError> {
+        if let Some(dir) = &self.dir {
+            let (log, len) = write_compacted(dir, &kept)?;
+            state.log = Some(log);
+            state.log_len = len;
+            state.compacted_len = len;
+            state.defined_len = 0;
+        }
         // Buffered lines use the old tuple ids; the compacted log already
         // holds their counts.
         state.buf.clear();
@@ -524,10 +716,14 @@ impl State {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = std::io::Write::write_all(&mut self.log, &self.buf) {
+        let Some(log) = self.log.as_mut() else {
+            self.buf.clear();
+            return Ok(());
+        };
+        if let Err(e) = std::io::Write::write_all(log, &self.buf) {
             // A partial write (disk full) would leave half a line that later
             // appends glue onto: cut the log back to where it was.
-            let _ = self.log.set_len(self.log_len);
+            let _ = log.set_len(self.log_len);
             return Err(TlsRptError::io(dir.join(LOG_NAME), e));
         }
         self.log_len = self.log_len.saturating_add(self.buf.len() as u64);

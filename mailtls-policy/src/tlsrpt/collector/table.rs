@@ -382,6 +382,26 @@ impl Table {
         self.index = index;
     }
 
+    /// A copy with the count `new_count` gives each tuple (tuples at 0
+    /// are left out).
+    pub(super) fn rebuilt(&self, new_count: impl Fn(&TupleKey, u64) -> u64) -> Result<Table, Full> {
+        let mut out = Table::new();
+        for t in &self.tuples {
+            let Some(key) = self.tuple_key(t) else {
+                continue;
+            };
+            let count = new_count(&key, t.count);
+            if count == 0 {
+                continue;
+            }
+            let id = out.tuple_of_key(&key)?;
+            if let Some(n) = out.tuple_mut(id) {
+                n.count = n.count.saturating_add(count);
+            }
+        }
+        Ok(out)
+    }
+
     /// A new table with the tuples `keep` says yes to (by day and policy
     /// domain), in their order, with their counts and nothing pending;
     /// policies and failures no other kept tuple uses are dropped.

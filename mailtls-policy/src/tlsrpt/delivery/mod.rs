@@ -22,7 +22,10 @@ pub mod smtp;
 pub use https::HttpsPoster;
 #[cfg(feature = "tlsrpt-deliver")]
 pub use mail::{DkimConfig, MailIdentity, build_report_mail};
-pub use outbox::{DeliveryRun, JobStatus, Outbox, RetryPolicy, SentReport};
+pub use outbox::{
+    DeliveryRun, FileOutbox, JobStatus, Outbox, OutboxFuture, OutboxStore, QueuedReport,
+    RetryPolicy, SentReport,
+};
 #[cfg(feature = "tlsrpt-deliver")]
 pub use smtp::{SmtpSubmitter, SubmissionTls};
 

@@ -1,7 +1,13 @@
-//! Reports waiting for delivery, one file per (report, destination) in the
-//! data directory, so a restart or a long outage at the receiver loses none.
+//! Reports waiting for delivery: the retrying [`Outbox`] over an
+//! [`OutboxStore`]; the default store keeps one file per (report,
+//! destination) in the data directory, so a restart or a long outage at the
+//! receiver loses none.
 
+use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -62,14 +68,73 @@ impl RetryPolicy {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Job {
-    target: String,
-    report: TlsReport,
-    attempts: u32,
-    /// Unix seconds.
-    next_attempt: i64,
-    last_error: Option<String>,
+/// One report waiting for one destination: what an [`OutboxStore`] keeps.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct QueuedReport {
+    /// The `rua` URI.
+    pub target: String,
+    /// The report.
+    pub report: TlsReport,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt: OffsetDateTime,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl QueuedReport {
+    /// A new job for `report` to `target`, due at `now`.
+    pub fn new(report: TlsReport, target: String, now: OffsetDateTime) -> Self {
+        Self {
+            target,
+            report,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+        }
+    }
+
+    /// The job's identity: the same report to the same destination gives
+    /// the same key (a short hex digest, usable as a file name or row key).
+    pub fn key(&self) -> String {
+        job_key(&self.report.report_id, &self.target)
+    }
+
+    /// The job's state, for status pages.
+    pub fn status(&self) -> JobStatus {
+        JobStatus {
+            target: self.target.clone(),
+            report_id: self.report.report_id.clone(),
+            policy_domain: self.report.policy_domain().to_owned(),
+            attempts: self.attempts,
+            next_attempt: self.next_attempt,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// The entry for the list of delivered reports.
+    fn sent_at(&self, now: OffsetDateTime) -> SentReport {
+        let (successful, failed) =
+            self.report
+                .policies
+                .iter()
+                .fold((0u64, 0u64), |(ok, bad), p| {
+                    (
+                        ok.saturating_add(p.summary.total_successful_session_count),
+                        bad.saturating_add(p.summary.total_failure_session_count),
+                    )
+                });
+        SentReport {
+            at: now.unix_timestamp(),
+            target: self.target.clone(),
+            report_id: self.report.report_id.clone(),
+            policy_domain: self.report.policy_domain().to_owned(),
+            successful,
+            failed,
+        }
+    }
 }
 
 /// A queued delivery, for status pages.
@@ -100,16 +165,7 @@ pub struct DeliveryRun {
     pub undeliverable: usize,
 }
 
-/// The on-disk queue.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    pending: PathBuf,
-    undeliverable: PathBuf,
-    sent_log: PathBuf,
-    retry: RetryPolicy,
-}
-
-/// A delivered report, as kept in `sent.log` for status pages.
+/// A delivered report, as kept for status pages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentReport {
     /// Unix seconds of the delivery.
@@ -126,78 +182,109 @@ pub struct SentReport {
     pub failed: u64,
 }
 
+/// The future an [`OutboxStore`] returns, boxed so the trait is object safe.
+pub type OutboxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, TlsRptError>> + Send + 'a>>;
+
+/// Where queued reports wait: [`FileOutbox`] is the embedded default (one
+/// file per job); implement it over your own store to share the queue
+/// between nodes. Jobs are identified by [`QueuedReport::key`].
+pub trait OutboxStore: Send + Sync + fmt::Debug {
+    /// Adds `job` unless a pending job with the same key exists; says
+    /// whether it was added.
+    fn insert(&self, job: QueuedReport) -> OutboxFuture<'_, bool>;
+    /// Every pending job, in a stable order.
+    fn pending(&self) -> OutboxFuture<'_, Vec<QueuedReport>>;
+    /// Replaces the pending job with `job`'s key (after a failed attempt).
+    fn update(&self, job: QueuedReport) -> OutboxFuture<'_, ()>;
+    /// Removes a delivered job and adds `sent` to the list of delivered
+    /// reports.
+    fn delivered(&self, job: QueuedReport, sent: SentReport) -> OutboxFuture<'_, ()>;
+    /// Moves a job that will not be tried again to the undeliverable list.
+    fn give_up(&self, job: QueuedReport) -> OutboxFuture<'_, ()>;
+    /// The jobs given up on.
+    fn undeliverable(&self) -> OutboxFuture<'_, Vec<QueuedReport>>;
+    /// The last `n` delivered reports, newest last.
+    fn recently_sent(&self, n: usize) -> OutboxFuture<'_, Vec<SentReport>>;
+}
+
+/// The delivery queue: retries with back-off over an [`OutboxStore`].
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    store: Arc<dyn OutboxStore>,
+    retry: RetryPolicy,
+}
+
 impl Outbox {
-    /// Opens (or creates) `dir/pending` and `dir/undeliverable`.
+    /// A queue in `dir` ([`FileOutbox`]: `dir/pending`, `dir/undeliverable`
+    /// and `dir/sent.log`), created if missing.
+    ///
+    /// Blocks: it creates the directories. Call it at startup.
     pub fn open(dir: impl AsRef<Path>, retry: RetryPolicy) -> Result<Self, TlsRptError> {
-        let pending = dir.as_ref().join("pending");
-        let undeliverable = dir.as_ref().join("undeliverable");
-        for d in [&pending, &undeliverable] {
-            std::fs::create_dir_all(d).map_err(|e| TlsRptError::io(d, e))?;
-        }
-        Ok(Self {
-            pending,
-            undeliverable,
-            sent_log: dir.as_ref().join("sent.log"),
-            retry,
-        })
+        Ok(Self::with_store(Arc::new(FileOutbox::open(dir)?), retry))
+    }
+
+    /// A queue over any store.
+    pub fn with_store(store: Arc<dyn OutboxStore>, retry: RetryPolicy) -> Self {
+        Self { store, retry }
+    }
+
+    /// The store behind the queue.
+    pub fn store(&self) -> &Arc<dyn OutboxStore> {
+        &self.store
     }
 
     /// Queues `report` for every destination, due at once. Queuing the same
     /// report for the same destination again is a no-op.
-    pub fn enqueue(
+    pub async fn enqueue(
         &self,
         report: &TlsReport,
         rua: &[ReportUri],
         now: OffsetDateTime,
     ) -> Result<(), TlsRptError> {
         for to in rua {
-            let target = to.to_string();
-            let path = self.pending.join(job_name(&report.report_id, &target));
-            if path.exists() {
-                continue;
-            }
-            let job = Job {
-                target,
-                report: report.clone(),
-                attempts: 0,
-                next_attempt: now.unix_timestamp(),
-                last_error: None,
-            };
-            write_atomically(&path, &serde_json::to_vec(&job)?)?;
+            let job = QueuedReport::new(report.clone(), to.to_string(), now);
+            self.store.insert(job).await?;
         }
         Ok(())
     }
 
     /// The queued jobs.
-    pub fn pending(&self) -> Result<Vec<JobStatus>, TlsRptError> {
+    pub async fn pending(&self) -> Result<Vec<JobStatus>, TlsRptError> {
         Ok(self
-            .load(&self.pending)?
-            .into_iter()
-            .map(|(_, j)| status(&j))
+            .store
+            .pending()
+            .await?
+            .iter()
+            .map(QueuedReport::status)
             .collect())
     }
 
     /// The jobs that were given up on (kept for the operator).
-    pub fn undeliverable(&self) -> Result<Vec<JobStatus>, TlsRptError> {
+    pub async fn undeliverable(&self) -> Result<Vec<JobStatus>, TlsRptError> {
         Ok(self
-            .load(&self.undeliverable)?
-            .into_iter()
-            .map(|(_, j)| status(&j))
+            .store
+            .undeliverable()
+            .await?
+            .iter()
+            .map(QueuedReport::status)
             .collect())
     }
 
+    /// The last `n` delivered reports, newest last.
+    pub async fn recently_sent(&self, n: usize) -> Result<Vec<SentReport>, TlsRptError> {
+        self.store.recently_sent(n).await
+    }
+
     /// Tries every job whose time has come, through `deliverer` (normally
-    /// a `Deliverer`, feature `tlsrpt-deliver`). The file steps run in
-    /// `spawn_blocking`; needs a tokio runtime.
+    /// a `Deliverer`, feature `tlsrpt-deliver`).
     pub async fn deliver_due<D: DeliverReport + ?Sized>(
         &self,
         deliverer: &D,
         now: OffsetDateTime,
     ) -> Result<DeliveryRun, TlsRptError> {
         let mut run = DeliveryRun::default();
-        let jobs = self.off_runtime(|o| o.load(&o.pending)).await?;
-        for (path, mut job) in jobs {
-            if job.next_attempt > now.unix_timestamp() {
+        for mut job in self.store.pending().await? {
+            if job.next_attempt > now {
                 continue;
             }
             let result = match parse_target(&job.target) {
@@ -209,30 +296,22 @@ impl Outbox {
             };
             match result {
                 Ok(()) => {
-                    self.off_runtime(move |o| {
-                        o.log_sent(&job, now)?;
-                        std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
-                    })
-                    .await?;
+                    let sent = job.sent_at(now);
+                    self.store.delivered(job, sent).await?;
                     run.delivered += 1;
                 }
                 Err(e) => {
                     job.attempts = job.attempts.saturating_add(1);
                     job.last_error = Some(e.to_string());
                     let delay = self.retry.delay_after(job.attempts);
-                    job.next_attempt = now.unix_timestamp().saturating_add(delay.as_secs() as i64);
-                    let bytes = serde_json::to_vec(&job)?;
+                    job.next_attempt = now.saturating_add(time::Duration::seconds(
+                        i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
+                    ));
                     if job.attempts >= self.retry.max_attempts {
-                        self.off_runtime(move |o| {
-                            let dest = o.undeliverable.join(path.file_name().unwrap_or_default());
-                            write_atomically(&dest, &bytes)?;
-                            std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
-                        })
-                        .await?;
+                        self.store.give_up(job).await?;
                         run.undeliverable += 1;
                     } else {
-                        self.off_runtime(move |_| write_atomically(&path, &bytes))
-                            .await?;
+                        self.store.update(job).await?;
                         run.deferred += 1;
                     }
                 }
@@ -240,54 +319,92 @@ impl Outbox {
         }
         Ok(run)
     }
+}
 
-    /// Runs a file step of [`Self::deliver_due`] in `spawn_blocking`, so
-    /// the runtime thread never waits on the disk.
-    async fn off_runtime<T: Send + 'static>(
+/// The on-disk store: one JSON file per job under `pending/` (moved to
+/// `undeliverable/` when given up on) and a `sent.log` with one line per
+/// delivered report. Every file step runs in `spawn_blocking` (needs a
+/// tokio runtime); files are written to a temporary name, synced and
+/// renamed, so a crash leaves a job whole or absent.
+#[derive(Debug, Clone)]
+pub struct FileOutbox {
+    pending: PathBuf,
+    undeliverable: PathBuf,
+    sent_log: PathBuf,
+}
+
+/// A job as stored in its file (the format predates [`QueuedReport`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    target: String,
+    report: TlsReport,
+    attempts: u32,
+    /// Unix seconds.
+    next_attempt: i64,
+    last_error: Option<String>,
+}
+
+impl From<&QueuedReport> for Job {
+    fn from(q: &QueuedReport) -> Self {
+        Job {
+            target: q.target.clone(),
+            report: q.report.clone(),
+            attempts: q.attempts,
+            next_attempt: q.next_attempt.unix_timestamp(),
+            last_error: q.last_error.clone(),
+        }
+    }
+}
+
+impl From<Job> for QueuedReport {
+    fn from(j: Job) -> Self {
+        QueuedReport {
+            target: j.target,
+            report: j.report,
+            attempts: j.attempts,
+            next_attempt: OffsetDateTime::from_unix_timestamp(j.next_attempt)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            last_error: j.last_error,
+        }
+    }
+}
+
+impl FileOutbox {
+    /// Opens (or creates) `dir/pending` and `dir/undeliverable`. Blocks.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, TlsRptError> {
+        let pending = dir.as_ref().join("pending");
+        let undeliverable = dir.as_ref().join("undeliverable");
+        for d in [&pending, &undeliverable] {
+            std::fs::create_dir_all(d).map_err(|e| TlsRptError::io(d, e))?;
+        }
+        Ok(Self {
+            pending,
+            undeliverable,
+            sent_log: dir.as_ref().join("sent.log"),
+        })
+    }
+
+    fn job_path(&self, job: &QueuedReport) -> PathBuf {
+        self.pending.join(format!("{}.json", job.key()))
+    }
+
+    /// Runs a file step off the runtime thread.
+    fn off_runtime<T: Send + 'static>(
         &self,
-        step: impl FnOnce(&Outbox) -> Result<T, TlsRptError> + Send + 'static,
-    ) -> Result<T, TlsRptError> {
+        step: impl FnOnce(&FileOutbox) -> Result<T, TlsRptError> + Send + 'static,
+    ) -> OutboxFuture<'static, T> {
         let outbox = self.clone();
-        tokio::task::spawn_blocking(move || step(&outbox))
-            .await
-            .map_err(|e| TlsRptError::io(&self.pending, std::io::Error::other(e.to_string())))?
+        Box::pin(async move {
+            let path = outbox.pending.clone();
+            tokio::task::spawn_blocking(move || step(&outbox))
+                .await
+                .map_err(|e| TlsRptError::io(path, std::io::Error::other(e.to_string())))?
+        })
     }
 
-    /// The last `n` delivered reports, newest last.
-    pub fn recently_sent(&self, n: usize) -> Result<Vec<SentReport>, TlsRptError> {
-        let text = match std::fs::read_to_string(&self.sent_log) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(TlsRptError::io(&self.sent_log, e)),
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|l| serde_json::from_str(l).map_err(TlsRptError::from))
-            .collect()
-    }
-
-    fn log_sent(&self, job: &Job, now: OffsetDateTime) -> Result<(), TlsRptError> {
+    fn log_sent(&self, sent: &SentReport) -> Result<(), TlsRptError> {
         use std::io::Write;
-        let (successful, failed) = job
-            .report
-            .policies
-            .iter()
-            .fold((0u64, 0u64), |(ok, bad), p| {
-                (
-                    ok.saturating_add(p.summary.total_successful_session_count),
-                    bad.saturating_add(p.summary.total_failure_session_count),
-                )
-            });
-        let entry = SentReport {
-            at: now.unix_timestamp(),
-            target: job.target.clone(),
-            report_id: job.report.report_id.clone(),
-            policy_domain: job.report.policy_domain().to_owned(),
-            successful,
-            failed,
-        };
-        let mut line = serde_json::to_vec(&entry)?;
+        let mut line = serde_json::to_vec(sent)?;
         line.push(b'\n');
         std::fs::OpenOptions::new()
             .create(true)
@@ -297,7 +414,28 @@ impl Outbox {
             .map_err(|e| TlsRptError::io(&self.sent_log, e))
     }
 
-    fn load(&self, dir: &Path) -> Result<Vec<(PathBuf, Job)>, TlsRptError> {
+    fn read_sent(&self, n: usize) -> Result<Vec<SentReport>, TlsRptError> {
+        let text = match std::fs::read_to_string(&self.sent_log) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(TlsRptError::io(&self.sent_log, e)),
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let first = lines.len().saturating_sub(n);
+        lines[first..]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| TlsRptError::Corrupt {
+                    path: self.sent_log.clone(),
+                    line: first + i + 1,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    fn load(dir: &Path) -> Result<Vec<QueuedReport>, TlsRptError> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| TlsRptError::io(dir, e))? {
             let path = entry.map_err(|e| TlsRptError::io(dir, e))?.path();
@@ -310,22 +448,58 @@ impl Outbox {
                 line: e.line(),
                 reason: e.to_string(),
             })?;
-            out.push((path, job));
+            out.push((path, QueuedReport::from(job)));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        Ok(out.into_iter().map(|(_, j)| j).collect())
     }
 }
 
-fn status(j: &Job) -> JobStatus {
-    JobStatus {
-        target: j.target.clone(),
-        report_id: j.report.report_id.clone(),
-        policy_domain: j.report.policy_domain().to_owned(),
-        attempts: j.attempts,
-        next_attempt: OffsetDateTime::from_unix_timestamp(j.next_attempt)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        last_error: j.last_error.clone(),
+impl OutboxStore for FileOutbox {
+    fn insert(&self, job: QueuedReport) -> OutboxFuture<'_, bool> {
+        self.off_runtime(move |o| {
+            let path = o.job_path(&job);
+            if path.exists() {
+                return Ok(false);
+            }
+            write_atomically(&path, &serde_json::to_vec(&Job::from(&job))?)?;
+            Ok(true)
+        })
+    }
+
+    fn pending(&self) -> OutboxFuture<'_, Vec<QueuedReport>> {
+        self.off_runtime(|o| FileOutbox::load(&o.pending))
+    }
+
+    fn update(&self, job: QueuedReport) -> OutboxFuture<'_, ()> {
+        self.off_runtime(move |o| {
+            write_atomically(&o.job_path(&job), &serde_json::to_vec(&Job::from(&job))?)
+        })
+    }
+
+    fn delivered(&self, job: QueuedReport, sent: SentReport) -> OutboxFuture<'_, ()> {
+        self.off_runtime(move |o| {
+            o.log_sent(&sent)?;
+            let path = o.job_path(&job);
+            std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
+        })
+    }
+
+    fn give_up(&self, job: QueuedReport) -> OutboxFuture<'_, ()> {
+        self.off_runtime(move |o| {
+            let path = o.job_path(&job);
+            let dest = o.undeliverable.join(format!("{}.json", job.key()));
+            write_atomically(&dest, &serde_json::to_vec(&Job::from(&job))?)?;
+            std::fs::remove_file(&path).map_err(|e| TlsRptError::io(&path, e))
+        })
+    }
+
+    fn undeliverable(&self) -> OutboxFuture<'_, Vec<QueuedReport>> {
+        self.off_runtime(|o| FileOutbox::load(&o.undeliverable))
+    }
+
+    fn recently_sent(&self, n: usize) -> OutboxFuture<'_, Vec<SentReport>> {
+        self.off_runtime(move |o| o.read_sent(n))
     }
 }
 
@@ -339,11 +513,11 @@ fn parse_target(target: &str) -> Option<ReportUri> {
     }
 }
 
-fn job_name(report_id: &str, target: &str) -> String {
+fn job_key(report_id: &str, target: &str) -> String {
     let input = format!("{report_id}\n{target}");
     let d = crate::crypto::sha256(input.as_bytes());
     let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.json")
+    hex
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TlsRptError> {
