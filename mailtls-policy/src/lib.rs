@@ -7,6 +7,8 @@ pub mod manual;
 pub mod mta_sts;
 pub mod own_domain;
 pub mod plan;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod requiretls;
 pub mod result_type;
 pub mod tlsrpt;

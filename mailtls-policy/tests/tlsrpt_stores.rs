@@ -3,52 +3,22 @@
 //! outbox over a store the embedder wrote.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod tlsrpt_support;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use mailtls_policy::result_type::{PolicyType, ResultType};
 use mailtls_policy::tlsrpt::delivery::{
     DeliverFuture, DeliverReport, Outbox, OutboxFuture, OutboxStore, QueuedReport, RetryPolicy,
     SentReport,
 };
 use mailtls_policy::tlsrpt::{
-    Aggregate, Collector, CounterStore, FailureOutcome, LocalCounters, MemoryCounters, PolicyRef,
-    ReportMeta, Schedule, SessionOutcome, StoreFuture, TlsReport, TlsRptError, TlsRptRecord,
-    queue_due_reports,
+    Aggregate, Collector, CounterStore, LocalCounters, MemoryCounters, Schedule, StoreFuture,
+    TlsReport, TlsRptError, TlsRptRecord, queue_due_reports,
 };
 use time::macros::{date, datetime};
 use time::{Date, OffsetDateTime};
-
-const STS: [&str; 3] = ["version: STSv1", "mode: enforce", "mx: *.mx.example.org"];
-const MX: [&str; 1] = ["*.mx.example.org"];
-
-fn outcome(domain: &'static str, failed: bool) -> SessionOutcome<'static> {
-    SessionOutcome {
-        policy: PolicyRef {
-            policy_type: PolicyType::Sts,
-            domain,
-            strings: &STS,
-            mx_hosts: &MX,
-        },
-        mx_host: "a.mx.example.org",
-        failure: failed.then(|| FailureOutcome {
-            result_type: ResultType::CertificateExpired,
-            sending_mta_ip: None,
-            receiving_ip: Some("192.0.2.25".parse().unwrap()),
-            receiving_mx_helo: None,
-            failure_reason_code: None,
-            additional_information: None,
-        }),
-    }
-}
-
-fn meta() -> ReportMeta {
-    ReportMeta {
-        organization_name: "Sender".into(),
-        contact_info: "mailto:postmaster@sender.example".into(),
-        submitter: "sender.example".into(),
-    }
-}
+use tlsrpt_support::{meta, outcome};
 
 #[tokio::test]
 async fn two_nodes_flush_into_one_store_and_one_report_covers_both() {

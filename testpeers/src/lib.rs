@@ -6,9 +6,11 @@
 pub mod knot;
 pub mod pebble;
 pub mod postfix;
+pub mod postgres;
 pub mod process;
 
 pub use knot::Knot;
 pub use pebble::{Pebble, PebbleOptions, leaf_names, plain_http_client};
 pub use postfix::{Delivery, Postfix, PostfixBuilder, TlsLevel};
+pub use postgres::Postgres;
 pub use process::{free_port, wait_for_port};

@@ -64,6 +64,10 @@ pub enum TlsRptError {
     /// Building or signing the report mail failed.
     #[error("TLS-RPT mail: {0}")]
     Mail(String),
+    /// A store behind [`CounterStore`] or [`delivery::OutboxStore`] (a
+    /// database) failed.
+    #[error("TLS-RPT store: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Delivering a report failed.
     #[error("TLS-RPT delivery to {target}: {reason}")]
     Delivery {

@@ -102,6 +102,16 @@ impl QueuedReport {
         job_key(&self.report.report_id, &self.target)
     }
 
+    /// The job as JSON (the file outbox's format), for stores of your own.
+    pub fn to_json(&self) -> Result<Vec<u8>, TlsRptError> {
+        Ok(serde_json::to_vec(&Job::from(self))?)
+    }
+
+    /// Reads what [`QueuedReport::to_json`] wrote.
+    pub fn from_json(json: &[u8]) -> Result<Self, TlsRptError> {
+        Ok(serde_json::from_slice::<Job>(json)?.into())
+    }
+
     /// The job's state, for status pages.
     pub fn status(&self) -> JobStatus {
         JobStatus {
@@ -194,6 +204,21 @@ pub trait OutboxStore: Send + Sync + fmt::Debug {
     fn insert(&self, job: QueuedReport) -> OutboxFuture<'_, bool>;
     /// Every pending job, in a stable order.
     fn pending(&self) -> OutboxFuture<'_, Vec<QueuedReport>>;
+    /// The pending jobs due at `now` that this caller may try now. A store
+    /// shared between nodes hands each due job to one caller at a time (a
+    /// lease until its `update`, `delivered` or `give_up`, or until it
+    /// expires), so two nodes never send the same report together. The
+    /// default is every due pending job: right for a store one process uses.
+    fn claim_due(&self, now: OffsetDateTime) -> OutboxFuture<'_, Vec<QueuedReport>> {
+        let pending = self.pending();
+        Box::pin(async move {
+            Ok(pending
+                .await?
+                .into_iter()
+                .filter(|j| j.next_attempt <= now)
+                .collect())
+        })
+    }
     /// Replaces the pending job with `job`'s key (after a failed attempt).
     fn update(&self, job: QueuedReport) -> OutboxFuture<'_, ()>;
     /// Removes a delivered job and adds `sent` to the list of delivered
@@ -283,10 +308,7 @@ impl Outbox {
         now: OffsetDateTime,
     ) -> Result<DeliveryRun, TlsRptError> {
         let mut run = DeliveryRun::default();
-        for mut job in self.store.pending().await? {
-            if job.next_attempt > now {
-                continue;
-            }
+        for mut job in self.store.claim_due(now).await? {
             let result = match parse_target(&job.target) {
                 Some(uri) => deliverer.deliver_report(&job.report, &uri, now).await,
                 None => Err(TlsRptError::Delivery {
