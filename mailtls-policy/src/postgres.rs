@@ -1,4 +1,13 @@
-//! TLS-RPT state shared between nodes in PostgreSQL (feature `postgres`).
+//! MTA-STS cache and TLS-RPT state shared between nodes in PostgreSQL
+//! (feature `postgres`).
+//!
+//! [`PgPolicyCache`] is a shared
+//! [`PolicyCacheStore`]: a policy one node
+//! fetched is taken by the others when DNS shows the same id, and a
+//! per-domain lease lets one node fetch while the others keep using what
+//! they hold. Each node keeps its in-process
+//! [`PolicyCache`](crate::mta_sts::PolicyCache) in front, so the delivery
+//! path only reaches the database when a policy changes.
 //!
 //! [`PgCounters`] is a [`CounterStore`]: every node counts in its own
 //! [`Collector`](crate::tlsrpt::Collector) at full speed and moves its counts
@@ -16,8 +25,11 @@
 
 use std::time::Duration;
 
+use mailtls_core::DnsName;
 use mailtls_core::postgres::{Migration, PgError, PgPool};
 use time::{Date, OffsetDateTime};
+
+use crate::mta_sts::{CacheEntry, CacheError, PolicyCacheStore, StoreFuture as CacheFuture};
 
 use crate::tlsrpt::delivery::{OutboxFuture, OutboxStore, QueuedReport, SentReport};
 use crate::tlsrpt::{Aggregate, CounterStore, StoreFuture, TlsRptError};
@@ -26,9 +38,10 @@ use crate::tlsrpt::{Aggregate, CounterStore, StoreFuture, TlsRptError};
 const COMPONENT: &str = "mailtls-policy";
 
 /// This crate's schema steps.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "CREATE TABLE {schema}.tlsrpt_counts (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "CREATE TABLE {schema}.tlsrpt_counts (
               day date NOT NULL,
               domain text NOT NULL,
               tuple text NOT NULL,
@@ -45,7 +58,18 @@ const MIGRATIONS: &[Migration] = &[Migration {
               sent_at bigint
           );
           CREATE INDEX tlsrpt_outbox_due ON {schema}.tlsrpt_outbox (state, next_attempt);",
-}];
+    },
+    Migration {
+        version: 2,
+        sql: "CREATE TABLE {schema}.mta_sts_cache (
+              domain text PRIMARY KEY,
+              entry text,
+              fetched_at bigint,
+              lease_holder text,
+              lease_until bigint
+          );",
+    },
+];
 
 /// Creates or upgrades this crate's tables in the pool's schema (safe to
 /// run from several nodes at once). Returns the schema version.
@@ -400,6 +424,167 @@ impl OutboxStore for PgOutbox {
                 .collect::<Result<Vec<_>, _>>()?;
             out.reverse();
             Ok(out)
+        })
+    }
+}
+
+fn cache_error(e: PgError) -> CacheError {
+    CacheError::Store(Box::new(e))
+}
+
+fn unix(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The MTA-STS policy cache in PostgreSQL: table `mta_sts_cache`, one row
+/// per policy domain with the entry as JSON (the cache file's format), the
+/// time it was fetched, and the fetch lease.
+#[derive(Debug, Clone)]
+pub struct PgPolicyCache {
+    pool: PgPool,
+    node: String,
+}
+
+impl PgPolicyCache {
+    /// A store over `pool` for the node called `node` (its name in leases:
+    /// unique per node, e.g. the host name); runs [`migrate`] first.
+    pub async fn new(pool: PgPool, node: impl Into<String>) -> Result<Self, PgError> {
+        migrate(&pool).await?;
+        Ok(Self {
+            pool,
+            node: node.into(),
+        })
+    }
+
+    /// Who holds the fetch lease of `domain` and until when (Unix seconds),
+    /// for status pages.
+    pub async fn lease_of(&self, domain: &DnsName) -> Result<Option<(String, i64)>, PgError> {
+        let schema = self.pool.schema();
+        let client = self.pool.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT lease_holder, lease_until FROM {schema}.mta_sts_cache
+                     WHERE domain = $1 AND lease_holder IS NOT NULL"
+                ),
+                &[&domain.as_str()],
+            )
+            .await
+            .map_err(|e| PgError::query("reading an MTA-STS lease", e))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Stores entries, the newer fetch winning. `after_fetch`: this node
+    /// just fetched them, which ends its lease on their domains (a bulk save
+    /// does not: the node may be fetching one of them right now).
+    async fn upsert(&self, entries: Vec<CacheEntry>, after_fetch: bool) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let domains: Vec<String> = entries.iter().map(|e| e.domain.to_string()).collect();
+        let texts: Vec<String> = entries.iter().map(CacheEntry::to_json).collect();
+        let fetched: Vec<Option<i64>> = entries.iter().map(|e| e.fetched_at.map(unix)).collect();
+        let schema = self.pool.schema();
+        let client = self.pool.client().await.map_err(cache_error)?;
+        // The newer fetch wins, whichever node writes last.
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {schema}.mta_sts_cache AS c (domain, entry, fetched_at)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])
+                     ON CONFLICT (domain) DO UPDATE SET
+                         entry = CASE WHEN c.entry IS NULL OR c.fetched_at IS NULL
+                                        OR EXCLUDED.fetched_at >= c.fetched_at
+                                      THEN EXCLUDED.entry ELSE c.entry END,
+                         fetched_at = GREATEST(c.fetched_at, EXCLUDED.fetched_at),
+                         lease_holder = CASE WHEN $5 AND c.lease_holder = $4 THEN NULL ELSE c.lease_holder END,
+                         lease_until = CASE WHEN $5 AND c.lease_holder = $4 THEN NULL ELSE c.lease_until END"
+                ),
+                &[&domains, &texts, &fetched, &self.node, &after_fetch],
+            )
+            .await
+            .map_err(|e| cache_error(PgError::query("storing MTA-STS policies", e)))?;
+        Ok(())
+    }
+}
+
+impl PolicyCacheStore for PgPolicyCache {
+    fn load(&self) -> CacheFuture<'_, Vec<CacheEntry>> {
+        Box::pin(async move {
+            let schema = self.pool.schema();
+            let client = self.pool.client().await.map_err(cache_error)?;
+            let rows = client
+                .query(
+                    &format!("SELECT entry FROM {schema}.mta_sts_cache WHERE entry IS NOT NULL"),
+                    &[],
+                )
+                .await
+                .map_err(|e| cache_error(PgError::query("reading MTA-STS policies", e)))?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| CacheEntry::from_json(r.get(0)))
+                .collect())
+        })
+    }
+
+    fn save(&self, entries: Vec<CacheEntry>) -> CacheFuture<'_, ()> {
+        Box::pin(self.upsert(entries, false))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn get(&self, domain: &DnsName) -> CacheFuture<'_, Option<CacheEntry>> {
+        let domain = domain.to_string();
+        Box::pin(async move {
+            let schema = self.pool.schema();
+            let client = self.pool.client().await.map_err(cache_error)?;
+            let row = client
+                .query_opt(
+                    &format!(
+                        "SELECT entry FROM {schema}.mta_sts_cache
+                         WHERE domain = $1 AND entry IS NOT NULL"
+                    ),
+                    &[&domain],
+                )
+                .await
+                .map_err(|e| cache_error(PgError::query("reading an MTA-STS policy", e)))?;
+            Ok(row.and_then(|r| CacheEntry::from_json(r.get(0))))
+        })
+    }
+
+    fn put(&self, entry: CacheEntry) -> CacheFuture<'_, ()> {
+        Box::pin(self.upsert(vec![entry], true))
+    }
+
+    fn try_lease(
+        &self,
+        domain: &DnsName,
+        now: std::time::SystemTime,
+        until: std::time::SystemTime,
+    ) -> CacheFuture<'_, bool> {
+        let domain = domain.to_string();
+        Box::pin(async move {
+            let schema = self.pool.schema();
+            let client = self.pool.client().await.map_err(cache_error)?;
+            let n = client
+                .execute(
+                    &format!(
+                        "INSERT INTO {schema}.mta_sts_cache AS c (domain, lease_holder, lease_until)
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (domain) DO UPDATE
+                         SET lease_holder = EXCLUDED.lease_holder, lease_until = EXCLUDED.lease_until
+                         WHERE c.lease_holder IS NULL OR c.lease_until <= $4
+                            OR c.lease_holder = EXCLUDED.lease_holder"
+                    ),
+                    &[&domain, &self.node, &unix(until), &unix(now)],
+                )
+                .await
+                .map_err(|e| cache_error(PgError::query("taking an MTA-STS fetch lease", e)))?;
+            Ok(n == 1)
         })
     }
 }

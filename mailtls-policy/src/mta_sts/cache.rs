@@ -222,6 +222,24 @@ impl Borrow<DnsName> for Keyed {
 }
 
 impl Slot {
+    /// The slot for a stored entry (times kept only with a policy).
+    fn from_entry(e: CacheEntry) -> Slot {
+        let (id, policy) = match e.policy {
+            Some((id, policy)) => (InlineId::new(&id), Some(policy)),
+            None => (InlineId::EMPTY, None),
+        };
+        let held = policy.is_some();
+        Slot {
+            domain: e.domain,
+            fetched_at: Stamp::new(e.fetched_at.filter(|_| held)),
+            expires_at: Stamp::new(e.expires_at.filter(|_| held)),
+            refresh_at: SecStamp::new(e.refresh_at.filter(|_| held)),
+            policy,
+            id,
+            last_failure: e.last_failure.map(Box::new),
+        }
+    }
+
     fn empty(domain: DnsName) -> Self {
         Slot {
             domain,
@@ -411,59 +429,19 @@ impl FileCacheStore {
                 detail: format!("unknown version {}", stored.version),
             });
         }
-        let mut out = Vec::with_capacity(stored.entries.len());
-        for s in stored.entries {
-            // An entry that no longer parses (hand-edited file, a stricter
-            // parser) is dropped rather than failing the whole load.
-            let Ok(domain) = DnsName::parse(&s.domain) else {
-                continue;
-            };
-            let policy = match (s.id.as_deref().and_then(PolicyId::parse), s.policy) {
-                (Some(id), Some(text)) => parse_policy(text.as_bytes(), Profile::Lenient)
-                    .ok()
-                    .map(|p| (id, Arc::new(p.policy))),
-                _ => None,
-            };
-            let last_failure = match (s.failure_at, s.failure_type) {
-                (Some(at), Some(t)) => t.parse::<ResultType>().ok().map(|rt| FailureNote {
-                    at: time(at),
-                    result_type: rt,
-                    detail: s.failure_detail.unwrap_or_default(),
-                }),
-                _ => None,
-            };
-            out.push(CacheEntry {
-                domain,
-                policy,
-                fetched_at: s.fetched_at.map(time),
-                expires_at: s.expires_at.map(time),
-                refresh_at: s.refresh_at.map(time),
-                last_failure,
-            });
-        }
-        Ok(out)
+        // An entry that no longer parses (hand-edited file, a stricter
+        // parser) is dropped rather than failing the whole load.
+        Ok(stored
+            .entries
+            .into_iter()
+            .filter_map(StoredEntry::into_entry)
+            .collect())
     }
 
     /// Writes the file (blocking).
     pub fn save_blocking(&self, entries: &[CacheEntry]) -> Result<(), CacheError> {
         let path = &self.path;
-        let mut stored: Vec<StoredEntry> = entries
-            .iter()
-            .map(|e| StoredEntry {
-                domain: e.domain.to_string(),
-                id: e.policy.as_ref().map(|(id, _)| id.to_string()),
-                policy: e.policy.as_ref().map(|(_, p)| p.raw().to_owned()),
-                fetched_at: e.fetched_at.map(secs),
-                expires_at: e.expires_at.map(secs),
-                refresh_at: e.refresh_at.map(secs),
-                failure_at: e.last_failure.as_ref().map(|f| secs(f.at)),
-                failure_type: e
-                    .last_failure
-                    .as_ref()
-                    .map(|f| f.result_type.as_str().to_owned()),
-                failure_detail: e.last_failure.as_ref().map(|f| f.detail.clone()),
-            })
-            .collect();
+        let mut stored: Vec<StoredEntry> = entries.iter().map(StoredEntry::from_entry).collect();
         stored.sort_by(|a, b| a.domain.cmp(&b.domain));
         let json = serde_json::to_vec_pretty(&StoredCache {
             version: 1,
@@ -510,6 +488,21 @@ impl PolicyCacheStore for FileCacheStore {
 }
 
 impl CacheEntry {
+    /// The entry as JSON (the cache file's per-entry format, times in Unix
+    /// seconds), for stores of your own.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&StoredEntry::from_entry(self)).unwrap_or_default()
+    }
+
+    /// Reads what [`CacheEntry::to_json`] wrote; `None` when it does not
+    /// parse (a damaged row is treated as absent: the policy is fetched
+    /// again).
+    pub fn from_json(json: &str) -> Option<Self> {
+        serde_json::from_str::<StoredEntry>(json)
+            .ok()
+            .and_then(StoredEntry::into_entry)
+    }
+
     /// The policy if it has not expired at `now`.
     pub fn valid_policy(&self, now: SystemTime) -> Option<&(PolicyId, Arc<MtaStsPolicy>)> {
         match (&self.policy, self.expires_at) {
@@ -539,6 +532,9 @@ pub enum CacheError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A store of the embedder's or a database failed.
+    #[error("MTA-STS cache store: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The file is not a cache this version wrote.
     #[error("MTA-STS cache file {path} is damaged: {detail}")]
     Format {
@@ -570,6 +566,52 @@ struct StoredEntry {
     failure_detail: Option<String>,
 }
 
+impl StoredEntry {
+    fn from_entry(e: &CacheEntry) -> Self {
+        StoredEntry {
+            domain: e.domain.to_string(),
+            id: e.policy.as_ref().map(|(id, _)| id.to_string()),
+            policy: e.policy.as_ref().map(|(_, p)| p.raw().to_owned()),
+            fetched_at: e.fetched_at.map(secs),
+            expires_at: e.expires_at.map(secs),
+            refresh_at: e.refresh_at.map(secs),
+            failure_at: e.last_failure.as_ref().map(|f| secs(f.at)),
+            failure_type: e
+                .last_failure
+                .as_ref()
+                .map(|f| f.result_type.as_str().to_owned()),
+            failure_detail: e.last_failure.as_ref().map(|f| f.detail.clone()),
+        }
+    }
+
+    /// `None` when the domain no longer parses.
+    fn into_entry(self) -> Option<CacheEntry> {
+        let domain = DnsName::parse(&self.domain).ok()?;
+        let policy = match (self.id.as_deref().and_then(PolicyId::parse), self.policy) {
+            (Some(id), Some(text)) => parse_policy(text.as_bytes(), Profile::Lenient)
+                .ok()
+                .map(|p| (id, Arc::new(p.policy))),
+            _ => None,
+        };
+        let last_failure = match (self.failure_at, self.failure_type) {
+            (Some(at), Some(t)) => t.parse::<ResultType>().ok().map(|rt| FailureNote {
+                at: time(at),
+                result_type: rt,
+                detail: self.failure_detail.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        Some(CacheEntry {
+            domain,
+            policy,
+            fetched_at: self.fetched_at.map(time),
+            expires_at: self.expires_at.map(time),
+            refresh_at: self.refresh_at.map(time),
+            last_failure,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredCache {
     version: u32,
@@ -597,11 +639,46 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>>
 /// an embedder with its own database implements this. Saves come from
 /// the [`MtaSts`](super::MtaSts) service off the delivery path, debounced,
 /// and always hold every entry.
+///
+/// A store shared by several nodes (a database) also answers
+/// [`get`](Self::get), takes single entries with [`put`](Self::put) and hands
+/// out a per-domain fetch lease with [`try_lease`](Self::try_lease): the
+/// service then uses a policy another node fetched instead of fetching it
+/// again, and only one node fetches a domain at a time. The defaults are
+/// right for a store one process uses alone.
 pub trait PolicyCacheStore: Send + Sync + fmt::Debug {
     /// Every stored entry (empty when nothing was stored yet).
     fn load(&self) -> StoreFuture<'_, Vec<CacheEntry>>;
-    /// Replaces what is stored with `entries`.
+    /// Stores `entries` (every entry the cache holds). A shared store
+    /// keeps the newer of its own and the given entry per domain.
     fn save(&self, entries: Vec<CacheEntry>) -> StoreFuture<'_, ()>;
+    /// Whether other nodes write to this store too (then the service asks
+    /// it before fetching).
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// The stored entry for one domain, as another node may have left it.
+    fn get(&self, domain: &DnsName) -> StoreFuture<'_, Option<CacheEntry>> {
+        let _ = domain;
+        Box::pin(async { Ok(None) })
+    }
+    /// Stores one entry (right after a fetch), keeping the newer one.
+    fn put(&self, entry: CacheEntry) -> StoreFuture<'_, ()> {
+        let _ = entry;
+        Box::pin(async { Ok(()) })
+    }
+    /// Asks at `now` to be the one node fetching `domain` until `until`;
+    /// `true` when granted (or already held by this node). Storing the
+    /// domain's entry with [`put`](Self::put) ends the lease.
+    fn try_lease(
+        &self,
+        domain: &DnsName,
+        now: SystemTime,
+        until: SystemTime,
+    ) -> StoreFuture<'_, bool> {
+        let _ = (domain, now, until);
+        Box::pin(async { Ok(true) })
+    }
 }
 
 /// The cache: a map from domain to [`CacheEntry`], optionally backed by a
@@ -654,21 +731,7 @@ impl PolicyCache {
             ..Table::default()
         };
         for e in entries {
-            let (id, policy) = match e.policy {
-                Some((id, policy)) => (InlineId::new(&id), Some(policy)),
-                None => (InlineId::EMPTY, None),
-            };
-            let held = policy.is_some();
-            let slot = Slot {
-                domain: e.domain,
-                fetched_at: Stamp::new(e.fetched_at.filter(|_| held)),
-                expires_at: Stamp::new(e.expires_at.filter(|_| held)),
-                refresh_at: SecStamp::new(e.refresh_at.filter(|_| held)),
-                policy,
-                id,
-                last_failure: e.last_failure.map(Box::new),
-            };
-            table.put(Box::new(slot));
+            table.put(Box::new(Slot::from_entry(e)));
         }
         PolicyCache {
             entries: RwLock::new(table),
@@ -689,6 +752,34 @@ impl PolicyCache {
             return Ok(());
         };
         store.save(self.list()).await
+    }
+
+    /// The store, when the cache has one.
+    pub fn backing_store(&self) -> Option<&Arc<dyn PolicyCacheStore>> {
+        self.store.as_ref()
+    }
+
+    /// Takes an entry from elsewhere (another node's fetch in a shared
+    /// store) unless the cache holds one fetched later. Returns the policy
+    /// the cache holds for the domain afterwards.
+    pub fn adopt(&self, entry: CacheEntry) -> Option<(PolicyId, Arc<MtaStsPolicy>)> {
+        let mut table = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let newer = match table.slots.get(&entry.domain) {
+            Some(Keyed(slot)) => match (slot.fetched_at.get(), entry.fetched_at) {
+                (Some(mine), Some(theirs)) => theirs > mine,
+                (None, _) => true,
+                (Some(_), None) => false,
+            },
+            None => true,
+        };
+        let domain = entry.domain.clone();
+        if newer {
+            table.put(Box::new(Slot::from_entry(entry)));
+        }
+        table
+            .slots
+            .get(&domain)
+            .and_then(|Keyed(slot)| slot.to_entry().policy)
     }
 
     /// The entry for a domain, expired or not.

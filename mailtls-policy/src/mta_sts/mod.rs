@@ -22,4 +22,6 @@ pub use parser::{
 };
 pub use policy::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
 pub use record::{PolicyId, RecordError, StsRecord, parse_record, select_record};
-pub use service::{DEFAULT_SAVE_DELAY, MtaSts, NoPolicyReason, PolicyOutcome, PolicySource};
+pub use service::{
+    DEFAULT_SAVE_DELAY, MtaSts, NoPolicyReason, PolicyOutcome, PolicySource, SHARED_FETCH_LEASE,
+};

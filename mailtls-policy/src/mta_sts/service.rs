@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use mailtls_core::DnsName;
 
-use super::cache::{CacheError, PolicyCache};
+use super::cache::{CacheError, PolicyCache, PolicyCacheStore};
 use super::fetch::FetchPolicy;
 use super::policy::MtaStsPolicy;
 use super::record::{PolicyId, RecordError, select_record};
@@ -26,6 +26,9 @@ pub enum PolicySource {
     /// The cache, because a refresh (new id, or proactive) failed: RFC 8461
     /// §5.1 keeps using an unexpired policy.
     StaleAfterFailure,
+    /// Fetched by another node and taken from the shared cache store
+    /// (see [`PolicyCacheStore::is_shared`]).
+    Shared,
 }
 
 /// Why no policy applies.
@@ -82,6 +85,10 @@ impl PolicyOutcome {
 /// How long after a change the cache is saved: changes within that time
 /// go out in one save.
 pub const DEFAULT_SAVE_DELAY: Duration = Duration::from_secs(1);
+
+/// With a shared cache store: how long one node may take to fetch a domain's
+/// policy before another may try (longer than a fetch can take).
+pub const SHARED_FETCH_LEASE: Duration = Duration::from_secs(120);
 
 /// The MTA-STS service: looks up `_mta-sts` records, fetches and caches
 /// policies, honours the exception list.
@@ -267,9 +274,39 @@ impl MtaSts {
                 }
             });
         }
+        let shared = self
+            .cache
+            .backing_store()
+            .filter(|s| s.is_shared())
+            .cloned();
+        if let Some(store) = &shared {
+            if let Some((id, policy)) = self.adopt_shared(store, domain, &id, now, force).await {
+                return PolicyOutcome::Policy {
+                    id,
+                    policy,
+                    source: PolicySource::Shared,
+                };
+            }
+            // Another node is fetching this domain: keep using what we hold
+            // rather than fetch it again (with nothing held, fetch anyway:
+            // delivery must not wait on another node).
+            let until = now + SHARED_FETCH_LEASE;
+            if let Ok(false) = store.try_lease(domain, now, until).await
+                && let Some(outcome) = from_cache(PolicySource::Cache)
+            {
+                return outcome;
+            }
+        }
         let outcome = match self.fetcher.fetch_policy(domain).await {
             Ok(parsed) => {
                 let policy = self.cache.store(domain, id.clone(), parsed.policy, now);
+                if let Some(store) = &shared
+                    && let Some(entry) = self.cache.inspect(domain)
+                {
+                    // Best effort: the other nodes fetch for themselves if
+                    // the store is away; this node's delivery goes on.
+                    let _ = store.put(entry).await;
+                }
                 PolicyOutcome::Policy {
                     id,
                     policy,
@@ -289,6 +326,26 @@ impl MtaSts {
         };
         self.schedule_save();
         outcome
+    }
+
+    /// A policy another node fetched under the id DNS shows now (for a
+    /// forced refresh: one not yet due for refresh), taken into the
+    /// in-process cache.
+    async fn adopt_shared(
+        &self,
+        store: &Arc<dyn PolicyCacheStore>,
+        domain: &DnsName,
+        id: &PolicyId,
+        now: SystemTime,
+        force: bool,
+    ) -> Option<(PolicyId, Arc<MtaStsPolicy>)> {
+        let entry = store.get(domain).await.ok().flatten()?;
+        let usable = entry.valid_policy(now).is_some_and(|(sid, _)| sid == id)
+            && (!force || entry.refresh_at.is_some_and(|r| r > now));
+        if !usable {
+            return None;
+        }
+        self.cache.adopt(entry).filter(|(held, _)| held == id)
     }
 
     async fn current_id(&self, domain: &DnsName) -> Result<PolicyId, NoPolicyReason> {
