@@ -484,6 +484,25 @@ pub fn read_estimate(
     })
 }
 
+/// The machine and its load, for the line every bench prints under its
+/// table: CPU model, cores, and the load averages now.
+pub fn machine_line() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown CPU", str::trim)
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "machine: {model}, {cores} cores; load average {}",
+        load.join(" ")
+    )
+}
+
 /// Whether this process is a real criterion measurement run (`cargo bench`),
 /// not `cargo test --benches` or `--list`, in which criterion runs each
 /// benchmark once or not at all and writes no estimates.
