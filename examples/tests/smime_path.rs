@@ -12,11 +12,11 @@ mod gateway_common;
 mod outbound_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::SystemTime;
 
 use common::{IO_TIMEOUT, TestServer};
-use gateway_common::{Issued, Spec, TestCa};
+use gateway_common::{Issued, Spec, TestCa, openssl_cms as openssl};
 use mailtls_examples::{Config, MailListener};
 use mailtls_smime::gateway::{Binding, FileStorage, HarvestMode, KeyStore, PartnerStore};
 
@@ -133,22 +133,6 @@ password = "mallory"
         });
     })
     .await
-}
-
-/// Runs `openssl cms ARGS` in `dir`; returns stdout, panics with stderr.
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .arg("cms")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command is installed");
-    assert!(
-        out.status.success(),
-        "openssl cms {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// The lines of a message, without line ends (for the SMTP client).
