@@ -71,11 +71,6 @@ async fn accept_from(
     // The S/MIME gateway: the local copies decrypted (for the recipients
     // whose key is held), verified and marked, the remote copy signed
     // and/or encrypted (or the message refused).
-    let original = if origin == Origin::Smtp {
-        Some(body.clone())
-    } else {
-        None
-    };
     let prepared = crate::smime_path::prepare(shared, &envelope, body, origin).await?;
     let mut ids = Vec::new();
     // One spool file per copy: recipients whose key decrypted the message
@@ -117,8 +112,8 @@ async fn accept_from(
             ids.push(id);
         }
     }
-    if let (Some(bounced), Some(original)) = (prepared.bounced, original) {
-        bounce(shared, &envelope, &original, &ids.join(","), bounced).await;
+    if let Some(bounced) = prepared.bounced {
+        bounce(shared, &envelope, &ids.join(","), bounced).await;
     }
     Ok(ids.join(","))
 }
@@ -130,7 +125,6 @@ async fn accept_from(
 async fn bounce(
     shared: &Shared,
     envelope: &Envelope,
-    original: &[u8],
     ids: &str,
     bounced: crate::smime_path::Bounced,
 ) {
@@ -146,7 +140,8 @@ async fn bounce(
         smtp_reply: None,
         reason: format!("not sent: {}", bounced.reason),
     };
-    let original = crate::requiretls_mark::remove_marker(original);
+    // The spool's REQUIRETLS marker is ours, not the sender's.
+    let original = crate::requiretls_mark::remove_marker(&bounced.original);
     let queue_id = if ids.is_empty() { "none" } else { ids };
     let report = DsnReport {
         reporting_mta: shared.config.server.hostname.as_str(),
@@ -169,6 +164,11 @@ async fn bounce(
             return;
         }
     };
+    // RFC 8689 §5: the report on a REQUIRETLS message is REQUIRETLS too.
+    let message = crate::requiretls_mark::mark(
+        &message,
+        crate::requiretls_mark::is_marked(&bounced.original),
+    );
     let to = std::slice::from_ref(&envelope.mail_from);
     match Box::pin(submit_internal(shared, "", to, message)).await {
         Ok(id) => {

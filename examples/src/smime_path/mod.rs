@@ -172,6 +172,8 @@ pub(crate) struct Bounced {
     pub status: String,
     /// Why, for the sender.
     pub reason: String,
+    /// The message as the client sent it, to return in the DSN.
+    pub original: Vec<u8>,
 }
 
 /// Who wrote a message: the outgoing S/MIME rules apply to mail from SMTP
@@ -419,6 +421,7 @@ impl SmimePath {
                                     rcpt_to: spelled(&r.recipients),
                                     status: r.status.to_string(),
                                     reason: r.reason,
+                                    original: body.to_vec(),
                                 });
                             }
                             // A recipient the gateway cannot name (no
