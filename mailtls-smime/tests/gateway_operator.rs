@@ -9,6 +9,7 @@ mod gateway_common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 use std::time::SystemTime;
 
 use gateway_common::{Issued, Spec, TestCa, openssl_cms as openssl};
@@ -524,4 +525,84 @@ async fn partner_store_administration_persists_and_resolves_fingerprint_prefixes
         .collect();
     assert_eq!(fps, [erin_fp.to_string()]);
     assert_eq!(reopened.pending().count(), 0);
+}
+
+/// The real signed messages of `../shared/smime-samples` (Thunderbird,
+/// Outlook, NSS): each one the gateway receives gets a mark (signed,
+/// signature invalid, or failed when the engine cannot read it), never
+/// none, and none that OpenSSL refuses to verify is marked signed.
+#[tokio::test]
+async fn real_signed_messages_never_pass_unmarked() {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/smime-samples");
+    let mut anchors = Vec::new();
+    let mut messages = Vec::new();
+    for folder in ["hmailserver-thunderbird-outlook", "nss-comm-central"] {
+        let dir = samples.join(folder);
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e} (the shared S/MIME samples)", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".crt") || name == "TestCA.pem" {
+                anchors.extend(Certificate::from_pem(&std::fs::read(&path).unwrap()).unwrap());
+            }
+            // Signed only: what is encrypted needs the recipients' keys.
+            let signed = name.contains("sig") || name.contains("signed");
+            let encrypted = name.contains("env") || name.contains("encrypted");
+            if name.ends_with(".eml") && signed && !encrypted {
+                messages.push(path);
+            }
+        }
+    }
+    assert!(messages.len() >= 6, "{messages:?}");
+    let mut w = world(OutgoingRules::default()).await;
+    w.gateway.trust_anchors = anchors;
+    // One file for OpenSSL, which takes only the last -CAfile given.
+    let cas = w.files.path().join("sample-cas.pem");
+    let mut pem = std::fs::read(samples.join("nss-comm-central/TestCA.pem")).unwrap();
+    pem.extend(
+        std::fs::read(samples.join("hmailserver-thunderbird-outlook/ca_smime.crt")).unwrap(),
+    );
+    std::fs::write(&cas, pem).unwrap();
+    let marks = [
+        "[signed]",
+        "[signature invalid]",
+        "[S/MIME failed]",
+        "[signed by",
+    ];
+    let mut verdicts = Vec::new();
+    for path in &messages {
+        let bytes = std::fs::read(path).unwrap();
+        let env = Envelope {
+            sender: None,
+            recipients: vec![addr("postmaster@corp.example")],
+        };
+        let out = w
+            .gateway
+            .process_incoming(&bytes, &env, SystemTime::now())
+            .unwrap();
+        let subject = subject(&out.message);
+        let openssl_ok = Command::new("openssl")
+            .args(["cms", "-verify", "-out", "/dev/null", "-in"])
+            .arg(path)
+            .arg("-CAfile")
+            .arg(&cas)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        verdicts.push(format!(
+            "{}: {subject:?} (openssl verifies: {openssl_ok})",
+            path.display()
+        ));
+        assert!(
+            marks.iter().any(|m| subject.starts_with(m)),
+            "{}: unmarked: {subject:?}",
+            path.display()
+        );
+        if !openssl_ok {
+            assert!(!subject.starts_with("[signed]"), "{}", verdicts.join("\n"));
+        }
+    }
+    println!("{}", verdicts.join("\n"));
 }
