@@ -185,11 +185,18 @@ fn queue_bodies(ts: &TestServer) -> Vec<PathBuf> {
 /// A message from alice@partner.example to bob@example.test, signed by
 /// OpenSSL with Alice's key (multipart/signed).
 fn alice_signs(dir: &Path, subject: &str, text: &str) -> Vec<u8> {
+    signs(dir, "alice", "alice@partner.example", subject, text)
+}
+
+/// A message from `from` to bob@example.test, signed by OpenSSL with the
+/// key of `who` (`who.pem` / `who.key` in `dir`).
+fn signs(dir: &Path, who: &str, from: &str, subject: &str, text: &str) -> Vec<u8> {
     std::fs::write(
         dir.join("content.eml"),
         format!("Content-Type: text/plain\r\n\r\n{text}\r\n"),
     )
     .unwrap();
+    let (cert, key) = (format!("{who}.pem"), format!("{who}.key"));
     openssl(
         dir,
         &[
@@ -197,11 +204,11 @@ fn alice_signs(dir: &Path, subject: &str, text: &str) -> Vec<u8> {
             "-in",
             "content.eml",
             "-signer",
-            "alice.pem",
+            &cert,
             "-inkey",
-            "alice.key",
+            &key,
             "-from",
-            "alice@partner.example",
+            from,
             "-to",
             "bob@example.test",
             "-subject",
@@ -1043,6 +1050,22 @@ async fn smime_cli(data_dir: &Path, args: &[&str]) -> (bool, String) {
     .await
 }
 
+/// Sends the signed message `signed` to bob@example.test and returns the
+/// fingerprint `smime approvals list` shows for `signer`, the only
+/// certificate waiting.
+async fn pending_after(ts: &TestServer, signed: &[u8], signer: &str) -> String {
+    let body = lines(signed);
+    let body: Vec<&str> = body.iter().map(String::as_str).collect();
+    common::send_mail(ts, "bob@example.test", &body).await;
+    let (ok, out) = smime_cli(ts.data_dir(), &["approvals", "list"]).await;
+    assert!(ok && out.contains("awaiting approval: 1"), "{out}");
+    out.lines()
+        .find(|l| l.contains(signer))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{signer} is not waiting: {out}"))
+        .to_owned()
+}
+
 /// Whether the last queued copy for `rcpt` is encrypted.
 fn last_copy_encrypted(ts: &TestServer, rcpt: &str) -> bool {
     let copies = queued_copies(ts);
@@ -1115,16 +1138,7 @@ async fn partners_and_approvals_are_administered_on_the_running_server() {
 
     // Alice signs with OpenSSL; her certificate waits for approval.
     let signed = alice_signs(files.path(), "hello", "Hello Bob.");
-    let body = lines(&signed);
-    let body: Vec<&str> = body.iter().map(String::as_str).collect();
-    common::send_mail(&ts, "bob@example.test", &body).await;
-    let (ok, out) = smime_cli(&data, &["approvals", "list"]).await;
-    assert!(ok && out.contains("awaiting approval: 1"), "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.contains("alice@partner.example"))
-        .unwrap_or_else(|| panic!("{out}"));
-    let alice_fp = line.split_whitespace().next().unwrap().to_owned();
+    let alice_fp = pending_after(&ts, &signed, "alice@partner.example").await;
     let reply = b"From: sender@example.test\r\nTo: alice@partner.example\r\n\
         Subject: Re: hello\r\n\r\nHello Alice.\r\n";
     let (ok, t) = swaks(&ts, "sender@example.test", "alice@partner.example", reply).await;
@@ -1137,6 +1151,16 @@ async fn partners_and_approvals_are_administered_on_the_running_server() {
     assert!(last_copy_encrypted(&ts, "alice@partner.example"));
     let (ok, out) = smime_cli(&data, &["approvals", "list"]).await;
     assert!(ok && out.contains("awaiting approval: 0"), "{out}");
+
+    // Dave's signature waits too; rejecting drops it, and he is not used.
+    let signed = signs(files.path(), "dave", "dave@example.test", "hi", "Hi Bob.");
+    let dave_fp = pending_after(&ts, &signed, "dave@example.test").await;
+    let (ok, out) = smime_cli(&data, &["approvals", "reject", &dave_fp]).await;
+    assert!(ok && out.contains("rejected"), "{out}");
+    let (ok, out) = smime_cli(&data, &["approvals", "list"]).await;
+    assert!(ok && out.contains("awaiting approval: 0"), "{out}");
+    let (ok, out) = smime_cli(&data, &["partners", "list"]).await;
+    assert!(ok && !out.contains(&dave_fp), "{out}");
     // The approved certificate is on disk for the next start.
     let status = mailtls_examples::smime_path::list(ts.server.config()).unwrap();
     assert!(status.partners.iter().any(|p| p.fingerprint == alice_fp));
