@@ -352,3 +352,68 @@ async fn serve(smime: Arc<SmimePath>, stream: tokio::net::UnixStream) {
     let _ = write.write_all(&bytes).await;
     let _ = write.shutdown().await;
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn gateway(data_dir: &Path) -> Arc<SmimePath> {
+        let mut section = Config::embedded().unwrap().smime;
+        section.enabled = true;
+        Arc::new(SmimePath::open(&section, data_dir, Vec::new()).unwrap())
+    }
+
+    /// Sends `line` on the socket and reads the reply line.
+    async fn exchange(socket: &Path, line: &[u8]) -> AdminReply {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+        stream.write_all(line).await.unwrap();
+        let mut reply = String::new();
+        tokio::io::BufReader::new(stream)
+            .read_line(&mut reply)
+            .await
+            .unwrap();
+        serde_json::from_str(&reply).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_server_per_directory_and_bad_requests_get_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let first = gateway(dir.path());
+        let task = spawn(Arc::clone(&first), stop.subscribe()).unwrap();
+        let socket = first.dir().join(SOCKET_NAME);
+        // A second server on the same gateway directory is refused the
+        // socket while the first answers on it.
+        let second = spawn(gateway(dir.path()), stop.subscribe()).unwrap_err();
+        assert!(second.to_string().contains("another server"), "{second}");
+
+        let reply = exchange(&socket, b"{\"action\":\"partners-explode\"}\n").await;
+        assert!(
+            !reply.ok && reply.text.contains("not an admin request"),
+            "{reply:?}"
+        );
+        let reply = exchange(
+            &socket,
+            b"{\"action\":\"partners-disable\",\"fingerprint\":\"zz\"}\n",
+        )
+        .await;
+        assert!(!reply.ok && reply.text.contains("\"zz\""), "{reply:?}");
+        let reply = exchange(&socket, b"{\"action\":\"partners-list\"}\n").await;
+        assert!(
+            reply.ok && reply.text.contains("partner certificates: 0"),
+            "{reply:?}"
+        );
+
+        // Stopping removes the socket; a later server binds again.
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert!(!socket.exists());
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let again = spawn(gateway(dir.path()), stop.subscribe()).unwrap();
+        stop.send(true).unwrap();
+        again.await.unwrap();
+    }
+}
