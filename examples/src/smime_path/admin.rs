@@ -19,10 +19,14 @@
 //! [`mailtls_smime::gateway::PartnerStore`] calls: `upload`, `list`,
 //! `disable`, `enable`, `delete`, `pending`, `approve`, `reject`.
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+#[cfg(unix)]
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+#[cfg(unix)]
+use std::time::Duration;
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use mailtls_core::DnsName;
@@ -37,9 +41,11 @@ pub const SOCKET_NAME: &str = "admin.sock";
 
 /// The longest request line the server reads (a certificate upload with a
 /// chain fits many times over).
+#[cfg(unix)]
 const MAX_REQUEST: u64 = 1024 * 1024;
 
 /// How long one connection may take to send its request.
+#[cfg(unix)]
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One administrative action, as sent over the socket.
@@ -211,7 +217,9 @@ pub fn socket_path(config: &Config) -> PathBuf {
 
 /// Runs `request` against the gateway of `config`: through the running
 /// server's socket when one answers, else on the store in the gateway
-/// directory. Returns the text to show. Blocking.
+/// directory. Returns the text to show. Blocking. Without Unix sockets
+/// (not on Unix) only the files are changed, so a running server sees the
+/// change at its next reload.
 pub fn run(config: &Config, request: &AdminRequest) -> Result<String, SmimePathError> {
     #[cfg(unix)]
     {
