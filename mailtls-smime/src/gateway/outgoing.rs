@@ -58,8 +58,9 @@ pub struct OutgoingMessage {
 pub enum EncryptionPolicy {
     /// Never encrypt mail that includes this domain's recipients.
     Never,
-    /// Encrypt when every recipient has a usable certificate, else send in
-    /// clear.
+    /// Encrypt when the recipient has a usable certificate, else send in
+    /// clear (under [`EncryptionScope::AllOrNothing`]: when every recipient
+    /// has one).
     #[default]
     WhenPossible,
     /// Encrypt; when that is impossible, refuse with a transient 4.7.5 so the
@@ -423,7 +424,10 @@ impl OutgoingRules {
     }
 
     /// Decides what to do with `message` at `now`, with the partner
-    /// certificates in `partners` and the gateway's own keys in `keys`.
+    /// certificates in `partners` and the gateway's own keys in `keys`:
+    /// one plan for every recipient, so encryption is all or nothing
+    /// whatever [`OutgoingRules::scope`] says. For a copy per group of
+    /// recipients use [`OutgoingRules::decide_per_recipient`].
     pub fn decide(
         &self,
         message: &OutgoingMessage,

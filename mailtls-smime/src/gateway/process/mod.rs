@@ -189,6 +189,9 @@ impl Gateway {
     /// Processes a message leaving through the gateway: the Subject marks
     /// and status headers of a quoted reply are removed, then the message is
     /// signed and/or encrypted as [`OutgoingRules::decide`] says, or refused.
+    /// One copy for every recipient, so encryption is all or nothing; with
+    /// [`Gateway::process_outgoing_split`] recipients with a certificate
+    /// get an encrypted copy even when others have none.
     ///
     /// When the rules pick two keys (sender's and domain key for mixed
     /// recipients), both sign: the SignedData carries one SignerInfo per
