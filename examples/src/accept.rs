@@ -72,16 +72,6 @@ async fn accept_from(
     // whose key is held), verified and marked, the remote copy signed
     // and/or encrypted (or the message refused).
     let prepared = crate::smime_path::prepare(shared, &envelope, body, origin).await?;
-    let remote: Vec<String> = if shared.outbound.is_enabled() {
-        envelope
-            .rcpt_to
-            .iter()
-            .filter(|r| !is_local(r, &shared.local_domains))
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
     let mut ids = Vec::new();
     // One spool file per copy: recipients whose key decrypted the message
     // get the plaintext, the others the message as it came.
@@ -101,16 +91,91 @@ async fn accept_from(
             .map_err(|e| AcceptError::Task(e.to_string()))??;
         ids.push(id);
     }
-    if !remote.is_empty() {
-        let mut queued = received_header(shared, &envelope).into_bytes();
-        queued.extend_from_slice(&prepared.for_remote);
-        let id = shared
-            .outbound
-            .enqueue(&envelope.mail_from, &remote, queued)
-            .await?;
-        ids.push(id);
+    // One queue entry per remote copy: with encryption decided per
+    // recipient, those with a certificate get the encrypted copy.
+    if shared.outbound.is_enabled() {
+        for copy in prepared.for_remote {
+            let remote: Vec<String> = copy
+                .rcpt_to
+                .into_iter()
+                .filter(|r| !is_local(r, &shared.local_domains))
+                .collect();
+            if remote.is_empty() {
+                continue;
+            }
+            let mut queued = received_header(shared, &envelope).into_bytes();
+            queued.extend_from_slice(&copy.message);
+            let id = shared
+                .outbound
+                .enqueue(&envelope.mail_from, &remote, queued)
+                .await?;
+            ids.push(id);
+        }
+    }
+    if let Some(bounced) = prepared.bounced {
+        bounce(shared, &envelope, &ids.join(","), bounced).await;
     }
     Ok(ids.join(","))
+}
+
+/// Tells the sender, in a DSN, which recipients the S/MIME gateway did not
+/// send to (no certificate, and a policy that forbids mail in clear to
+/// them). The message was accepted for the others, so a failure to queue
+/// the DSN is logged, not returned.
+async fn bounce(
+    shared: &Shared,
+    envelope: &Envelope,
+    ids: &str,
+    bounced: crate::smime_path::Bounced,
+) {
+    use crate::outbound::dsn::{self, DsnAction, DsnReport};
+    // RFC 3461 §6.2 / RFC 5321 §4.5.5: nothing goes back to a null sender.
+    if envelope.mail_from.is_empty() {
+        tracing::info!(recipients = ?bounced.rcpt_to, "S/MIME bounce for a null sender dropped");
+        return;
+    }
+    let failure = crate::outbound::queue::Failure {
+        status: bounced.status.clone(),
+        remote_mta: None,
+        smtp_reply: None,
+        reason: format!("not sent: {}", bounced.reason),
+    };
+    // The spool's REQUIRETLS marker is ours, not the sender's.
+    let original = crate::requiretls_mark::remove_marker(&bounced.original);
+    let queue_id = if ids.is_empty() { "none" } else { ids };
+    let report = DsnReport {
+        reporting_mta: shared.config.server.hostname.as_str(),
+        queue_id,
+        arrival: crate::outbound::queue::unix_now(),
+        sender: &envelope.mail_from,
+        action: DsnAction::Failed,
+        recipients: bounced
+            .rcpt_to
+            .iter()
+            .map(|r| (r.as_str(), &failure))
+            .collect(),
+        original: &original,
+        return_limit: shared.outbound.config().dsn_return_limit,
+    };
+    let message = match dsn::build(&report) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the S/MIME bounce");
+            return;
+        }
+    };
+    // RFC 8689 §5: the report on a REQUIRETLS message is REQUIRETLS too.
+    let message = crate::requiretls_mark::mark(
+        &message,
+        crate::requiretls_mark::is_marked(&bounced.original),
+    );
+    let to = std::slice::from_ref(&envelope.mail_from);
+    match Box::pin(submit_internal(shared, "", to, message)).await {
+        Ok(id) => {
+            tracing::info!(dsn_id = %id, to = %envelope.mail_from, recipients = ?bounced.rcpt_to, "S/MIME bounce sent");
+        }
+        Err(e) => tracing::error!(error = %e, "cannot queue the S/MIME bounce"),
+    }
 }
 
 /// Queues or spools mail the server itself wrote (`mail_from` empty for a

@@ -500,6 +500,18 @@ impl Server {
         if let Some(worker) = crate::outbound::start_worker(&shared, shutdown.subscribe()) {
             tasks.push(worker);
         }
+        // `mailtls-server smime partners|approvals` on the running gateway.
+        // Without it the gateway still works; only live administration
+        // is missing, so a failure is logged, not fatal.
+        #[cfg(unix)]
+        if let Some(s) = &shared.smime {
+            match crate::smime_path::admin::spawn(Arc::clone(s), shutdown.subscribe()) {
+                Ok(task) => tasks.push(task),
+                Err(e) => {
+                    tracing::error!(error = %e, "no S/MIME admin socket: `mailtls-server smime partners|approvals` cannot reach this server")
+                }
+            }
+        }
         // After the listeners: validation requests may come at once.
         if let Some(a) = &shared.acme {
             tasks.push(a.spawn(&shared, shutdown.subscribe()));

@@ -12,11 +12,11 @@ mod gateway_common;
 mod outbound_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::SystemTime;
 
 use common::{IO_TIMEOUT, TestServer};
-use gateway_common::{Issued, Spec, TestCa};
+use gateway_common::{Issued, Spec, TestCa, openssl_cms as openssl};
 use mailtls_examples::{Config, MailListener};
 use mailtls_smime::gateway::{Binding, FileStorage, HarvestMode, KeyStore, PartnerStore};
 
@@ -135,22 +135,6 @@ password = "mallory"
     .await
 }
 
-/// Runs `openssl cms ARGS` in `dir`; returns stdout, panics with stderr.
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .arg("cms")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command is installed");
-    assert!(
-        out.status.success(),
-        "openssl cms {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// The lines of a message, without line ends (for the SMTP client).
 fn lines(message: &[u8]) -> Vec<String> {
     String::from_utf8(message.to_vec())
@@ -198,6 +182,65 @@ fn queue_bodies(ts: &TestServer) -> Vec<PathBuf> {
     out
 }
 
+/// A message from alice@partner.example to bob@example.test, signed by
+/// OpenSSL with Alice's key (multipart/signed).
+fn alice_signs(dir: &Path, subject: &str, text: &str) -> Vec<u8> {
+    signs(dir, "alice", "alice@partner.example", subject, text)
+}
+
+/// A message from `from` to bob@example.test, signed by OpenSSL with the
+/// key of `who` (`who.pem` / `who.key` in `dir`).
+fn signs(dir: &Path, who: &str, from: &str, subject: &str, text: &str) -> Vec<u8> {
+    std::fs::write(
+        dir.join("content.eml"),
+        format!("Content-Type: text/plain\r\n\r\n{text}\r\n"),
+    )
+    .unwrap();
+    let (cert, key) = (format!("{who}.pem"), format!("{who}.key"));
+    openssl(
+        dir,
+        &[
+            "-sign",
+            "-in",
+            "content.eml",
+            "-signer",
+            &cert,
+            "-inkey",
+            &key,
+            "-from",
+            from,
+            "-to",
+            "bob@example.test",
+            "-subject",
+            subject,
+        ],
+    )
+}
+
+/// Decrypts `message` with Carol's key and verifies the signature inside
+/// against the test CA, both with OpenSSL; returns the content.
+fn carol_opens(dir: &Path, message: &[u8]) -> String {
+    std::fs::write(dir.join("for-carol.eml"), message).unwrap();
+    let inner = openssl(
+        dir,
+        &[
+            "-decrypt",
+            "-in",
+            "for-carol.eml",
+            "-recip",
+            "carol.pem",
+            "-inkey",
+            "carol.key",
+        ],
+    );
+    std::fs::write(dir.join("carol-inner.eml"), &inner).unwrap();
+    let content = openssl(
+        dir,
+        &["-verify", "-in", "carol-inner.eml", "-CAfile", "ca.pem"],
+    );
+    String::from_utf8(content).unwrap()
+}
+
 /// Sends `message` with `swaks` on the submission port: STARTTLS, AUTH
 /// PLAIN as test/test. Returns swaks' exit success and its transcript.
 async fn swaks(ts: &TestServer, from: &str, to: &str, message: &[u8]) -> (bool, String) {
@@ -216,7 +259,8 @@ async fn swaks_as(
     let file = dir.path().join("message.eml");
     std::fs::write(&file, message).unwrap();
     let addr = ts.addr(MailListener::Submission);
-    let child = tokio::process::Command::new("swaks")
+    let mut swaks = tokio::process::Command::new("swaks");
+    swaks
         .args(["--server", &addr.ip().to_string()])
         .args(["--port", &addr.port().to_string()])
         .args(["--ehlo", "client.example.test", "--tls"])
@@ -230,17 +274,18 @@ async fn swaks_as(
         ])
         .args(["--from", from, "--to", to])
         .arg("--data")
-        .arg(format!("@{}", file.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("swaks is installed");
-    let out = tokio::time::timeout(IO_TIMEOUT, child.wait_with_output())
+        .arg(format!("@{}", file.display()));
+    run(&mut swaks).await
+}
+
+/// Runs a command to its end (within [`IO_TIMEOUT`]); returns its success
+/// and stdout + stderr.
+async fn run(command: &mut tokio::process::Command) -> (bool, String) {
+    let out = command.stdin(Stdio::null()).kill_on_drop(true).output();
+    let out = tokio::time::timeout(IO_TIMEOUT, out)
         .await
-        .expect("swaks timed out")
-        .unwrap();
+        .expect("the command timed out")
+        .expect("the command is installed");
     (
         out.status.success(),
         format!(
@@ -260,28 +305,10 @@ async fn openssl_signed_and_encrypted_mail_is_decrypted_verified_marked_and_harv
 
     // Alice signs with OpenSSL, then encrypts to Bob's certificate; the
     // outer header carries a forged status header.
-    std::fs::write(
-        files.path().join("content.eml"),
-        "Content-Type: text/plain\r\n\r\nThe quarterly numbers are attached.\r\n",
-    )
-    .unwrap();
-    let signed = openssl(
+    let signed = alice_signs(
         files.path(),
-        &[
-            "-sign",
-            "-in",
-            "content.eml",
-            "-signer",
-            "alice.pem",
-            "-inkey",
-            "alice.key",
-            "-from",
-            "alice@partner.example",
-            "-to",
-            "bob@example.test",
-            "-subject",
-            "quarterly numbers",
-        ],
+        "quarterly numbers",
+        "The quarterly numbers are attached.",
     );
     std::fs::write(files.path().join("signed.eml"), &signed).unwrap();
     let encrypted = openssl(
@@ -539,25 +566,8 @@ async fn a_trusted_relay_relays_without_login_and_gets_its_senders_signed() {
     assert_eq!(code, 250, "{text}");
     let queued = queue_bodies(&ts);
     assert_eq!(queued.len(), 1);
-    std::fs::copy(&queued[0], files.path().join("queued.eml")).unwrap();
-    let inner = openssl(
-        files.path(),
-        &[
-            "-decrypt",
-            "-in",
-            "queued.eml",
-            "-recip",
-            "carol.pem",
-            "-inkey",
-            "carol.key",
-        ],
-    );
-    std::fs::write(files.path().join("inner.eml"), &inner).unwrap();
-    let content = openssl(
-        files.path(),
-        &["-verify", "-in", "inner.eml", "-CAfile", "ca.pem"],
-    );
-    assert!(String::from_utf8_lossy(&content).contains("Relayed and signed."));
+    let queued_bytes = std::fs::read(&queued[0]).unwrap();
+    assert!(carol_opens(files.path(), &queued_bytes).contains("Relayed and signed."));
 
     // A sender outside the relay's allowance is relayed (encrypted, since
     // Carol has a certificate) but not signed.
@@ -876,4 +886,321 @@ async fn a_reload_applies_smime_rules_and_rereads_the_partner_store() {
     let (ok, transcript) = swaks(&ts, "sender@example.test", "erin@nocert.example", message).await;
     assert!(ok, "{transcript}");
     assert_eq!(queue_bodies(&ts).len(), 2);
+}
+
+/// The queued copies: each one's recipients (from its state file) and its
+/// text, in queue order.
+fn queued_copies(ts: &TestServer) -> Vec<(Vec<String>, String)> {
+    queue_bodies(ts)
+        .iter()
+        .map(|body| {
+            let state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(body.with_extension("json")).unwrap())
+                    .unwrap();
+            let rcpts = state["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["address"].as_str().unwrap().to_owned())
+                .collect();
+            (
+                rcpts,
+                String::from_utf8(std::fs::read(body).unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Submits `message` with swaks (AUTH as test) to several recipients.
+async fn swaks_to_many(ts: &TestServer, to: &[&str], message: &[u8]) -> (bool, String) {
+    swaks(ts, "sender@example.test", &to.join(","), message).await
+}
+
+/// Submits the agenda to Carol (who has a certificate) and x (who has
+/// none) in one transaction; returns the queued copies.
+async fn agenda_to_carol_and_x(ts: &TestServer) -> Vec<(Vec<String>, String)> {
+    let message = b"From: sender@example.test\r\nTo: carol@remote.example, x@nocert.example\r\n\
+        Subject: agenda\r\n\r\nThe agenda for Monday.\r\n";
+    let (ok, transcript) =
+        swaks_to_many(ts, &["carol@remote.example", "x@nocert.example"], message).await;
+    assert!(ok, "{transcript}");
+    queued_copies(ts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_with_a_certificate_get_an_encrypted_copy_the_others_a_signed_one() {
+    let world = World::new();
+    let files = common::private_tempdir();
+    world.write_files(files.path());
+    let ts = start(&world, "").await;
+    let copies = agenda_to_carol_and_x(&ts).await;
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    let carol = copies
+        .iter()
+        .find(|(r, _)| r == &["carol@remote.example"])
+        .expect("a copy for Carol alone");
+    let x = copies
+        .iter()
+        .find(|(r, _)| r == &["x@nocert.example"])
+        .expect("a copy for x alone");
+    // Carol's copy: encrypted, her key opens it, the sender's signature
+    // inside verifies.
+    assert!(!carol.1.contains("The agenda"), "{}", carol.1);
+    assert!(carol_opens(files.path(), carol.1.as_bytes()).contains("The agenda for Monday."));
+    // x's copy: signed only, readable, and the signature verifies.
+    assert!(x.1.contains("multipart/signed"), "{}", x.1);
+    assert!(x.1.contains("The agenda for Monday."), "{}", x.1);
+    std::fs::write(files.path().join("x-copy.eml"), &x.1).unwrap();
+    openssl(
+        files.path(),
+        &["-verify", "-in", "x-copy.eml", "-CAfile", "ca.pem"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_or_nothing_sends_one_copy_in_clear() {
+    let world = World::new();
+    let ts = start(&world, "encryption_scope = \"all-or-nothing\"\n").await;
+    let copies = agenda_to_carol_and_x(&ts).await;
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].0, ["carol@remote.example", "x@nocert.example"]);
+    assert!(copies[0].1.contains("The agenda for Monday."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bounce_policy_sends_a_dsn_for_recipients_without_a_certificate() {
+    let world = World::new();
+    let ts = start(
+        &world,
+        "[smime.policies]\n\"nocert.example\" = \"bounce\"\n",
+    )
+    .await;
+    let message = b"From: sender@example.test\r\nTo: carol@remote.example, x@nocert.example\r\n\
+        Message-ID: <bounce-x@example.test>\r\nSubject: offer\r\n\r\nOur offer.\r\n";
+    let (ok, transcript) =
+        swaks_to_many(&ts, &["carol@remote.example", "x@nocert.example"], message).await;
+    assert!(ok, "accepted for Carol: {transcript}");
+    let copies = queued_copies(&ts);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert_eq!(copies[0].0, ["carol@remote.example"]);
+    assert!(!copies[0].1.contains("Our offer."), "{}", copies[0].1);
+    // The sender is local: the DSN lands in the spool.
+    let dsn = only_spooled(&ts);
+    assert!(dsn.contains("multipart/report"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; x@nocert.example"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.7.5"), "{dsn}");
+    assert!(dsn.contains("no usable certificate"), "{dsn}");
+    assert!(!dsn.contains("carol@remote.example>:"), "{dsn}");
+    assert!(dsn.contains("<bounce-x@example.test>"), "{dsn}");
+
+    // Only x: refused at once, nothing queued, no DSN of ours.
+    let (ok, transcript) = swaks_to_many(&ts, &["x@nocert.example"], message).await;
+    assert!(!ok && transcript.contains("554 5.7.5"), "{transcript}");
+    assert_eq!(queued_copies(&ts).len(), 1);
+    assert_eq!(ts.spool_files().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smime_that_cannot_be_read_is_delivered_marked_as_failed() {
+    let world = World::new();
+    let files = common::private_tempdir();
+    world.write_files(files.path());
+    let ts = start(&world, "").await;
+    let signed = alice_signs(files.path(), "lunch", "See you at noon.");
+    // The signature's base64 is replaced by bytes that are no CMS, and a
+    // status header is forged.
+    let signed = String::from_utf8(signed).unwrap();
+    let marker = "filename=\"smime.p7s\"";
+    let at = signed.find(marker).unwrap();
+    let body_start = at + signed[at..].find("\n\n").unwrap() + 2;
+    let body_end = body_start + signed[body_start..].find("\n------").unwrap();
+    let broken = format!(
+        "X-Mailtls-Failed: no\n{}AAAAAAAAAAAAAAAA{}",
+        &signed[..body_start],
+        &signed[body_end..]
+    );
+    let body = lines(broken.as_bytes());
+    let body: Vec<&str> = body.iter().map(String::as_str).collect();
+    common::send_mail(&ts, "bob@example.test", &body).await;
+    let spooled = only_spooled(&ts);
+    let headers = header_block(&spooled);
+    assert_eq!(subject(&spooled), "[S/MIME failed] lunch");
+    assert_eq!(headers.matches("X-Mailtls-Failed:").count(), 1, "{headers}");
+    assert!(
+        headers.contains("X-Mailtls-Failed: unreadable; reason="),
+        "{headers}"
+    );
+    assert!(!headers.contains("X-Mailtls-Signed"), "{headers}");
+    assert!(spooled.contains("See you at noon."), "{spooled}");
+}
+
+/// Runs `mailtls-server --data-dir DIR smime ARGS`; returns success and
+/// stdout + stderr.
+async fn smime_cli(data_dir: &Path, args: &[&str]) -> (bool, String) {
+    run(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mailtls-server"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("smime")
+            .args(args),
+    )
+    .await
+}
+
+/// Sends the signed message `signed` to bob@example.test and returns the
+/// fingerprint `smime approvals list` shows for `signer`, the only
+/// certificate waiting.
+async fn pending_after(ts: &TestServer, signed: &[u8], signer: &str) -> String {
+    let body = lines(signed);
+    let body: Vec<&str> = body.iter().map(String::as_str).collect();
+    common::send_mail(ts, "bob@example.test", &body).await;
+    let (ok, out) = smime_cli(ts.data_dir(), &["approvals", "list"]).await;
+    assert!(ok && out.contains("awaiting approval: 1"), "{out}");
+    out.lines()
+        .find(|l| l.contains(signer))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{signer} is not waiting: {out}"))
+        .to_owned()
+}
+
+/// Whether the last queued copy for `rcpt` is encrypted.
+fn last_copy_encrypted(ts: &TestServer, rcpt: &str) -> bool {
+    let copies = queued_copies(ts);
+    let (_, text) = copies
+        .iter()
+        .rev()
+        .find(|(r, _)| r.iter().any(|a| a == rcpt))
+        .unwrap_or_else(|| panic!("no copy for {rcpt}: {copies:?}"));
+    text.contains("application/pkcs7-mime")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_and_approvals_are_administered_on_the_running_server() {
+    let world = World::new();
+    let files = common::private_tempdir();
+    world.write_files(files.path());
+    let ts = start(&world, "approval_queue = true\n").await;
+    let data = ts.data_dir().to_owned();
+    let erin = world.ca.issue(&Spec::rsa(&["erin@nocert.example"]));
+    std::fs::write(files.path().join("erin.pem"), &erin.pem).unwrap();
+    let message = b"From: sender@example.test\r\nTo: erin@nocert.example\r\n\
+        Subject: plans\r\n\r\nThe plans.\r\n";
+
+    // Upload: the next message to Erin is encrypted, without a reload.
+    let (ok, out) = smime_cli(
+        &data,
+        &[
+            "partners",
+            "add",
+            files.path().join("erin.pem").to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let fp = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert_eq!(fp.len(), 64, "{out}");
+    let (ok, t) = swaks(&ts, "sender@example.test", "erin@nocert.example", message).await;
+    assert!(ok, "{t}");
+    assert!(last_copy_encrypted(&ts, "erin@nocert.example"));
+
+    // Disable by a fingerprint prefix: the next one is not encrypted.
+    let (ok, out) = smime_cli(&data, &["partners", "disable", &fp[..12]]).await;
+    assert!(ok && out.contains(&fp), "{out}");
+    let (ok, out) = smime_cli(&data, &["partners", "list"]).await;
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.contains(&fp)).expect("listed");
+    assert!(
+        line.contains("disabled") && line.contains("uploaded"),
+        "{line}"
+    );
+    let (ok, t) = swaks(&ts, "sender@example.test", "erin@nocert.example", message).await;
+    assert!(ok, "{t}");
+    assert!(!last_copy_encrypted(&ts, "erin@nocert.example"));
+    let (ok, out) = smime_cli(&data, &["partners", "enable", &fp]).await;
+    assert!(ok, "{out}");
+    let (ok, t) = swaks(&ts, "sender@example.test", "erin@nocert.example", message).await;
+    assert!(ok, "{t}");
+    assert!(last_copy_encrypted(&ts, "erin@nocert.example"));
+    let (ok, out) = smime_cli(&data, &["partners", "delete", &fp]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = smime_cli(&data, &["partners", "list"]).await;
+    assert!(ok && !out.contains(&fp), "{out}");
+    // A wrong fingerprint is an error naming what was given.
+    let (ok, out) = smime_cli(&data, &["partners", "disable", &fp[..12]]).await;
+    assert!(!ok && out.contains(&fp[..12]), "{out}");
+
+    // Alice signs with OpenSSL; her certificate waits for approval.
+    let signed = alice_signs(files.path(), "hello", "Hello Bob.");
+    let alice_fp = pending_after(&ts, &signed, "alice@partner.example").await;
+    let reply = b"From: sender@example.test\r\nTo: alice@partner.example\r\n\
+        Subject: Re: hello\r\n\r\nHello Alice.\r\n";
+    let (ok, t) = swaks(&ts, "sender@example.test", "alice@partner.example", reply).await;
+    assert!(ok, "{t}");
+    assert!(!last_copy_encrypted(&ts, "alice@partner.example"));
+    let (ok, out) = smime_cli(&data, &["approvals", "approve", &alice_fp[..16]]).await;
+    assert!(ok && out.contains("approved"), "{out}");
+    let (ok, t) = swaks(&ts, "sender@example.test", "alice@partner.example", reply).await;
+    assert!(ok, "{t}");
+    assert!(last_copy_encrypted(&ts, "alice@partner.example"));
+    let (ok, out) = smime_cli(&data, &["approvals", "list"]).await;
+    assert!(ok && out.contains("awaiting approval: 0"), "{out}");
+
+    // Dave's signature waits too; rejecting drops it, and he is not used.
+    let signed = signs(files.path(), "dave", "dave@example.test", "hi", "Hi Bob.");
+    let dave_fp = pending_after(&ts, &signed, "dave@example.test").await;
+    let (ok, out) = smime_cli(&data, &["approvals", "reject", &dave_fp]).await;
+    assert!(ok && out.contains("rejected"), "{out}");
+    let (ok, out) = smime_cli(&data, &["approvals", "list"]).await;
+    assert!(ok && out.contains("awaiting approval: 0"), "{out}");
+    let (ok, out) = smime_cli(&data, &["partners", "list"]).await;
+    assert!(ok && !out.contains(&dave_fp), "{out}");
+    // The approved certificate is on disk for the next start.
+    let status = mailtls_examples::smime_path::list(ts.server.config()).unwrap();
+    assert!(status.partners.iter().any(|p| p.fingerprint == alice_fp));
+}
+
+#[tokio::test]
+async fn the_partner_commands_change_the_files_when_no_server_runs() {
+    let world = World::new();
+    let data = common::private_tempdir();
+    let files = common::private_tempdir();
+    world.write_files(files.path());
+    // No gateway directory yet: refused, nothing created.
+    let carol = files.path().join("carol.pem");
+    let (ok, out) = smime_cli(data.path(), &["partners", "add", carol.to_str().unwrap()]).await;
+    assert!(!ok && out.contains("no S/MIME gateway directory"), "{out}");
+    assert!(!data.path().join("smime").exists());
+    FileStorage::in_dir(&data.path().join("smime"), "partners.json").unwrap();
+    let (ok, out) = smime_cli(
+        data.path(),
+        &[
+            "partners",
+            "add",
+            carol.to_str().unwrap(),
+            "--domain",
+            "remote.example",
+        ],
+    )
+    .await;
+    assert!(
+        ok && out.contains("for every address of remote.example"),
+        "{out}"
+    );
+    let (ok, out) = smime_cli(data.path(), &["partners", "list"]).await;
+    assert!(ok && out.contains("domain remote.example"), "{out}");
+    // Read back by the library, as the server will at start.
+    let storage = FileStorage::in_dir(&data.path().join("smime"), "partners.json").unwrap();
+    let store = PartnerStore::open(Box::new(storage), HarvestMode::Automatic)
+        .await
+        .unwrap();
+    assert_eq!(store.list().count(), 1);
+    let (ok, out) = smime_cli(data.path(), &["approvals", "reject", "0123456789"]).await;
+    assert!(!ok && out.contains("no pending certificate"), "{out}");
 }

@@ -8,10 +8,9 @@ mod gateway_common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use gateway_common::{Issued, Spec, TestCa};
+use gateway_common::{Issued, Spec, TestCa, openssl_cms as openssl};
 use mailtls_smime::gateway::{
     Address, Envelope, FileStorage, Gateway, HarvestMode, HarvestOutcome, IncomingOutcome,
     IncomingRules, KeyStore, NotEncrypted, NotSigned, OutgoingOutcome, OutgoingRules, PartnerStore,
@@ -100,23 +99,6 @@ fn subject(message: &[u8]) -> String {
 fn header_block(message: &[u8]) -> String {
     let text = String::from_utf8_lossy(message);
     text.split("\r\n\r\n").next().unwrap().to_owned()
-}
-
-/// Runs `openssl cms` with `args` in `dir`; returns stdout, panics with
-/// stderr on failure.
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .arg("cms")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command is installed");
-    assert!(
-        out.status.success(),
-        "openssl cms {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {

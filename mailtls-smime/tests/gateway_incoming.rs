@@ -114,6 +114,7 @@ fn forged_marks_are_replaced_by_the_real_status() {
     assert_eq!(rules.subject(Some(forged), &unsigned), "Invoice");
     let signed = SecurityResult {
         decrypted: true,
+        failed: None,
         signature: Some(SignatureStatus::Valid {
             signer: addr("p@partner.example"),
         }),
@@ -124,6 +125,7 @@ fn forged_marks_are_replaced_by_the_real_status() {
     );
     let invalid = SecurityResult {
         decrypted: false,
+        failed: None,
         signature: Some(SignatureStatus::Invalid {
             reason: "bad".into(),
         }),
@@ -134,6 +136,7 @@ fn forged_marks_are_replaced_by_the_real_status() {
     );
     let domain = SecurityResult {
         decrypted: false,
+        failed: None,
         signature: Some(SignatureStatus::ValidForDomain {
             domain: DnsName::parse("partner.example").unwrap(),
         }),
@@ -160,6 +163,7 @@ fn custom_marks_through_the_rules() {
         .with_marks(SubjectMarks::new("<S>", "<S {domain}>", "<E>", "<S?>").unwrap());
     let signed = SecurityResult {
         decrypted: false,
+        failed: None,
         signature: Some(SignatureStatus::Valid {
             signer: addr("p@partner.example"),
         }),
@@ -183,6 +187,7 @@ fn status_headers_are_recognised_and_reported() {
     }
     let result = SecurityResult {
         decrypted: true,
+        failed: None,
         signature: Some(SignatureStatus::Invalid {
             reason: "digest\r\nBcc: victim@example.com \"quoted\"".into(),
         }),

@@ -6,7 +6,10 @@
 //! [--ttl SECONDS]` prints the MTA-STS and TLS-RPT records (and the report
 //! mails' DKIM key record) to publish;
 //! `mailtls-server smime [--config FILE] [--data-dir DIR]` lists the S/MIME
-//! gateway's own keys, partner certificates and pending approvals.
+//! gateway's own keys, partner certificates and pending approvals;
+//! `smime partners add|list|disable|enable|delete` and `smime approvals
+//! list|approve|reject` administer the partner store of the running server
+//! (or, with none running, its files).
 //!
 //! SIGHUP reloads certificates and policy settings from the same
 //! configuration file (see [`mailtls_examples::RunningServer::reload`]).
@@ -15,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mailtls_examples::smime_path::admin::AdminRequest;
 use mailtls_examples::{Config, RunningServer, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -28,7 +32,11 @@ exits.
 smime lists the S/MIME gateway's own keys, partner certificates (with
 expiry and source) and harvested certificates waiting for approval, read
 from the gateway directory (smime.data_dir, default DATA_DIR/smime), and
-exits; no server is started.
+exits; no server is started. smime partners add|list|disable|enable|delete
+and smime approvals list|approve|reject change the partner store: through
+the running server's admin socket (DIR/admin.sock, the server user's only)
+when one answers, so the change applies to the next message, else in the
+directory's files for the next start.
 
 SIGHUP re-reads the configuration: the certificate directory and the
 [mta_sts], [tls_rpt] and [smime] settings take effect at once (the
@@ -48,7 +56,7 @@ Logging follows RUST_LOG (default: info).";
     override_usage = "\
 mailtls-server [--config FILE] [--data-dir DIR]
        mailtls-server dns-records [--config FILE] [--ttl SECONDS]
-       mailtls-server smime [--config FILE] [--data-dir DIR]",
+       mailtls-server smime [--config FILE] [--data-dir DIR] [partners|approvals ACTION]",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -87,12 +95,109 @@ enum Command {
         ttl: u32,
     },
     /// List the S/MIME gateway's keys, partner certificates and pending
-    /// approvals, and exit.
+    /// approvals, or administer its partner store, and exit.
     #[command(
         args_override_self = true,
-        override_usage = "mailtls-server smime [--config FILE] [--data-dir DIR]"
+        override_usage = "mailtls-server smime [--config FILE] [--data-dir DIR]
+       mailtls-server smime partners add FILE [--domain DOMAIN]
+       mailtls-server smime partners list|disable FP|enable FP|delete FP
+       mailtls-server smime approvals list|approve FP|reject FP"
     )]
-    Smime,
+    Smime {
+        /// Without an action, the whole listing.
+        #[command(subcommand)]
+        action: Option<SmimeAction>,
+    },
+}
+
+/// What `smime` does to the partner store. A running server (found by its
+/// admin socket in the gateway directory) applies the change at once;
+/// without one the store's file is changed for the next start.
+#[derive(Subcommand)]
+enum SmimeAction {
+    /// Partner certificates (the certificates mail is encrypted to).
+    #[command(subcommand)]
+    Partners(PartnersAction),
+    /// Harvested certificates waiting for approval (smime.approval_queue).
+    #[command(subcommand)]
+    Approvals(ApprovalsAction),
+}
+
+#[derive(Subcommand)]
+enum PartnersAction {
+    /// Add the certificates of a PEM or DER file (CA certificates in it are
+    /// skipped).
+    Add {
+        /// The certificate file.
+        file: PathBuf,
+        /// Use it for every address of this domain (a partner gateway's
+        /// domain certificate) instead of the addresses it names.
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+    },
+    /// List the partner certificates.
+    List,
+    /// Stop encrypting to a certificate (kept, and not harvested again).
+    Disable {
+        /// Its SHA-256 fingerprint, or a unique start of it (8+ hex digits).
+        fingerprint: String,
+    },
+    /// Encrypt to a disabled certificate again.
+    Enable {
+        /// Its SHA-256 fingerprint, or a unique start of it (8+ hex digits).
+        fingerprint: String,
+    },
+    /// Forget a certificate (a later verified signature may bring it back;
+    /// disable it to keep it out).
+    Delete {
+        /// Its SHA-256 fingerprint, or a unique start of it (8+ hex digits).
+        fingerprint: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsAction {
+    /// List the certificates waiting for approval.
+    List,
+    /// Use a waiting certificate from now on.
+    Approve {
+        /// Its SHA-256 fingerprint, or a unique start of it (8+ hex digits).
+        fingerprint: String,
+    },
+    /// Drop a waiting certificate.
+    Reject {
+        /// Its SHA-256 fingerprint, or a unique start of it (8+ hex digits).
+        fingerprint: String,
+    },
+}
+
+impl SmimeAction {
+    fn request(self) -> Result<AdminRequest, mailtls_examples::smime_path::SmimePathError> {
+        Ok(match self {
+            SmimeAction::Partners(a) => match a {
+                PartnersAction::Add { file, domain } => AdminRequest::add_file(&file, domain)?,
+                PartnersAction::List => AdminRequest::PartnersList,
+                PartnersAction::Disable { fingerprint } => {
+                    AdminRequest::PartnersDisable { fingerprint }
+                }
+                PartnersAction::Enable { fingerprint } => {
+                    AdminRequest::PartnersEnable { fingerprint }
+                }
+                PartnersAction::Delete { fingerprint } => {
+                    AdminRequest::PartnersDelete { fingerprint }
+                }
+            },
+            SmimeAction::Approvals(a) => match a {
+                ApprovalsAction::List => AdminRequest::ApprovalsList,
+                ApprovalsAction::Approve { fingerprint } => {
+                    AdminRequest::ApprovalsApprove { fingerprint }
+                }
+                ApprovalsAction::Reject { fingerprint } => {
+                    AdminRequest::ApprovalsReject { fingerprint }
+                }
+            },
+        })
+    }
 }
 
 async fn wait_for_signal() {
@@ -231,7 +336,7 @@ fn print_dns_records(args: &Args, ttl: u32) -> ExitCode {
 
 /// `smime`: loads the configuration (so errors name their key) and prints
 /// the gateway's listing; no server is started and nothing is created.
-fn print_smime(args: &Args) -> ExitCode {
+fn print_smime(args: &Args, action: Option<SmimeAction>) -> ExitCode {
     let config = match load_config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -239,6 +344,21 @@ fn print_smime(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(action) = action {
+        let done = action
+            .request()
+            .and_then(|r| mailtls_examples::smime_path::admin::run(&config, &r));
+        return match done {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mailtls-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match mailtls_examples::smime_path::list(&config) {
         Ok(status) => {
             print!("{}", status.to_text());
@@ -261,7 +381,7 @@ fn main() -> ExitCode {
     let args = cli.args;
     match cli.command {
         Some(Command::DnsRecords { ttl }) => return print_dns_records(&args, ttl),
-        Some(Command::Smime) => return print_smime(&args),
+        Some(Command::Smime { action }) => return print_smime(&args, action),
         None => {}
     }
     tracing_subscriber::fmt()

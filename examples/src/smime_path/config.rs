@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use mailtls_core::DnsName;
 use mailtls_smime::gateway::{
-    Address, EncryptionPolicy, Fingerprint, RecipientMatch, RelayAllowance, StatusHeaders,
-    SubjectMarks, TrustedRelay,
+    Address, EncryptionPolicy, EncryptionScope, Fingerprint, RecipientMatch, RelayAllowance,
+    StatusHeaders, SubjectMarks, TrustedRelay,
 };
 use serde::Deserialize;
 
@@ -33,6 +33,7 @@ pub(crate) struct RawSmime {
     approval_queue: bool,
     encrypt_to_sender: bool,
     default_policy: String,
+    encryption_scope: String,
     policies: BTreeMap<String, String>,
     domain_signing: Vec<String>,
     status_header_prefix: String,
@@ -51,6 +52,7 @@ impl Default for RawSmime {
             approval_queue: false,
             encrypt_to_sender: true,
             default_policy: "when-possible".into(),
+            encryption_scope: "per-recipient".into(),
             policies: BTreeMap::new(),
             domain_signing: Vec::new(),
             status_header_prefix: "X-Mailtls-".into(),
@@ -68,6 +70,7 @@ struct RawMarks {
     signed_by_domain: String,
     encrypted: String,
     signature_invalid: String,
+    failed: String,
 }
 
 impl Default for RawMarks {
@@ -77,6 +80,7 @@ impl Default for RawMarks {
             signed_by_domain: "[signed by <*@{domain}>]".into(),
             encrypted: "[encrypted]".into(),
             signature_invalid: "[signature invalid]".into(),
+            failed: "[S/MIME failed]".into(),
         }
     }
 }
@@ -117,6 +121,10 @@ pub struct SmimeSection {
     pub encrypt_to_sender: bool,
     /// Encryption policy for recipient domains not listed in `policies`.
     pub default_policy: EncryptionPolicy,
+    /// `per-recipient` (recipients with a certificate get an encrypted
+    /// copy, the others a signed-only one) or `all-or-nothing` (one copy,
+    /// encrypted only when everyone has a certificate).
+    pub encryption_scope: EncryptionScope,
     /// Encryption policy per recipient domain (a subdomain takes its
     /// closest listed parent's).
     pub policies: HashMap<DnsName, EncryptionPolicy>,
@@ -126,7 +134,8 @@ pub struct SmimeSection {
     /// Internal servers whose mail is signed without login, with what they
     /// may have signed.
     pub trusted_relays: Vec<TrustedRelay>,
-    /// Subject marks for verified, domain-signed, decrypted and invalid mail.
+    /// Subject marks for verified, domain-signed, decrypted, invalid and
+    /// unreadable S/MIME mail.
     pub marks: SubjectMarks,
     /// The status headers' name prefix (`X-Mailtls-`).
     pub status_headers: StatusHeaders,
@@ -156,17 +165,32 @@ impl SmimeSection {
 }
 
 /// A policy word: `never`, `when-possible`, `always` (refuse with 4.7.5 when
-/// a certificate is missing, so the sender retries) or `reject` (refuse with
-/// 5.7.5).
+/// a certificate is missing, so the sender retries), `reject` (refuse with
+/// 5.7.5) or `bounce` (never in clear: a recipient without a certificate is
+/// left out and reported to the sender in a DSN, the others get the mail).
 fn parse_policy(key: &str, word: &str) -> Result<EncryptionPolicy, ConfigError> {
     match word.trim().to_ascii_lowercase().as_str() {
         "never" => Ok(EncryptionPolicy::Never),
         "when-possible" => Ok(EncryptionPolicy::WhenPossible),
         "always" => Ok(EncryptionPolicy::Always),
         "reject" => Ok(EncryptionPolicy::AlwaysOrReject),
+        "bounce" => Ok(EncryptionPolicy::AlwaysOrBounce),
         _ => Err(invalid(
             key,
-            format!("unknown encryption policy {word:?} (never, when-possible, always or reject)"),
+            format!(
+                "unknown encryption policy {word:?} (never, when-possible, always, reject or bounce)"
+            ),
+        )),
+    }
+}
+
+fn parse_scope(word: &str) -> Result<EncryptionScope, ConfigError> {
+    match word.trim().to_ascii_lowercase().as_str() {
+        "per-recipient" => Ok(EncryptionScope::PerRecipient),
+        "all-or-nothing" => Ok(EncryptionScope::AllOrNothing),
+        _ => Err(invalid(
+            "smime.encryption_scope",
+            format!("unknown encryption scope {word:?} (per-recipient or all-or-nothing)"),
         )),
     }
 }
@@ -229,6 +253,7 @@ impl RawSmime {
     /// Parses every value; errors name their key (`smime.policies."x"`).
     pub(crate) fn into_section(self) -> Result<SmimeSection, ConfigError> {
         let default_policy = parse_policy("smime.default_policy", &self.default_policy)?;
+        let encryption_scope = parse_scope(&self.encryption_scope)?;
         let mut policies = HashMap::new();
         for (domain, word) in &self.policies {
             let key = format!("smime.policies.{domain:?}");
@@ -277,6 +302,7 @@ impl RawSmime {
             &m.encrypted,
             &m.signature_invalid,
         )
+        .and_then(|marks| marks.with_failed(&m.failed))
         .map_err(|e| {
             let which = match &e {
                 mailtls_smime::gateway::MarkError::Empty { which }
@@ -308,6 +334,7 @@ impl RawSmime {
             approval_queue: self.approval_queue,
             encrypt_to_sender: self.encrypt_to_sender,
             default_policy,
+            encryption_scope,
             policies,
             domain_signing,
             trusted_relays,
@@ -344,6 +371,7 @@ mod tests {
             PathBuf::from("/srv/mail/smime")
         );
         assert!(s.status_headers.is_status_header("X-Mailtls-Signed"));
+        assert_eq!(s.encryption_scope, EncryptionScope::PerRecipient);
     }
 
     #[test]
@@ -353,13 +381,16 @@ mod tests {
 enabled = true
 data_dir = "/var/lib/gw"
 default_policy = "never"
+encryption_scope = "all-or-nothing"
 domain_signing = ["partner.example", "bob@other.example"]
 status_header_prefix = "X-Gw-"
 [smime.policies]
 "secure.example" = "reject"
 "retry.example" = "always"
+"bank.example" = "bounce"
 [smime.marks]
 signed = "(S)"
+failed = "(broken)"
 [[smime.trusted_relays]]
 network = "10.1.0.0/16"
 sender_domains = ["example.test"]
@@ -377,6 +408,13 @@ keys = ["00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"]
         assert_eq!(s.policies[&secure], EncryptionPolicy::AlwaysOrReject);
         let retry = DnsName::parse("retry.example").unwrap();
         assert_eq!(s.policies[&retry], EncryptionPolicy::Always);
+        let bank = DnsName::parse("bank.example").unwrap();
+        assert_eq!(s.policies[&bank], EncryptionPolicy::AlwaysOrBounce);
+        assert_eq!(s.encryption_scope, EncryptionScope::AllOrNothing);
+        assert_eq!(
+            s.marks.text(mailtls_smime::gateway::Mark::Failed),
+            "(broken)"
+        );
         assert_eq!(s.domain_signing.len(), 2);
         assert!(matches!(s.domain_signing[1], RecipientMatch::Address(_)));
         assert_eq!(s.trusted_relays.len(), 2);
@@ -453,6 +491,11 @@ keys = ["00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"]
                 "[smime.marks]\nencrypted = \"  \"\n",
                 "smime.marks.encrypted",
             ),
+            (
+                "[smime]\nencryption_scope = \"some\"\n",
+                "smime.encryption_scope",
+            ),
+            ("[smime.marks]\nfailed = \"\"\n", "smime.marks.failed"),
             (
                 "[smime]\nstatus_header_prefix = \"X\"\n",
                 "smime.status_header_prefix",

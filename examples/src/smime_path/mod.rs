@@ -19,6 +19,7 @@
 //! partners.json                     partner certificates and approvals
 //! ```
 
+pub mod admin;
 pub mod config;
 mod fallback;
 pub mod status;
@@ -34,7 +35,7 @@ use mailtls_core::DnsName;
 use mailtls_smime::Certificate;
 use mailtls_smime::gateway::{
     Address, FileStorage, Gateway, Harvest, HarvestMode, IncomingRules, KeyStore, KeyStoreError,
-    OutgoingOutcome, OutgoingRules, PartnerStore, ProcessError, SenderAuth, StoreError,
+    OutgoingRules, OutgoingSplitOutcome, PartnerStore, ProcessError, SenderAuth, StoreError,
 };
 
 use crate::config::Config;
@@ -100,6 +101,10 @@ pub enum SmimePathError {
     /// say): the message is not sent unprotected.
     #[error("S/MIME processing: {0}")]
     Process(#[from] ProcessError),
+    /// An administrative action could not be carried out (a bad upload,
+    /// the admin socket, the server's answer).
+    #[error("S/MIME administration: {0}")]
+    Admin(String),
     /// A blocking task failed, or the gateway's lock was poisoned by an
     /// earlier panic.
     #[error("S/MIME gateway task: {0}")]
@@ -138,9 +143,37 @@ pub(crate) struct Prepared {
     /// decrypted only for those whose key the gateway holds); empty when
     /// none is local. Together the copies name every local recipient once.
     pub for_local: Vec<LocalCopy>,
-    /// For the remote recipients (to the outbound queue); empty when none is
-    /// remote.
-    pub for_remote: Vec<u8>,
+    /// For the remote recipients (to the outbound queue), one copy per
+    /// group of recipients that get the same bytes (with encryption decided
+    /// per recipient, those with a certificate get the encrypted copy);
+    /// empty when none is remote.
+    pub for_remote: Vec<RemoteCopy>,
+    /// Remote recipients the gateway's rules left out (no certificate, and
+    /// a `bounce` policy), with the status and reason for a DSN.
+    pub bounced: Option<Bounced>,
+}
+
+/// One outbound queue copy: the recipients (as given in RCPT TO) and their
+/// bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteCopy {
+    /// The envelope recipients of this copy.
+    pub rcpt_to: Vec<String>,
+    /// The message.
+    pub message: Vec<u8>,
+}
+
+/// Recipients not sent to, for a DSN to the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bounced {
+    /// The recipients, as given in RCPT TO.
+    pub rcpt_to: Vec<String>,
+    /// The enhanced status code (`5.7.5`).
+    pub status: String,
+    /// Why, for the sender.
+    pub reason: String,
+    /// The message as the client sent it, to return in the DSN.
+    pub original: Vec<u8>,
 }
 
 /// Who wrote a message: the outgoing S/MIME rules apply to mail from SMTP
@@ -332,30 +365,85 @@ impl SmimePath {
         let sender = (!envelope.mail_from.is_empty())
             .then(|| Address::parse(&envelope.mail_from).ok())
             .flatten();
+        let as_it_came = |rcpts: &[&String]| {
+            vec![RemoteCopy {
+                rcpt_to: rcpts.iter().map(|r| (*r).clone()).collect(),
+                message: body.to_vec(),
+            }]
+        };
+        let mut bounced = None;
         let for_remote = if remote.is_empty() {
             Vec::new()
         } else if origin == Origin::Server {
             // See `Origin::Server`: server-written mail leaves as written.
-            body.to_vec()
+            as_it_came(&remote)
         } else {
             let l = self.read()?;
             match Self::sender_auth(envelope, &l) {
                 Some(auth) => {
+                    let parsed: Vec<(&String, Option<Address>)> = remote
+                        .iter()
+                        .map(|r| (*r, Address::parse(r).ok()))
+                        .collect();
                     let gw_envelope = mailtls_smime::gateway::Envelope {
                         sender: sender.clone(),
-                        recipients: parse_all(&remote),
+                        recipients: parsed.iter().filter_map(|(_, a)| a.clone()).collect(),
                     };
-                    match l.gateway.process_outgoing(&bare, &gw_envelope, auth, now)? {
-                        OutgoingOutcome::Deliver { message, summary } => {
-                            tracing::info!(
-                                from = %envelope.mail_from,
-                                signed = ?summary.signed.as_ref().map(ToString::to_string),
-                                encrypted = summary.encrypted.is_ok(),
-                                "S/MIME outgoing"
-                            );
-                            requiretls_mark::mark(&message, requiretls)
+                    match l
+                        .gateway
+                        .process_outgoing_split(&bare, &gw_envelope, auth, now)?
+                    {
+                        OutgoingSplitOutcome::Deliver { copies, bounced: b } => {
+                            let spelled = |set: &[Address]| -> Vec<String> {
+                                parsed
+                                    .iter()
+                                    .filter(|(_, a)| a.as_ref().is_some_and(|a| set.contains(a)))
+                                    .map(|(r, _)| (*r).clone())
+                                    .collect()
+                            };
+                            let mut out = Vec::new();
+                            for c in copies {
+                                tracing::info!(
+                                    from = %envelope.mail_from,
+                                    recipients = c.recipients.len(),
+                                    signed = ?c.summary.signed.as_ref().map(ToString::to_string),
+                                    encrypted = c.summary.encrypted.is_ok(),
+                                    "S/MIME outgoing"
+                                );
+                                out.push(RemoteCopy {
+                                    rcpt_to: spelled(&c.recipients),
+                                    message: requiretls_mark::mark(&c.message, requiretls),
+                                });
+                            }
+                            if let Some(r) = b {
+                                tracing::info!(status = %r.status, reason = %r.reason, "S/MIME policy bounced recipients");
+                                bounced = Some(Bounced {
+                                    rcpt_to: spelled(&r.recipients),
+                                    status: r.status.to_string(),
+                                    reason: r.reason,
+                                    original: body.to_vec(),
+                                });
+                            }
+                            // A recipient the gateway cannot name (no
+                            // address it can parse) joins a copy that is
+                            // not encrypted, or gets the message as it came.
+                            let unnamed: Vec<String> = parsed
+                                .iter()
+                                .filter(|(_, a)| a.is_none())
+                                .map(|(r, _)| (*r).clone())
+                                .collect();
+                            if !unnamed.is_empty() {
+                                match out.iter_mut().rev().find(|c| !is_encrypted(&c.message)) {
+                                    Some(c) => c.rcpt_to.extend(unnamed),
+                                    None => out.push(RemoteCopy {
+                                        rcpt_to: unnamed,
+                                        message: body.to_vec(),
+                                    }),
+                                }
+                            }
+                            out
                         }
-                        OutgoingOutcome::Reject(r) => {
+                        OutgoingSplitOutcome::Reject(r) => {
                             let code = r.status.reply_code();
                             tracing::info!(%code, status = %r.status, reason = %r.reason, "S/MIME policy refused a message");
                             return Err(SmimePathError::Rejected {
@@ -366,7 +454,7 @@ impl SmimePath {
                         }
                     }
                 }
-                None => body.to_vec(),
+                None => as_it_came(&remote),
             }
         };
         let for_local = if local.is_empty() {
@@ -411,9 +499,11 @@ impl SmimePath {
                         out.push((rcpts, c.outcome.message, s.result.decrypted));
                     }
                 }
-                // Mail the engine cannot read (broken CMS) is still
-                // delivered, as it came, so nothing is lost; only forged
-                // marks and status headers are removed.
+                // Mail the engine cannot read (broken CMS) comes back
+                // from the gateway marked as failed. What is left here is
+                // the gateway itself failing (a key file it cannot use):
+                // the message is still delivered, as it came, so nothing
+                // is lost; forged marks and status headers are removed.
                 Err(e) => {
                     tracing::warn!(error = %e, "S/MIME incoming processing failed; delivering as received");
                 }
@@ -454,6 +544,7 @@ impl SmimePath {
         Ok(Prepared {
             for_local,
             for_remote,
+            bounced,
         })
     }
 
@@ -491,6 +582,16 @@ impl SmimePath {
     }
 }
 
+/// Whether the gateway encrypted a copy (its top-level Content-Type is
+/// enveloped S/MIME); only for choosing a copy for recipients it could not
+/// name, which must never get another recipient's encrypted copy.
+fn is_encrypted(message: &[u8]) -> bool {
+    let head = crate::outbound::dsn::header_section(message);
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    text.contains("application/pkcs7-mime")
+        && (text.contains("enveloped-data") || text.contains("authenveloped-data"))
+}
+
 /// Whether a recipient is delivered here (the same test as the SMTP
 /// listener's relay decision).
 fn is_local(address: &str, local_domains: &[DnsName]) -> bool {
@@ -499,12 +600,6 @@ fn is_local(address: &str, local_domains: &[DnsName]) -> bool {
         None => address.eq_ignore_ascii_case("postmaster"),
         Some((_, domain)) => DnsName::parse(domain).is_ok_and(|d| local_domains.contains(&d)),
     }
-}
-
-/// The recipients the gateway can name (a bare `postmaster` has no domain
-/// and so no key or certificate; it still gets the message).
-fn parse_all(list: &[&String]) -> Vec<Address> {
-    list.iter().filter_map(|r| Address::parse(r).ok()).collect()
 }
 
 /// Opens the gateway directory `dir` (created if missing) and builds the
@@ -567,7 +662,8 @@ fn load_gateway(section: &SmimeSection, dir: &Path) -> Result<Gateway, SmimePath
 fn outgoing_rules(section: &SmimeSection) -> OutgoingRules {
     let mut rules = OutgoingRules::default()
         .with_default_policy(section.default_policy)
-        .with_encrypt_to_sender(section.encrypt_to_sender);
+        .with_encrypt_to_sender(section.encrypt_to_sender)
+        .with_scope(section.encryption_scope);
     for relay in &section.trusted_relays {
         rules = rules.with_trusted_relay(relay.clone());
     }
@@ -595,7 +691,7 @@ impl Wake for ThreadWaker {
 /// its own file work on the runtime's blocking pool when there is one, so
 /// parking this thread until it is woken is all that is needed; no second
 /// runtime is started.
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
@@ -640,25 +736,26 @@ pub(crate) async fn prepare(
             .iter()
             .cloned()
             .partition(|r| !outbound || is_local(r, &shared.local_domains));
-        return Ok(match (local.is_empty(), remote.is_empty()) {
-            (false, false) => Prepared {
-                for_local: vec![LocalCopy {
-                    rcpt_to: local,
-                    message: body.clone(),
-                }],
-                for_remote: body,
-            },
-            (true, _) => Prepared {
-                for_local: Vec::new(),
-                for_remote: body,
-            },
-            (false, true) => Prepared {
-                for_local: vec![LocalCopy {
-                    rcpt_to: local,
-                    message: body,
-                }],
-                for_remote: Vec::new(),
-            },
+        let for_local = if local.is_empty() {
+            Vec::new()
+        } else {
+            vec![LocalCopy {
+                rcpt_to: local,
+                message: body.clone(),
+            }]
+        };
+        let for_remote = if remote.is_empty() {
+            Vec::new()
+        } else {
+            vec![RemoteCopy {
+                rcpt_to: remote,
+                message: body,
+            }]
+        };
+        return Ok(Prepared {
+            for_local,
+            for_remote,
+            bounced: None,
         });
     };
     let envelope = envelope.clone();
@@ -675,7 +772,14 @@ pub(crate) async fn prepare(
 /// `smime.enabled` is set; a missing gateway directory is an error, not
 /// created.
 pub fn list(config: &Config) -> Result<SmimeStatus, SmimePathError> {
-    // Listing must not create a gateway where there is none.
+    Ok(open_existing(config)?.status())
+}
+
+/// The gateway a configuration names, opened from its directory without
+/// starting a server; a missing directory is an error (a listing or an
+/// administrative command must not create a gateway where there is none).
+/// Blocking.
+pub(crate) fn open_existing(config: &Config) -> Result<SmimePath, SmimePathError> {
     let dir = config.smime.dir_in(&config.server.data_dir);
     if !dir.is_dir() {
         return Err(SmimePathError::Dir {
@@ -686,12 +790,11 @@ pub fn list(config: &Config) -> Result<SmimeStatus, SmimePathError> {
             ),
         });
     }
-    let path = SmimePath::open(
+    SmimePath::open(
         &config.smime,
         &config.server.data_dir,
         config.local_domains(),
-    )?;
-    Ok(path.status())
+    )
 }
 
 #[cfg(test)]
@@ -733,7 +836,7 @@ mod tests {
         let p = gw
             .prepare_blocking(&e, MESSAGE, true, Origin::Smtp, SystemTime::now())
             .unwrap();
-        String::from_utf8_lossy(&p.for_remote).contains("multipart/signed")
+        String::from_utf8_lossy(&remote(&p)).contains("multipart/signed")
     }
 
     #[test]
@@ -775,7 +878,13 @@ mod tests {
         let p = gw
             .prepare_blocking(&e, MESSAGE, true, Origin::Server, SystemTime::now())
             .unwrap();
-        assert_eq!(p.for_remote, MESSAGE);
+        assert_eq!(remote(&p), MESSAGE);
+    }
+
+    /// The one remote copy's bytes.
+    fn remote(p: &Prepared) -> Vec<u8> {
+        assert_eq!(p.for_remote.len(), 1, "{:?}", p.for_remote);
+        p.for_remote[0].message.clone()
     }
 
     fn envelope(rcpts: &[&str], authenticated: bool) -> Envelope {
@@ -809,7 +918,7 @@ mod tests {
             )
             .unwrap();
         assert!(p.for_local.is_empty());
-        let out = String::from_utf8(p.for_remote).unwrap();
+        let out = String::from_utf8(remote(&p)).unwrap();
         assert!(out.starts_with("X-Mailtls-Requiretls:"), "{out}");
         assert_eq!(out.matches("X-Mailtls-Requiretls").count(), 1, "{out}");
         assert!(out.contains("multipart/signed"), "{out}");
@@ -851,7 +960,7 @@ mod tests {
                 SystemTime::now(),
             )
             .unwrap();
-        assert_eq!(p.for_remote, MESSAGE);
+        assert_eq!(remote(&p), MESSAGE);
         assert_eq!(p.for_local.len(), 1);
         let local = String::from_utf8(p.for_local[0].message.clone()).unwrap();
         assert!(local.contains("Subject: hello\r\n"), "{local}");
@@ -867,7 +976,7 @@ mod tests {
         let p = gw
             .prepare_blocking(&e, MESSAGE, true, Origin::Smtp, SystemTime::now())
             .unwrap();
-        assert!(!String::from_utf8_lossy(&p.for_remote).contains("multipart/signed"));
+        assert!(!String::from_utf8_lossy(&remote(&p)).contains("multipart/signed"));
     }
 
     #[test]

@@ -203,6 +203,14 @@ impl SmimeStatus {
                 k.fingerprint, k.owner, k.not_after
             );
         }
+        out.push_str(&self.partners_text());
+        out.push_str(&self.pending_text());
+        out
+    }
+
+    /// The partner certificates, one line each (`smime partners list`).
+    pub fn partners_text(&self) -> String {
+        let mut out = String::new();
         let _ = writeln!(out, "partner certificates: {}", self.partners.len());
         for p in &self.partners {
             let who = match &p.domain {
@@ -229,6 +237,13 @@ impl SmimeStatus {
                 },
             );
         }
+        out
+    }
+
+    /// The certificates awaiting approval, one line each (`smime approvals
+    /// list`).
+    pub fn pending_text(&self) -> String {
+        let mut out = String::new();
         let _ = writeln!(out, "awaiting approval: {}", self.pending.len());
         for p in &self.pending {
             let _ = writeln!(

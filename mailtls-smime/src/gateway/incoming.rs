@@ -67,6 +67,11 @@ pub struct SecurityResult {
     pub decrypted: bool,
     /// The signature found, if any.
     pub signature: Option<SignatureStatus>,
+    /// The message is S/MIME (its Content-Type says so) but its signature
+    /// or envelope could not be read: why. Such a message is delivered as
+    /// it came, marked as failed, so that a broken (or deliberately
+    /// mangled) signature never passes as if the message had none.
+    pub failed: Option<String>,
 }
 
 /// Status headers: the gateway's own, named with one prefix, which incoming
@@ -122,6 +127,12 @@ impl StatusHeaders {
     /// forged ones are gone.
     pub fn headers(&self, result: &SecurityResult) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        if let Some(reason) = &result.failed {
+            out.push((
+                format!("{}Failed", self.prefix),
+                format!("unreadable; reason=\"{}\"", header_safe(reason)),
+            ));
+        }
         if result.decrypted {
             out.push((format!("{}Encrypted", self.prefix), "decrypted".to_owned()));
         }
@@ -262,6 +273,9 @@ impl IncomingRules {
             }
             Some(SignatureStatus::Invalid { .. }) => marks.push(Mark::SignatureInvalid),
             None => {}
+        }
+        if result.failed.is_some() {
+            marks.push(Mark::Failed);
         }
         marks
     }

@@ -123,6 +123,14 @@ impl OwnKey {
 }
 
 /// The gateway's own keys, loaded from and saved to a directory.
+///
+/// Nothing here is async, and the calls that touch the directory block on
+/// file I/O: [`KeyStore::open`] (reads every pair),
+/// [`KeyStore::add_user_key`] and [`KeyStore::add_domain_key`] (write and
+/// fsync a pair) and [`KeyStore::remove`] (deletes one). Make them at
+/// start-up or on a blocking thread (`tokio::task::spawn_blocking`), never
+/// from an async task. Lookups ([`KeyStore::get`], [`KeyStore::list`], the
+/// [`KeyDirectory`] methods) are served from memory and do not block.
 #[derive(Debug)]
 pub struct KeyStore {
     dir: PathBuf,

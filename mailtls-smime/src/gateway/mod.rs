@@ -29,17 +29,17 @@ pub use incoming::{
 pub use key_store::{KeyStore, KeyStoreError, OwnKey};
 pub use keys::{KeyDirectory, KeyOwner, KeyRef};
 pub use outgoing::{
-    EncryptDecision, EncryptTo, EncryptionPolicy, NotEncrypted, NotSigned, OutgoingDecision,
-    OutgoingMessage, OutgoingPlan, OutgoingRules, RecipientMatch, Rejection, RelayAllowance,
-    SenderAuth, SignDecision, TrustedRelay,
+    CopyPlan, EncryptDecision, EncryptTo, EncryptionPolicy, EncryptionScope, NotEncrypted,
+    NotSigned, OutgoingDecision, OutgoingMessage, OutgoingPlan, OutgoingRules, RecipientMatch,
+    Rejection, RelayAllowance, SenderAuth, SignDecision, SplitDecision, TrustedRelay,
 };
 pub use partner_store::{
-    Binding, CertSource, Harvest, HarvestMode, HarvestOutcome, MatchedBy, NoCertificate,
-    PartnerEntry, PartnerStore, PendingHarvest, RecipientCertificate, StoreError,
+    Binding, CertSource, Harvest, HarvestMode, HarvestOutcome, Listed, MIN_PREFIX, MatchedBy,
+    NoCertificate, PartnerEntry, PartnerStore, PendingHarvest, RecipientCertificate, StoreError,
 };
 pub use process::{
-    Envelope, Gateway, IncomingCopy, IncomingOutcome, IncomingSummary, OutgoingOutcome,
-    OutgoingSummary, ProcessError,
+    Envelope, Gateway, IncomingCopy, IncomingOutcome, IncomingSummary, OutgoingCopy,
+    OutgoingOutcome, OutgoingSplitOutcome, OutgoingSummary, ProcessError,
 };
 pub use status::{EnhancedStatus, StatusClass};
 pub use storage::{FileStorage, MemoryStorage, SnapshotStorage, StorageError, StorageFuture};

@@ -10,6 +10,7 @@ use mailtls_core::DnsName;
 use super::address::Address;
 use crate::ContentEncryption;
 
+use super::capabilities::Capabilities;
 use super::certificate::{Fingerprint, SmimeCertificate, Unusable};
 use super::keys::{KeyDirectory, KeyOwner, KeyRef};
 use super::partner_store::{MatchedBy, PartnerStore};
@@ -57,8 +58,9 @@ pub struct OutgoingMessage {
 pub enum EncryptionPolicy {
     /// Never encrypt mail that includes this domain's recipients.
     Never,
-    /// Encrypt when every recipient has a usable certificate, else send in
-    /// clear.
+    /// Encrypt when the recipient has a usable certificate, else send in
+    /// clear (under [`EncryptionScope::AllOrNothing`]: when every recipient
+    /// has one).
     #[default]
     WhenPossible,
     /// Encrypt; when that is impossible, refuse with a transient 4.7.5 so the
@@ -67,6 +69,29 @@ pub enum EncryptionPolicy {
     /// Encrypt; when that is impossible, refuse with a permanent 5.7.5 and the
     /// message bounces.
     AlwaysOrReject,
+    /// Never send in clear: a recipient of this domain without a usable
+    /// certificate is left out and bounced (the embedding server sends the
+    /// sender a DSN naming it), while the other recipients still get the
+    /// message. See [`OutgoingRules::decide_per_recipient`]. Under
+    /// [`EncryptionScope::AllOrNothing`] a recipient of this domain that has
+    /// a certificate makes the whole message need encryption, as
+    /// [`EncryptionPolicy::AlwaysOrReject`] does.
+    AlwaysOrBounce,
+}
+
+/// Whether encryption is decided for each recipient or for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncryptionScope {
+    /// Recipients with a usable partner or domain certificate get an
+    /// encrypted copy; the others get a signed-only (or plain) copy. One
+    /// recipient without a certificate does not cost the others their
+    /// encryption.
+    #[default]
+    PerRecipient,
+    /// One copy for everyone: encrypted only when every recipient has a
+    /// usable certificate, else in clear for all (the behaviour of
+    /// [`OutgoingRules::decide`]).
+    AllOrNothing,
 }
 
 /// What a trusted relay may have signed for it.
@@ -175,6 +200,9 @@ pub struct OutgoingRules {
     /// Also encrypt to the sender's own certificate (when the gateway holds
     /// the sender's key) so the sent copy stays readable.
     pub encrypt_to_sender: bool,
+    /// Per recipient (default) or all or nothing; used by
+    /// [`OutgoingRules::decide_per_recipient`].
+    pub scope: EncryptionScope,
 }
 
 impl OutgoingRules {
@@ -206,6 +234,12 @@ impl OutgoingRules {
     /// Whether to encrypt to the sender's own certificate too.
     pub fn with_encrypt_to_sender(mut self, on: bool) -> Self {
         self.encrypt_to_sender = on;
+        self
+    }
+
+    /// Decides encryption per recipient or for the whole message.
+    pub fn with_scope(mut self, scope: EncryptionScope) -> Self {
+        self.scope = scope;
         self
     }
 }
@@ -336,6 +370,40 @@ pub enum OutgoingDecision {
     Reject(Rejection),
 }
 
+/// The plan for one group of recipients that get the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyPlan {
+    /// The recipients of this copy, in envelope order.
+    pub recipients: Vec<Address>,
+    /// What to do with their copy.
+    pub plan: OutgoingPlan,
+}
+
+/// The outcome of [`OutgoingRules::decide_per_recipient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitDecision {
+    /// Deliver these copies; `bounced` names the recipients left out
+    /// (policy [`EncryptionPolicy::AlwaysOrBounce`] without a usable
+    /// certificate), for a DSN to the sender.
+    Deliver {
+        /// One plan per group of recipients, the encrypted copy first.
+        copies: Vec<CopyPlan>,
+        /// The recipients not sent to, with the status and reason for the
+        /// DSN; `None` when every recipient gets a copy.
+        bounced: Option<Rejection>,
+    },
+    /// Refuse the whole message (an `Always` or `AlwaysOrReject` recipient
+    /// without a certificate, or every recipient bounced).
+    Reject(Rejection),
+}
+
+fn address_list(v: &[Address]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl OutgoingRules {
     /// The policy for a recipient domain: its own entry, else its closest
     /// listed parent's, else the default.
@@ -356,7 +424,10 @@ impl OutgoingRules {
     }
 
     /// Decides what to do with `message` at `now`, with the partner
-    /// certificates in `partners` and the gateway's own keys in `keys`.
+    /// certificates in `partners` and the gateway's own keys in `keys`:
+    /// one plan for every recipient, so encryption is all or nothing
+    /// whatever [`OutgoingRules::scope`] says. For a copy per group of
+    /// recipients use [`OutgoingRules::decide_per_recipient`].
     pub fn decide(
         &self,
         message: &OutgoingMessage,
@@ -368,11 +439,20 @@ impl OutgoingRules {
             Ok(e) => e,
             Err(rejection) => return OutgoingDecision::Reject(rejection),
         };
-        let sign = match self.signing_keys(message, keys, now) {
+        let sign = self.sign_decision(message, keys, now);
+        OutgoingDecision::Deliver(OutgoingPlan { sign, encrypt })
+    }
+
+    fn sign_decision(
+        &self,
+        message: &OutgoingMessage,
+        keys: &dyn KeyDirectory,
+        now: SystemTime,
+    ) -> SignDecision {
+        match self.signing_keys(message, keys, now) {
             Ok(k) => SignDecision::Sign(k),
             Err(why) => SignDecision::DoNotSign(why),
-        };
-        OutgoingDecision::Deliver(OutgoingPlan { sign, encrypt })
+        }
     }
 
     fn signing_keys(
@@ -480,9 +560,9 @@ impl OutgoingRules {
             let policy = self.policy_for(r.domain());
             match policy {
                 EncryptionPolicy::Never => never.push(r.clone()),
-                EncryptionPolicy::Always | EncryptionPolicy::AlwaysOrReject => {
-                    required.push((r, policy))
-                }
+                EncryptionPolicy::Always
+                | EncryptionPolicy::AlwaysOrReject
+                | EncryptionPolicy::AlwaysOrBounce => required.push((r, policy)),
                 EncryptionPolicy::WhenPossible => {}
             }
             match partners.lookup(r, now) {
@@ -498,9 +578,12 @@ impl OutgoingRules {
             }
         }
         if !required.is_empty() && (!missing.is_empty() || !never.is_empty()) {
-            let permanent = required
-                .iter()
-                .any(|(_, p)| *p == EncryptionPolicy::AlwaysOrReject);
+            let permanent = required.iter().any(|(_, p)| {
+                matches!(
+                    p,
+                    EncryptionPolicy::AlwaysOrReject | EncryptionPolicy::AlwaysOrBounce
+                )
+            });
             let class = if permanent {
                 StatusClass::Permanent
             } else {
@@ -551,6 +634,18 @@ impl OutgoingRules {
                 missing,
             )));
         }
+        Ok(self.encrypt_to(found, message, keys, now))
+    }
+
+    /// Encryption to `found` (each with what its partner advertised), the
+    /// sender's copy added when configured.
+    fn encrypt_to(
+        &self,
+        found: Vec<(EncryptTo, Option<Capabilities>)>,
+        message: &OutgoingMessage,
+        keys: &dyn KeyDirectory,
+        now: SystemTime,
+    ) -> EncryptDecision {
         let caps: Vec<_> = found
             .iter()
             .map(|(_, c)| c.as_ref().map(|c| &c.algorithms))
@@ -566,10 +661,160 @@ impl OutgoingRules {
         } else {
             None
         };
-        Ok(EncryptDecision::Encrypt {
+        EncryptDecision::Encrypt {
             recipients: found.into_iter().map(|(e, _)| e).collect(),
             sender_copy,
             content_encryption,
-        })
+        }
+    }
+
+    /// Decides what each recipient gets, as [`OutgoingRules::scope`] says.
+    ///
+    /// [`EncryptionScope::PerRecipient`]: recipients with a usable
+    /// certificate (and a policy other than `Never`) share one encrypted
+    /// copy; the rest share one copy that is only signed (or plain), and
+    /// [`NotEncrypted`] in its plan says why. Each copy is signed for its
+    /// own recipients (the domain key for `domain_signing` ones). A
+    /// recipient whose policy is `Always` or `AlwaysOrReject` and who has no
+    /// certificate still refuses the whole message (4.7.5 / 5.7.5): after
+    /// DATA nothing can be refused for one recipient only, and these
+    /// policies promise the sender an SMTP refusal. An `AlwaysOrBounce`
+    /// recipient without one is left out and named in `bounced`.
+    ///
+    /// [`EncryptionScope::AllOrNothing`]: `AlwaysOrBounce` recipients
+    /// without a certificate are bounced, and the others get one copy as
+    /// [`OutgoingRules::decide`] plans it.
+    ///
+    /// When every recipient would be bounced, the message is refused
+    /// instead (permanent 5.7.5): the sending client then reports it.
+    pub fn decide_per_recipient(
+        &self,
+        message: &OutgoingMessage,
+        partners: &PartnerStore,
+        keys: &dyn KeyDirectory,
+        now: SystemTime,
+    ) -> SplitDecision {
+        let mut encrypt: Vec<(EncryptTo, Option<Capabilities>)> = Vec::new();
+        let mut never = Vec::new();
+        let mut missing = Vec::new();
+        let mut bounce = Vec::new();
+        let mut refuse: Vec<(Address, EncryptionPolicy)> = Vec::new();
+        for r in &message.recipients {
+            let policy = self.policy_for(r.domain());
+            if policy == EncryptionPolicy::Never {
+                never.push(r.clone());
+                continue;
+            }
+            match partners.lookup(r, now) {
+                Ok(c) => encrypt.push((
+                    EncryptTo {
+                        recipient: r.clone(),
+                        certificate: c.entry.certificate().clone(),
+                        matched_by: c.matched_by,
+                    },
+                    c.entry.capabilities().cloned(),
+                )),
+                Err(_) => match policy {
+                    EncryptionPolicy::AlwaysOrBounce => bounce.push(r.clone()),
+                    EncryptionPolicy::Always | EncryptionPolicy::AlwaysOrReject => {
+                        refuse.push((r.clone(), policy));
+                        missing.push(r.clone());
+                    }
+                    _ => missing.push(r.clone()),
+                },
+            }
+        }
+        let bounced = (!bounce.is_empty()).then(|| Rejection {
+            status: EnhancedStatus::cryptographic_failure(StatusClass::Permanent),
+            reason: format!(
+                "policy forbids sending unencrypted to {}, and no usable certificate is held",
+                address_list(&bounce)
+            ),
+            recipients: bounce.clone(),
+        });
+        let rest: Vec<Address> = message
+            .recipients
+            .iter()
+            .filter(|r| !bounce.contains(r))
+            .cloned()
+            .collect();
+        if rest.is_empty() {
+            if let Some(b) = bounced {
+                return SplitDecision::Reject(b);
+            }
+            return SplitDecision::Deliver {
+                copies: Vec::new(),
+                bounced: None,
+            };
+        }
+        let for_group = |recipients: Vec<Address>| OutgoingMessage {
+            recipients,
+            ..message.clone()
+        };
+        if self.scope == EncryptionScope::AllOrNothing {
+            return match self.decide(&for_group(rest.clone()), partners, keys, now) {
+                OutgoingDecision::Reject(r) => SplitDecision::Reject(r),
+                OutgoingDecision::Deliver(plan) => SplitDecision::Deliver {
+                    copies: vec![CopyPlan {
+                        recipients: rest,
+                        plan,
+                    }],
+                    bounced,
+                },
+            };
+        }
+        if !refuse.is_empty() {
+            let permanent = refuse
+                .iter()
+                .any(|(_, p)| *p == EncryptionPolicy::AlwaysOrReject);
+            let class = if permanent {
+                StatusClass::Permanent
+            } else {
+                StatusClass::Transient
+            };
+            let list: Vec<Address> = refuse.into_iter().map(|(a, _)| a).collect();
+            return SplitDecision::Reject(Rejection {
+                status: EnhancedStatus::cryptographic_failure(class),
+                reason: format!(
+                    "encryption is required for {} but no usable certificate is held",
+                    address_list(&list)
+                ),
+                recipients: list,
+            });
+        }
+        let mut copies = Vec::new();
+        if !encrypt.is_empty() {
+            let recipients: Vec<Address> =
+                encrypt.iter().map(|(e, _)| e.recipient.clone()).collect();
+            let group = for_group(recipients.clone());
+            let sign = self.sign_decision(&group, keys, now);
+            let encrypt = self.encrypt_to(encrypt, &group, keys, now);
+            copies.push(CopyPlan {
+                recipients,
+                plan: OutgoingPlan { sign, encrypt },
+            });
+        }
+        let plain: Vec<Address> = rest
+            .iter()
+            .filter(|r| never.contains(r) || missing.contains(r))
+            .cloned()
+            .collect();
+        if !plain.is_empty() {
+            let group = for_group(plain.clone());
+            let sign = self.sign_decision(&group, keys, now);
+            let why = if missing.is_empty() {
+                NotEncrypted::PolicyNever
+            } else {
+                NotEncrypted::MissingCertificates(missing)
+            };
+            copies.push(CopyPlan {
+                recipients: plain,
+                plan: OutgoingPlan {
+                    sign,
+                    encrypt: EncryptDecision::Plain(why),
+                },
+            });
+        }
+        SplitDecision::Deliver { copies, bounced }
     }
 }

@@ -70,6 +70,45 @@ pub enum StoreError {
         /// The fingerprint asked for.
         fingerprint: Fingerprint,
     },
+    /// A fingerprint given by an operator is not (the start of) one.
+    #[error(
+        "{given:?} is not a certificate fingerprint (at least {MIN_PREFIX} of its 64 hex digits)"
+    )]
+    BadFingerprint {
+        /// What was given.
+        given: String,
+    },
+    /// A fingerprint prefix matches no certificate of the kind asked for.
+    #[error("no {which} certificate has a fingerprint starting with {given}")]
+    NoMatch {
+        /// `stored` or `pending`.
+        which: &'static str,
+        /// The prefix.
+        given: String,
+    },
+    /// A fingerprint prefix matches several certificates.
+    #[error("{given} matches {count} {which} certificates; give more digits")]
+    Ambiguous {
+        /// `stored` or `pending`.
+        which: &'static str,
+        /// The prefix.
+        given: String,
+        /// How many it matches.
+        count: usize,
+    },
+}
+
+/// The fewest hex digits [`PartnerStore::find`] accepts: fewer would match
+/// by accident.
+pub const MIN_PREFIX: usize = 8;
+
+/// Which list [`PartnerStore::find`] looks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// The certificates in the store (enabled or not).
+    Stored,
+    /// The harvested certificates awaiting approval.
+    Pending,
 }
 
 /// What a certificate is looked up by.
@@ -236,7 +275,17 @@ struct State {
 ///
 /// Loading and every change are async (they go through the
 /// [`SnapshotStorage`]); reads and [`PartnerStore::lookup`] are served from
-/// memory and do not block. A change whose future is dropped before it
+/// memory and do not block. No call does blocking file I/O itself: with
+/// [`FileStorage`](super::FileStorage) the reads, fsync and rename run on
+/// Tokio's blocking pool.
+///
+/// An operator's actions map to these calls: add a certificate under its
+/// addresses or for a whole domain ([`PartnerStore::upload`] with a
+/// [`Binding`]), list ([`PartnerStore::list`]), [`PartnerStore::disable`],
+/// [`PartnerStore::enable`], [`PartnerStore::delete`], and for the approval
+/// queue [`PartnerStore::pending`], [`PartnerStore::approve`] and
+/// [`PartnerStore::reject`]; [`PartnerStore::find`] turns a fingerprint
+/// prefix typed by a person into the fingerprint. A change whose future is dropped before it
 /// completes may already be saved without being shown; it shows when the
 /// store is opened again. Drive changes to completion.
 ///
@@ -291,6 +340,62 @@ impl PartnerStore {
         };
         store.reindex();
         Ok(store)
+    }
+
+    /// Reads the snapshot again from the storage, replacing what is held
+    /// in memory (for a store that another process changed). On error the
+    /// store keeps its contents.
+    pub async fn reload(&mut self) -> Result<(), StoreError> {
+        let state = match self.storage.load().await? {
+            Some(bytes) => snapshot::decode(&bytes).map_err(|reason| StoreError::Corrupt {
+                location: self.storage.describe(),
+                reason,
+            })?,
+            None => State::default(),
+        };
+        self.state = state;
+        self.reindex();
+        Ok(())
+    }
+
+    /// The fingerprint an operator means by `given`: the whole fingerprint
+    /// or a unique start of it (at least [`MIN_PREFIX`] hex digits; colons
+    /// and case ignored), among the stored or the pending certificates.
+    pub fn find(&self, given: &str, listed: Listed) -> Result<Fingerprint, StoreError> {
+        let digits: String = given
+            .trim()
+            .chars()
+            .filter(|c| *c != ':')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if digits.len() < MIN_PREFIX
+            || digits.len() > 64
+            || !digits.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            return Err(StoreError::BadFingerprint {
+                given: given.to_owned(),
+            });
+        }
+        let (which, keys): (&'static str, Vec<&Fingerprint>) = match listed {
+            Listed::Stored => ("stored", self.state.entries.keys().collect()),
+            Listed::Pending => ("pending", self.state.pending.keys().collect()),
+        };
+        let matches: Vec<&Fingerprint> = keys
+            .into_iter()
+            .filter(|fp| fp.to_string().starts_with(&digits))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(**one),
+            [] => Err(StoreError::NoMatch {
+                which,
+                given: digits,
+            }),
+            many => Err(StoreError::Ambiguous {
+                which,
+                given: digits,
+                count: many.len(),
+            }),
+        }
     }
 
     /// The harvest mode.

@@ -17,6 +17,9 @@ use mail_parser::{HeaderName, MessageParser};
 /// second argument of [`SubjectMarks::new`]).
 pub const DOMAIN_PLACEHOLDER: &str = "{domain}";
 
+/// The default mark of S/MIME mail that could not be read.
+const DEFAULT_FAILED: &str = "[S/MIME failed]";
+
 /// Longest text the domain placeholder stands for when stripping.
 const MAX_DOMAIN_CHARS: usize = 255;
 
@@ -52,6 +55,7 @@ pub struct SubjectMarks {
     signed_by_domain: String,
     encrypted: String,
     invalid: String,
+    failed: String,
     patterns: Vec<Pattern>,
 }
 
@@ -66,6 +70,8 @@ pub enum Mark<'a> {
     Encrypted,
     /// Signed, but the signature did not verify.
     SignatureInvalid,
+    /// S/MIME whose signature or envelope could not be read at all.
+    Failed,
 }
 
 impl Default for SubjectMarks {
@@ -76,6 +82,7 @@ impl Default for SubjectMarks {
             signed_by_domain: "[signed by <*@{domain}>]".into(),
             encrypted: "[encrypted]".into(),
             invalid: "[signature invalid]".into(),
+            failed: DEFAULT_FAILED.into(),
             patterns: Vec::new(),
         };
         m.patterns = m.build_patterns();
@@ -97,33 +104,32 @@ impl SubjectMarks {
             ("encrypted", encrypted, 0),
             ("signature_invalid", invalid, 0),
         ] {
-            if fold(&text.replace(DOMAIN_PLACEHOLDER, ""))
-                .iter()
-                .all(|c| c.ch == ' ')
-            {
-                return Err(MarkError::Empty { which });
-            }
-            if text.chars().any(char::is_control) {
-                return Err(MarkError::Control { which });
-            }
-            if text.matches(DOMAIN_PLACEHOLDER).count() > placeholders {
-                return Err(MarkError::Placeholder { which });
-            }
+            check_mark(which, text, placeholders)?;
         }
         let mut m = SubjectMarks {
             signed: signed.to_owned(),
             signed_by_domain: signed_by_domain.to_owned(),
             encrypted: encrypted.to_owned(),
             invalid: invalid.to_owned(),
+            failed: DEFAULT_FAILED.to_owned(),
             patterns: Vec::new(),
         };
         m.patterns = m.build_patterns();
         Ok(m)
     }
 
+    /// Uses `failed` (default `[S/MIME failed]`) for S/MIME mail whose
+    /// signature or envelope could not be read.
+    pub fn with_failed(mut self, failed: &str) -> Result<Self, MarkError> {
+        check_mark("failed", failed, 0)?;
+        self.failed = failed.to_owned();
+        self.patterns = self.build_patterns();
+        Ok(self)
+    }
+
     fn build_patterns(&self) -> Vec<Pattern> {
         let mut out = Vec::new();
-        for text in [&self.signed, &self.encrypted, &self.invalid] {
+        for text in [&self.signed, &self.encrypted, &self.invalid, &self.failed] {
             out.push(Pattern::new(text, None));
         }
         match self.signed_by_domain.split_once(DOMAIN_PLACEHOLDER) {
@@ -149,6 +155,7 @@ impl SubjectMarks {
             }
             Mark::Encrypted => self.encrypted.clone(),
             Mark::SignatureInvalid => self.invalid.clone(),
+            Mark::Failed => self.failed.clone(),
         }
     }
 
@@ -207,6 +214,24 @@ impl SubjectMarks {
         out.push_str(&stripped);
         out.trim_end().to_owned()
     }
+}
+
+/// A mark must be visible, free of control characters and hold the domain
+/// placeholder at most `placeholders` times.
+fn check_mark(which: &'static str, text: &str, placeholders: usize) -> Result<(), MarkError> {
+    if fold(&text.replace(DOMAIN_PLACEHOLDER, ""))
+        .iter()
+        .all(|c| c.ch == ' ')
+    {
+        return Err(MarkError::Empty { which });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(MarkError::Control { which });
+    }
+    if text.matches(DOMAIN_PLACEHOLDER).count() > placeholders {
+        return Err(MarkError::Placeholder { which });
+    }
+    Ok(())
 }
 
 /// Decodes a raw Subject header value (as it appears after `Subject:`,

@@ -150,3 +150,20 @@ fn rsa_key() -> KeyPair {
     });
     KeyPair::from_pem(pem).unwrap()
 }
+
+/// Runs `openssl cms ARGS` in `dir`; returns stdout, panics with stderr
+/// when OpenSSL fails.
+pub fn openssl_cms(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .arg("cms")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command is installed");
+    assert!(
+        out.status.success(),
+        "openssl cms {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

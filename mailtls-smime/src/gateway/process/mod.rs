@@ -16,8 +16,8 @@ use super::incoming::{
 use super::key_store::{KeyStore, OwnKey};
 use super::keys::{KeyOwner, KeyRef};
 use super::outgoing::{
-    EncryptDecision, NotEncrypted, NotSigned, OutgoingDecision, OutgoingMessage, OutgoingRules,
-    Rejection, SenderAuth, SignDecision,
+    CopyPlan, EncryptDecision, NotEncrypted, NotSigned, OutgoingDecision, OutgoingMessage,
+    OutgoingPlan, OutgoingRules, Rejection, SenderAuth, SignDecision, SplitDecision,
 };
 use super::partner_store::{Binding, Harvest, HarvestOutcome, PartnerStore, StoreError};
 use crate::algorithms::EC_PUBLIC_KEY;
@@ -87,6 +87,35 @@ pub enum OutgoingOutcome {
         summary: OutgoingSummary,
     },
     /// Refuse the message with this status.
+    Reject(Rejection),
+}
+
+/// One copy of an outgoing message from
+/// [`Gateway::process_outgoing_split`].
+#[derive(Debug, Clone)]
+pub struct OutgoingCopy {
+    /// The envelope recipients this copy goes to, in envelope order.
+    pub recipients: Vec<Address>,
+    /// The message as it leaves the gateway for them.
+    pub message: Vec<u8>,
+    /// What was done.
+    pub summary: OutgoingSummary,
+}
+
+/// The result of [`Gateway::process_outgoing_split`].
+#[derive(Debug, Clone)]
+pub enum OutgoingSplitOutcome {
+    /// Deliver these copies; together with `bounced` they name every
+    /// envelope recipient once.
+    Deliver {
+        /// One copy per group of recipients, the encrypted one first.
+        copies: Vec<OutgoingCopy>,
+        /// Recipients not sent to (no certificate, and a policy that
+        /// forbids sending them mail in clear), with the status and reason
+        /// to report to the sender in a DSN.
+        bounced: Option<Rejection>,
+    },
+    /// Refuse the whole message with this status.
     Reject(Rejection),
 }
 
@@ -160,6 +189,9 @@ impl Gateway {
     /// Processes a message leaving through the gateway: the Subject marks
     /// and status headers of a quoted reply are removed, then the message is
     /// signed and/or encrypted as [`OutgoingRules::decide`] says, or refused.
+    /// One copy for every recipient, so encryption is all or nothing; with
+    /// [`Gateway::process_outgoing_split`] recipients with a certificate
+    /// get an encrypted copy even when others have none.
     ///
     /// When the rules pick two keys (sender's and domain key for mixed
     /// recipients), both sign: the SignedData carries one SignerInfo per
@@ -174,6 +206,69 @@ impl Gateway {
         auth: SenderAuth,
         now: SystemTime,
     ) -> Result<OutgoingOutcome, ProcessError> {
+        let (cleaned, question) = self.outgoing_question(message, envelope, auth);
+        let plan = match self
+            .outgoing
+            .decide(&question, &self.partners, &self.keys, now)
+        {
+            OutgoingDecision::Reject(r) => return Ok(OutgoingOutcome::Reject(r)),
+            OutgoingDecision::Deliver(plan) => plan,
+        };
+        let (message, summary) = self.apply_plan(cleaned, plan)?;
+        Ok(OutgoingOutcome::Deliver { message, summary })
+    }
+
+    /// Processes a message leaving through the gateway with encryption
+    /// decided per recipient ([`OutgoingRules::decide_per_recipient`], as
+    /// [`OutgoingRules::scope`] says): one copy per group of recipients
+    /// that get the same bytes (the encrypted copy first), and the
+    /// recipients bounced by an [`EncryptionPolicy::AlwaysOrBounce`]
+    /// policy for the caller to report in a DSN. Quoted marks and status
+    /// headers are removed from every copy, as in
+    /// [`Gateway::process_outgoing`].
+    ///
+    /// Synchronous and CPU-bound, like [`Gateway::process_outgoing`].
+    ///
+    /// [`EncryptionPolicy::AlwaysOrBounce`]: super::EncryptionPolicy::AlwaysOrBounce
+    pub fn process_outgoing_split(
+        &self,
+        message: &[u8],
+        envelope: &Envelope,
+        auth: SenderAuth,
+        now: SystemTime,
+    ) -> Result<OutgoingSplitOutcome, ProcessError> {
+        let (cleaned, question) = self.outgoing_question(message, envelope, auth);
+        match self
+            .outgoing
+            .decide_per_recipient(&question, &self.partners, &self.keys, now)
+        {
+            SplitDecision::Reject(r) => Ok(OutgoingSplitOutcome::Reject(r)),
+            SplitDecision::Deliver { copies, bounced } => {
+                let mut out = Vec::with_capacity(copies.len());
+                for CopyPlan { recipients, plan } in copies {
+                    let (message, summary) = self.apply_plan(cleaned.clone(), plan)?;
+                    out.push(OutgoingCopy {
+                        recipients,
+                        message,
+                        summary,
+                    });
+                }
+                Ok(OutgoingSplitOutcome::Deliver {
+                    copies: out,
+                    bounced,
+                })
+            }
+        }
+    }
+
+    /// The message with the quoted Subject marks and status headers of a
+    /// reply removed, and the question for the outgoing rules.
+    fn outgoing_question(
+        &self,
+        message: &[u8],
+        envelope: &Envelope,
+        auth: SenderAuth,
+    ) -> (Vec<u8>, OutgoingMessage) {
         let split = headers::split(message);
         let header_from = headers::get(&split, "From").and_then(|v| first_address(&v));
         let subject = headers::get(&split, "Subject").map(|s| self.incoming.outgoing_subject(&s));
@@ -189,13 +284,15 @@ impl Gateway {
             recipients: envelope.recipients.clone(),
             auth,
         };
-        let plan = match self
-            .outgoing
-            .decide(&question, &self.partners, &self.keys, now)
-        {
-            OutgoingDecision::Reject(r) => return Ok(OutgoingOutcome::Reject(r)),
-            OutgoingDecision::Deliver(plan) => plan,
-        };
+        (cleaned, question)
+    }
+
+    /// Signs and/or encrypts `cleaned` as `plan` says.
+    fn apply_plan(
+        &self,
+        cleaned: Vec<u8>,
+        plan: OutgoingPlan,
+    ) -> Result<(Vec<u8>, OutgoingSummary), ProcessError> {
         let mut out = cleaned;
         let mut co_signed = Vec::new();
         let signed = match plan.sign {
@@ -249,14 +346,14 @@ impl Gateway {
             }
             EncryptDecision::Plain(why) => Err(why),
         };
-        Ok(OutgoingOutcome::Deliver {
-            message: out,
-            summary: OutgoingSummary {
+        Ok((
+            out,
+            OutgoingSummary {
                 signed,
                 encrypted,
                 co_signed,
             },
-        })
+        ))
     }
 
     /// Processes a message arriving for `envelope.recipients`: decrypts it
@@ -290,7 +387,7 @@ impl Gateway {
         let (opened, not_for_our_keys) = match crate::open(message, &verifier, &decryptors) {
             Ok(o) => (Some(o), false),
             Err(crate::Error::NoMatchingRecipient) => (None, !decryptors.is_empty()),
-            Err(e) => return Err(engine("opening")(e)),
+            Err(e) => return Ok(self.unreadable_incoming(message, &e, decision)),
         };
         self.finish_incoming(message, opened, not_for_our_keys, decision)
     }
@@ -380,7 +477,15 @@ impl Gateway {
                     refused = true;
                     untouched.extend(group.into_iter().map(|(a, _)| a));
                 }
-                Err(e) => return Err(engine("opening")(e)),
+                // Unreadable for one key is unreadable for all: every
+                // recipient gets the message as it came, marked.
+                Err(e) => {
+                    let outcome = self.unreadable_incoming(message, &e, decision.clone());
+                    return Ok(vec![IncomingCopy {
+                        recipients: envelope.recipients.clone(),
+                        outcome,
+                    }]);
+                }
             }
         }
         // Back in envelope order within each copy.
@@ -475,16 +580,9 @@ impl Gateway {
         let result = SecurityResult {
             decrypted,
             signature,
+            failed: None,
         };
-        let subject = headers::get(&split, "Subject");
-        let subject = self.incoming.subject(subject.as_deref(), &result);
-        let add = self.incoming.headers.headers(&result);
-        let out = headers::rebuild(
-            &split,
-            |n| self.incoming.headers.is_status_header(n),
-            Some(&subject),
-            &add,
-        );
+        let out = self.marked(&split, &result);
         Ok(IncomingOutcome {
             message: out,
             summary: IncomingSummary {
@@ -495,6 +593,50 @@ impl Gateway {
             report,
             harvest,
         })
+    }
+
+    /// The message with forged marks and status headers removed and the
+    /// marks and headers of `result` added.
+    fn marked(&self, split: &headers::Split<'_>, result: &SecurityResult) -> Vec<u8> {
+        let subject = headers::get(split, "Subject");
+        let subject = self.incoming.subject(subject.as_deref(), result);
+        let add = self.incoming.headers.headers(result);
+        headers::rebuild(
+            split,
+            |n| self.incoming.headers.is_status_header(n),
+            Some(&subject),
+            &add,
+        )
+    }
+
+    /// The outcome for a message the engine could not open (`error`): as it
+    /// came, forged marks removed, and marked as failed when it is S/MIME
+    /// by its Content-Type. Mail that is not S/MIME (a PGP/MIME signature,
+    /// MIME the parser gives up on) only loses forged marks: the gateway
+    /// has nothing to say about it.
+    fn unreadable_incoming(
+        &self,
+        message: &[u8],
+        error: &crate::Error,
+        decision: DecryptDecision,
+    ) -> IncomingOutcome {
+        let split = headers::split(message);
+        let is_smime = headers::get(&split, "Content-Type").is_some_and(|v| names_smime(&v));
+        let result = SecurityResult {
+            decrypted: false,
+            signature: None,
+            failed: is_smime.then(|| format!("the S/MIME structure could not be read: {error}")),
+        };
+        IncomingOutcome {
+            message: self.marked(&split, &result),
+            summary: IncomingSummary {
+                result,
+                decrypt: decision,
+                not_for_our_keys: false,
+            },
+            report: None,
+            harvest: None,
+        }
     }
 
     fn own_key(&self, key: &KeyRef) -> Result<&OwnKey, ProcessError> {
@@ -621,6 +763,16 @@ fn harvest_offer(report: &VerifyReport) -> Option<Harvest> {
         // Without a signingTime any later dated signature wins.
         signing_time: signer.signing_time.unwrap_or(SystemTime::UNIX_EPOCH),
     })
+}
+
+/// Whether a Content-Type value announces S/MIME: `application/pkcs7-mime`
+/// (or the `x-` form), a `multipart/signed` whose protocol is a PKCS #7
+/// signature, or an octet stream named `*.p7m` / `*.p7s`.
+fn names_smime(content_type: &str) -> bool {
+    let v = content_type.to_ascii_lowercase();
+    v.contains("pkcs7-mime")
+        || v.contains("pkcs7-signature")
+        || (v.contains("application/octet-stream") && (v.contains(".p7m") || v.contains(".p7s")))
 }
 
 /// The first address of a From (or similar) header value.
