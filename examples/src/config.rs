@@ -89,6 +89,9 @@ pub struct Config {
     pub smime: crate::smime_path::SmimeSection,
     /// `[acme]`: certificates from an ACME CA; `None` unless `acme.enabled`.
     pub acme: Option<crate::acme_run::AcmeSection>,
+    /// `[store]`: where state shared between nodes lives (the data
+    /// directory, or PostgreSQL).
+    pub store: crate::store::StoreSection,
 }
 
 /// `[mta_sts]` with `[tls_rpt]`, validated into one [`Publication`] per
@@ -565,6 +568,7 @@ struct RawConfig {
     tlsrpt_reports: crate::tlsrpt_run::config::RawTlsRptReports,
     smime: crate::smime_path::config::RawSmime,
     acme: crate::acme_run::config::RawAcme,
+    store: crate::store::RawStore,
 }
 
 #[derive(Deserialize)]
@@ -764,6 +768,7 @@ impl RawConfig {
         let mta_sts = mta_sts_section(&self.mta_sts, &self.tls_rpt, &hostname)?;
         let tlsrpt_reports = self.tlsrpt_reports.into_section(&hostname)?;
         let acme = self.acme.into_section(&hostname)?;
+        let store = self.store.into_section(&hostname)?;
         use MailSecurity::{ImplicitTls, StartTlsOffered, StartTlsRequired};
         Ok(Config {
             server: ServerSection {
@@ -825,6 +830,7 @@ impl RawConfig {
             tlsrpt_reports,
             smime: self.smime.into_section()?,
             acme,
+            store,
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod smime_path;
 pub mod smtp;
 pub mod spool;
 pub mod status;
+pub mod store;
 mod stream;
 pub mod tls;
 pub mod tlsrpt_run;

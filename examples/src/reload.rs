@@ -298,6 +298,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         "server.auth_failure_window_seconds",
         o.auth_limits.window != n.auth_limits.window,
     );
+    check("store", old.store != new.store);
     let (o, n) = (&old.tls, &new.tls);
     check("tls.cert_dir", o.cert_dir != n.cert_dir);
     check("tls.watch", o.watch != n.watch);

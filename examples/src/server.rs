@@ -59,6 +59,9 @@ pub enum ServerError {
     /// be set up.
     #[error(transparent)]
     TlsRpt(#[from] crate::tlsrpt_run::TlsRptRunError),
+    /// `[store]`: the shared store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The S/MIME gateway (`[smime]`: key store, partner store, trust
     /// anchors) could not be loaded.
     #[error(transparent)]
@@ -196,6 +199,8 @@ pub(crate) struct Shared {
     pub(crate) smime: Option<Arc<crate::smime_path::SmimePath>>,
     /// ACME certificates and the http-01 tokens; `None` unless `acme.enabled`.
     pub(crate) acme: Option<Arc<crate::acme_run::AcmeRun>>,
+    /// The state shared with other nodes; `None` with `[store] kind = "file"`.
+    pub(crate) cluster: Option<Arc<crate::store::Cluster>>,
 }
 
 /// The reference server.
@@ -245,19 +250,41 @@ impl Server {
             }
         })?;
         let spool = Spool::open(&config.spool_dir(), config.server.hostname.as_str())?;
+        let cluster = match &config.store {
+            crate::store::StoreSection::Postgres(section) => {
+                let cluster = crate::store::Cluster::open(section).await?;
+                tracing::info!(node = %cluster.node(), "shared state in PostgreSQL");
+                Some(Arc::new(cluster))
+            }
+            crate::store::StoreSection::File => None,
+        };
+        let shared_cache = match &cluster {
+            Some(c) if config.outbound.mta_sts => Some(
+                mailtls_policy::mta_sts::PolicyCache::with_store(Arc::new(c.policy_cache.clone()))
+                    .await
+                    .map_err(|e| ServerError::Task(format!("shared MTA-STS cache: {e}")))?,
+            ),
+            _ => None,
+        };
         let outbound = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || crate::outbound::Outbound::open(&config))
-                .await
-                .map_err(|e| ServerError::Task(e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                crate::outbound::Outbound::open_with_cache(&config, shared_cache)
+            })
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))??
         };
         let outbound = Arc::new(outbound);
         let tlsrpt = {
             let config = config.clone();
             let collector = Arc::clone(outbound.collector());
             let dns = outbound.resolver();
+            let shared = cluster.as_ref().map(|c| crate::tlsrpt_run::SharedTlsRpt {
+                counters: Arc::clone(&c.counters) as _,
+                outbox: Arc::clone(&c.outbox) as _,
+            });
             tokio::task::spawn_blocking(move || {
-                crate::tlsrpt_run::TlsRptRun::new(&config, collector, dns)
+                crate::tlsrpt_run::TlsRptRun::with_shared(&config, collector, dns, shared)
             })
             .await
             .map_err(|e| ServerError::Task(e.to_string()))??
@@ -373,6 +400,7 @@ impl Server {
             tlsrpt,
             smime,
             acme,
+            cluster: cluster.clone(),
             users: Users::new(&config.users),
             auth_guard: AuthGuard::new(config.server.auth_limits),
             local_domains: config.local_domains(),
@@ -405,6 +433,14 @@ impl Server {
             tasks.push(tokio::spawn(
                 Arc::clone(t).run_schedule(shutdown.subscribe()),
             ));
+            if let Some(c) = &cluster {
+                tasks.push(tokio::spawn(
+                    Arc::clone(t).run_flushes(c.flush_interval(), shutdown.subscribe()),
+                ));
+            }
+        }
+        if let Some(c) = &cluster {
+            tasks.push(tokio::spawn(Arc::clone(c).heartbeats(shutdown.subscribe())));
         }
         let limits = Limits {
             max_connections: config.server.max_connections,

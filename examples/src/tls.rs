@@ -164,3 +164,21 @@ fn client_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
     }
     Ok(roots)
 }
+
+/// Adds every certificate of the PEM file `path` to `roots`; the error says
+/// what was wrong with the file (the caller names the config key).
+pub(crate) fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    for c in certs {
+        roots.add(c).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

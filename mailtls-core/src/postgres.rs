@@ -236,6 +236,8 @@ pub struct Migration {
 pub struct PgPool {
     pool: deadpool_postgres::Pool,
     schema: PgSchema,
+    /// Set once core's own table exists (checked once per pool).
+    core_ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl fmt::Debug for PgPool {
@@ -274,6 +276,7 @@ impl PgPool {
         let me = PgPool {
             pool,
             schema: settings.schema.clone(),
+            core_ready: Arc::default(),
         };
         drop(me.client().await?);
         Ok(me)
@@ -363,6 +366,86 @@ impl PgPool {
             .await
             .map_err(|e| PgError::query("migration commit", e))?;
         Ok(known.max(found))
+    }
+}
+
+/// A node of the cluster as its heartbeats left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSeen {
+    /// The node's name.
+    pub name: String,
+    /// Unix seconds of its start.
+    pub started_at: i64,
+    /// Unix seconds of its last heartbeat.
+    pub last_seen: i64,
+}
+
+/// Core's own table: the nodes and their heartbeats.
+const CORE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: "CREATE TABLE {schema}.nodes (
+              name text PRIMARY KEY,
+              started_at bigint NOT NULL,
+              last_seen bigint NOT NULL
+          );",
+}];
+
+impl PgPool {
+    /// Records that `node` (started at `started_at`, Unix seconds) is alive
+    /// now; call it every few seconds. Creates the table on first use.
+    pub async fn heartbeat(&self, node: &str, started_at: i64, now: i64) -> Result<(), PgError> {
+        self.core_tables().await?;
+        let schema = self.schema.as_str();
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "INSERT INTO {schema}.nodes (name, started_at, last_seen) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO UPDATE
+                     SET started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen"
+                ),
+                &[&node, &started_at, &now],
+            )
+            .await
+            .map_err(|e| PgError::query("node heartbeat", e))?;
+        Ok(())
+    }
+
+    async fn core_tables(&self) -> Result<(), PgError> {
+        self.core_ready
+            .get_or_try_init(|| async {
+                self.migrate("mailtls-core", CORE_MIGRATIONS)
+                    .await
+                    .map(|_| ())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Every node that ever sent a heartbeat, most recently seen first.
+    pub async fn nodes(&self) -> Result<Vec<NodeSeen>, PgError> {
+        self.core_tables().await?;
+        let schema = self.schema.as_str();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT name, started_at, last_seen FROM {schema}.nodes
+                     ORDER BY last_seen DESC, name"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| PgError::query("reading the nodes", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeSeen {
+                name: r.get(0),
+                started_at: r.get(1),
+                last_seen: r.get(2),
+            })
+            .collect())
     }
 }
 

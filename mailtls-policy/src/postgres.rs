@@ -476,6 +476,27 @@ impl PgPolicyCache {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    /// Fetch leases running at `now` (Unix seconds): domain, holder and
+    /// until when, for status pages.
+    pub async fn leases(&self, now: i64) -> Result<Vec<(String, String, i64)>, PgError> {
+        let schema = self.pool.schema();
+        let client = self.pool.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT domain, lease_holder, lease_until FROM {schema}.mta_sts_cache
+                     WHERE lease_holder IS NOT NULL AND lease_until > $1 ORDER BY domain"
+                ),
+                &[&now],
+            )
+            .await
+            .map_err(|e| PgError::query("reading MTA-STS leases", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// Stores entries, the newer fetch winning. `after_fetch`: this node
     /// just fetched them, which ends its lease on their domains (a bulk save
     /// does not: the node may be fetching one of them right now).

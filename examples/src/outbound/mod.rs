@@ -33,8 +33,6 @@ use mailtls_policy::dns::{
 use mailtls_policy::mta_sts::{FetcherConfig, MtaSts, PolicyCache, PolicyFetcher};
 use mailtls_policy::tlsrpt::{Collector, TlsRptError};
 use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -153,21 +151,11 @@ fn roots_with(extra: Option<&PathBuf>, key: &'static str) -> Result<RootCertStor
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra {
-        let err = |detail: String| OutboundError::Roots {
+        crate::tls::add_pem_roots(&mut roots, path).map_err(|detail| OutboundError::Roots {
             key,
             path: path.clone(),
             detail,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| err(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| err(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(err("no certificates in the file".into()));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| err(e.to_string()))?;
-        }
+        })?;
     }
     Ok(roots)
 }
@@ -177,6 +165,15 @@ impl Outbound {
     /// data directory and builds the resolver. Blocking (reads files); needs
     /// a tokio runtime for the resolver.
     pub fn open(config: &Config) -> Result<Outbound, OutboundError> {
+        Self::open_with_cache(config, None)
+    }
+
+    /// [`Outbound::open`] with the MTA-STS cache given (a cache over the
+    /// store several nodes share) instead of the data directory's.
+    pub fn open_with_cache(
+        config: &Config,
+        shared_cache: Option<PolicyCache>,
+    ) -> Result<Outbound, OutboundError> {
         let section = config.outbound.clone();
         let data = &config.server.data_dir;
         let queue = Queue::open(&data.join("queue"))?;
@@ -219,8 +216,11 @@ impl Outbound {
                 Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             )
             .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
-            let cache = PolicyCache::open(&data.join("mta-sts"))
-                .map_err(|e| OutboundError::MtaSts(e.to_string()))?;
+            let cache = match shared_cache {
+                Some(cache) => cache,
+                None => PolicyCache::open(&data.join("mta-sts"))
+                    .map_err(|e| OutboundError::MtaSts(e.to_string()))?,
+            };
             Some(MtaSts::new(Arc::clone(&resolver), fetcher, cache))
         } else {
             None

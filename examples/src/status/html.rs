@@ -108,6 +108,11 @@ pub(crate) fn render(s: &Status) -> String {
             title: "Failed logins",
             body: value_block(&s.auth_failures),
         },
+        Section {
+            id: "store",
+            title: "Shared store: nodes and leases",
+            body: value_block(&s.store),
+        },
     ];
     let mut out = String::new();
     let host = esc(&s.hostname);

@@ -48,6 +48,9 @@ pub struct Status {
     /// TLS-RPT: today's counts per policy domain, the last reports sent,
     /// summaries of reports received.
     pub tlsrpt: Option<TlsRptStatus>,
+    /// `[store]`: file or PostgreSQL; with PostgreSQL the nodes seen and the
+    /// leases held.
+    pub store: crate::store::StoreStatus,
     /// The S/MIME gateway: partner store, approval queue, own keys; `None`
     /// unless `smime.enabled`.
     pub smime: Option<SmimeStatus>,
@@ -196,6 +199,10 @@ pub(crate) async fn status(shared: &Shared) -> Status {
         Some(t) => Some(t.status().await),
         None => None,
     };
+    let store = match &shared.cluster {
+        Some(c) => c.status().await,
+        None => crate::store::StoreStatus::file(),
+    };
     let now = SystemTime::now();
     let r = &shared.tls.resolver;
     let s = r.stats();
@@ -256,6 +263,7 @@ pub(crate) async fn status(shared: &Shared) -> Status {
             .collect(),
         outbound: Some(shared.outbound.status()).filter(|o| o.enabled),
         tlsrpt,
+        store,
         smime: shared.smime.as_ref().map(|g| g.status()),
         acme: shared.acme.as_ref().map(|a| a.status()),
         reload: shared.live.status(),

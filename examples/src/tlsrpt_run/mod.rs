@@ -36,7 +36,7 @@ use tokio::sync::watch;
 pub use config::{DkimAlgorithm, TlsRptReportsSection};
 pub use dkim_key::{DkimKey, dkim_dns_records};
 pub use received::ReceivedDay;
-pub use sender::RunSummary;
+pub use sender::{RunSummary, SharedTlsRpt};
 
 use crate::config::Config;
 use received::ReceivedStore;
@@ -170,6 +170,8 @@ pub struct TlsRptStatus {
 /// TLS-RPT in the server: daily reports and received reports.
 pub struct TlsRptRun {
     collector: Arc<Collector>,
+    /// The stores shared with other nodes, when `[store]` is postgres.
+    shared: Option<SharedTlsRpt>,
     sender: Option<ReportSender>,
     /// From `[tls_rpt] rua` of the configuration in effect (a reload may
     /// change it).
@@ -241,6 +243,18 @@ impl TlsRptRun {
         collector: Arc<Collector>,
         resolver: Arc<dyn DnsResolver>,
     ) -> Result<Self, TlsRptRunError> {
+        Self::with_shared(config, collector, resolver, None)
+    }
+
+    /// [`TlsRptRun::new`] for a node of a cluster: reports are built from
+    /// the shared counts (this node's collector moves its counts there with
+    /// [`TlsRptRun::flush_shared`]) and delivered from the shared outbox.
+    pub fn with_shared(
+        config: &Config,
+        collector: Arc<Collector>,
+        resolver: Arc<dyn DnsResolver>,
+        shared: Option<SharedTlsRpt>,
+    ) -> Result<Self, TlsRptRunError> {
         let data_dir = &config.server.data_dir;
         let sender = if config.tlsrpt_reports.enabled {
             Some(ReportSender::new(
@@ -248,6 +262,7 @@ impl TlsRptRun {
                 data_dir,
                 Arc::clone(&collector),
                 resolver,
+                shared.as_ref(),
             )?)
         } else {
             None
@@ -255,6 +270,7 @@ impl TlsRptRun {
         let received = ReceivedStore::open(data_dir.join("tlsrpt-received"))?;
         Ok(TlsRptRun {
             collector,
+            shared,
             sender,
             mailboxes: RwLock::new(rua_mailboxes(config)),
             received,
@@ -265,6 +281,45 @@ impl TlsRptRun {
     /// The collector the outbound path records session outcomes into.
     pub fn collector(&self) -> &Arc<Collector> {
         &self.collector
+    }
+
+    /// Moves this node's counts to the shared store (nothing without one);
+    /// returns the sessions moved. On failure the counts stay in the local
+    /// log for the next call.
+    pub async fn flush_shared(&self) -> Result<u64, TlsRptError> {
+        match &self.shared {
+            Some(s) => self.collector.flush_to(s.counters.as_ref()).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Flushes to the shared store every `interval` until `shutdown`, and
+    /// once more then. Failures are logged: the local log keeps counting.
+    pub async fn run_flushes(
+        self: Arc<Self>,
+        interval: std::time::Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        if self.shared.is_none() {
+            return;
+        }
+        // The first flush at once: counts an earlier run left in the local
+        // log (a crash, the database away) go first.
+        loop {
+            if let Err(e) = self.flush_shared().await {
+                tracing::warn!(error = %e, "TLS-RPT counts not moved to the shared store yet");
+            }
+            let stop = tokio::select! {
+                () = tokio::time::sleep(interval) => false,
+                _ = shutdown.wait_for(|stop| *stop) => true,
+            };
+            if stop {
+                if let Err(e) = self.flush_shared().await {
+                    tracing::warn!(error = %e, "TLS-RPT counts stay in the local log until the next start");
+                }
+                return;
+            }
+        }
     }
 
     /// Whether daily reports are sent.
@@ -406,7 +461,13 @@ impl TlsRptRun {
         let now = OffsetDateTime::now_utc();
         let today = now.date();
         let mut errors = Vec::new();
-        let snapshot = self.collector.snapshot();
+        let mut snapshot = self.collector.snapshot();
+        if let Some(shared) = &self.shared {
+            match shared.counters.load().await {
+                Ok(stored) => snapshot.merge(&stored),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
         let today_counts = snapshot
             .grouped()
             .into_iter()

@@ -10,13 +10,11 @@ use std::time::Duration;
 use mailtls_core::DnsName;
 use mailtls_policy::dns::{DnsResolver, QueryName};
 use mailtls_policy::tlsrpt::delivery::{
-    Deliverer, HttpsPoster, MailIdentity, MailSubmitter, Outbox, RetryPolicy,
+    Deliverer, HttpsPoster, MailIdentity, MailSubmitter, Outbox, OutboxStore, RetryPolicy,
 };
 use mailtls_policy::tlsrpt::{
     Collector, CounterStore, Due, LocalCounters, ReportMeta, Schedule, TlsReport, TlsRptRecord,
 };
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
@@ -57,10 +55,29 @@ pub struct RunSummary {
     pub undeliverable: usize,
 }
 
+/// The stores several nodes share for TLS-RPT (`[store] kind = "postgres"`).
+#[derive(Clone)]
+pub struct SharedTlsRpt {
+    /// The counts every node flushes into.
+    pub counters: Arc<dyn CounterStore>,
+    /// The outbox every node delivers from.
+    pub outbox: Arc<dyn OutboxStore>,
+}
+
+impl std::fmt::Debug for SharedTlsRpt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedTlsRpt")
+            .field("counters", &self.counters)
+            .field("outbox", &self.outbox)
+            .finish()
+    }
+}
+
 /// Sends the daily reports.
 pub(crate) struct ReportSender {
-    /// The counts reports are built from: the local collector's own log.
-    counters: LocalCounters,
+    /// The counts reports are built from: the local collector's own log,
+    /// or the database several nodes share.
+    counters: Arc<dyn CounterStore>,
     resolver: Arc<dyn DnsResolver>,
     pub(crate) outbox: Outbox,
     schedule: Schedule,
@@ -90,20 +107,10 @@ fn https_roots(section: &TlsRptReportsSection) -> Result<rustls::RootCertStore, 
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = &section.https_ca_file {
-        let bad = |message: String| TlsRptRunError::CaFile {
+        crate::tls::add_pem_roots(&mut roots, path).map_err(|message| TlsRptRunError::CaFile {
             path: path.clone(),
             message,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no certificate in the file".into()));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| bad(e.to_string()))?;
-        }
+        })?;
     }
     Ok(roots)
 }
@@ -115,6 +122,7 @@ impl ReportSender {
         data_dir: &std::path::Path,
         collector: Arc<Collector>,
         resolver: Arc<dyn DnsResolver>,
+        shared: Option<&SharedTlsRpt>,
     ) -> Result<Self, TlsRptRunError> {
         let dkim = DkimKey::load_or_generate(section, data_dir)?;
         let outbox_dir = data_dir.join("tlsrpt-outbox");
@@ -124,14 +132,23 @@ impl ReportSender {
                 source,
             }
         })?;
-        let outbox = Outbox::open(&outbox_dir, RetryPolicy::default())?;
+        let (counters, outbox): (Arc<dyn CounterStore>, Outbox) = match shared {
+            Some(s) => (
+                Arc::clone(&s.counters),
+                Outbox::with_store(Arc::clone(&s.outbox), RetryPolicy::default()),
+            ),
+            None => (
+                Arc::new(LocalCounters::new(collector)),
+                Outbox::open(&outbox_dir, RetryPolicy::default())?,
+            ),
+        };
         let https = HttpsPoster::new(
             https_roots(section)?,
             HTTPS_TIMEOUT,
             Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
         )?;
         Ok(ReportSender {
-            counters: LocalCounters::new(collector),
+            counters,
             resolver,
             outbox,
             schedule: Schedule {
@@ -279,7 +296,8 @@ impl ReportSender {
     pub(crate) async fn next_wake(&self, now: OffsetDateTime) -> OffsetDateTime {
         let mut next = now + MAX_SLEEP;
         let today = now.date();
-        for (day, domain) in self.counters.collector().snapshot().grouped().into_keys() {
+        let counts = self.counters.load().await.unwrap_or_default();
+        for (day, domain) in counts.grouped().into_keys() {
             let at = self.schedule.send_at(day, domain);
             let at = if day >= today || at > now {
                 at
