@@ -202,7 +202,8 @@ fn days_left(not_after: SystemTime, now: SystemTime) -> i64 {
     }
 }
 
-fn leaf_of(chain_pem: &str) -> Option<(CertificateDer<'static>, CertInfo)> {
+/// The first certificate of a PEM chain and what it says, if readable.
+pub fn leaf_of(chain_pem: &str) -> Option<(CertificateDer<'static>, CertInfo)> {
     let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .next()?
         .ok()?;
@@ -222,7 +223,7 @@ fn certificate_status(info: &CertInfo) -> AcmeCertificateStatus {
 }
 
 /// The same names, whatever the order and case.
-fn same_names(have: &[String], want: &[String]) -> bool {
+pub fn same_names(have: &[String], want: &[String]) -> bool {
     let norm = |v: &[String]| {
         let mut v: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
         v.sort();
