@@ -94,8 +94,6 @@ impl Reason {
     name = "mailtls-acme",
     version,
     args_override_self = true,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true,
     override_usage = "\
 mailtls-acme --directory URL --name NAME [--name NAME]... --data-dir DIR
                     --out-cert FILE --out-key FILE [--email ADDR] [--agree-tos]
@@ -110,23 +108,21 @@ mailtls-acme --directory URL --name NAME [--name NAME]... --data-dir DIR
     arg_required_else_help = true
 )]
 struct Cli {
+    /// Without one, `issue` (see [`with_default_command`]).
     #[command(subcommand)]
-    command: Option<Command>,
-    /// Without a command: `issue`.
-    #[command(flatten)]
-    issue: IssueArgs,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Issues a certificate for the names and writes it (the default).
-    #[command(after_help = EXIT_HELP)]
+    #[command(after_help = EXIT_HELP, args_override_self = true)]
     Issue(IssueArgs),
     /// Renews the certificate in --out-cert: with --if-due only when the
     /// CA's renewal window (ARI, RFC 9773) or, without one, the lifetime
     /// rule says so (a third of the lifetime left, half under ten days);
     /// for cron.
-    #[command(after_help = EXIT_HELP)]
+    #[command(after_help = EXIT_HELP, args_override_self = true)]
     Renew(RenewArgs),
     /// Revokes a certificate, as the account that ordered it or with the
     /// certificate's own key (--key).
@@ -786,19 +782,36 @@ async fn show(o: &CaArgs) -> Result<(), Failure> {
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
-        None => issue(&cli.issue, None).await,
-        Some(Command::Issue(a)) => issue(a, None).await,
-        Some(Command::Renew(a)) => issue(&a.issue, Some(a.if_due)).await,
-        Some(Command::Revoke(a)) => revoke(a).await,
-        Some(Command::Rollover(a)) => rollover(a).await,
-        Some(Command::Deactivate(a)) => deactivate(a).await,
-        Some(Command::Show(a)) => show(a).await,
+        Command::Issue(a) => issue(a, None).await,
+        Command::Renew(a) => issue(&a.issue, Some(a.if_due)).await,
+        Command::Revoke(a) => revoke(a).await,
+        Command::Rollover(a) => rollover(a).await,
+        Command::Deactivate(a) => deactivate(a).await,
+        Command::Show(a) => show(a).await,
     }
+}
+
+/// The command line with `issue` put in front when it names no command:
+/// the tool issued certificates before it had commands, and scripts and
+/// cron lines written then keep working. Nothing at all, or only
+/// `--help`/`--version`, is left alone (the overview, the version).
+fn with_default_command(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let cli = Cli::command();
+    let names_a_command = |a: &std::ffi::OsStr| {
+        let a = a.to_string_lossy();
+        a == "help"
+            || ["-h", "--help", "-V", "--version"].contains(&a.as_ref())
+            || cli.get_subcommands().any(|c| c.get_name() == a)
+    };
+    if args.get(1).is_some_and(|a| !names_a_command(a)) {
+        args.insert(1, "issue".into());
+    }
+    args
 }
 
 fn main() -> ExitCode {
     // Usage mistakes in the flags end here: clap prints them, exit 2.
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
     let result = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
