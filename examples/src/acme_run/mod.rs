@@ -39,8 +39,8 @@ use mailtls_acme::solver::{
 use mailtls_acme::storage::StoredCertificate;
 use mailtls_acme::{
     Account, AcmeClient, AcmeError, CertificateRequest, ChallengeSolver, ClientConfig, ErrorClass,
-    FileStorage, IssuedCertificate, NewAccountOptions, OrderJournal, PollPolicy, RetryPolicy,
-    SigningAlgorithm, Storage,
+    ExternalAccountBinding, FileStorage, IssuedCertificate, NewAccountOptions, OrderJournal,
+    PollPolicy, RetryPolicy, SigningAlgorithm, Storage,
 };
 use mailtls_core::{CertInfo, CertificateDer, NamePattern, TlsAlpnChallengeSlot};
 use mailtls_sni::SniResolver;
@@ -49,7 +49,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{AcmeChallenge, AcmeKeyType, AcmeSection, Dns01Settings};
+pub use config::{AcmeChallenge, AcmeKeyType, AcmeSection, Dns01Settings, EabSettings};
 pub use deploy::DeployError;
 pub use run_log::{RunOutcome, RunRecord, RunTrigger};
 
@@ -139,7 +139,9 @@ struct Failure {
 impl Failure {
     fn acme(what: &str, e: &AcmeError) -> Self {
         Failure {
-            message: format!("{what}: {e}"),
+            // With the causes: "error sending request" alone does not say
+            // that the CA's certificate was untrusted.
+            message: format!("{what}: {}", e.full_message()),
             until: match e.class() {
                 ErrorClass::RateLimited { until } => Some(until),
                 _ => None,
@@ -175,6 +177,7 @@ pub struct AcmeRun {
     http01: Http01Responder,
     solvers: Vec<Arc<dyn ChallengeSolver>>,
     extra_roots: Vec<CertificateDer<'static>>,
+    eab: Option<ExternalAccountBinding>,
     account: tokio::sync::Mutex<Option<Account>>,
     run_lock: tokio::sync::Mutex<()>,
     /// Tells the scheduler that a run outside the schedule moved the next
@@ -252,6 +255,25 @@ impl AcmeRun {
             extra_roots = mailtls_core::load::certificates_from_file(path)
                 .map_err(|e| invalid("acme.ca_file", e.to_string()))?;
         }
+        let eab = match &section.eab {
+            None => None,
+            Some(e) => {
+                let key = std::fs::read_to_string(&e.hmac_key_file).map_err(|err| {
+                    invalid(
+                        "acme.eab_hmac_key_file",
+                        format!("{}: {err}", e.hmac_key_file.display()),
+                    )
+                })?;
+                Some(
+                    ExternalAccountBinding::new(e.kid.clone(), key.trim()).map_err(|err| {
+                        invalid(
+                            "acme.eab_hmac_key_file",
+                            format!("{}: {err}", e.hmac_key_file.display()),
+                        )
+                    })?,
+                )
+            }
+        };
         let http01 = Http01Responder::new();
         let solver: Arc<dyn ChallengeSolver> = match &section.challenge {
             AcmeChallenge::Http01 => Arc::new(http01.clone()),
@@ -303,6 +325,7 @@ impl AcmeRun {
             http01,
             solvers: vec![solver],
             extra_roots,
+            eab,
             account: tokio::sync::Mutex::new(None),
             run_lock: tokio::sync::Mutex::new(()),
             replan: tokio::sync::Notify::new(),
@@ -522,6 +545,9 @@ impl AcmeRun {
             .map_err(storage_err)?;
         let mut request = CertificateRequest::new(self.names.iter().cloned())
             .with_key_type(self.section.key_type.key_type());
+        if let Some(cn) = &self.section.preferred_chain {
+            request = request.with_preferred_issuer(cn.clone());
+        }
         // RFC 9773 §5: `replaces` only for a certificate of this account.
         if self.section.use_ari
             && self.account_has_ari(&account)
@@ -531,7 +557,7 @@ impl AcmeRun {
         {
             request = request.with_replaces(id);
         }
-        let issued = self.issue(&account, request).await?;
+        let (issued, account) = self.issue(&account, request).await?;
         self.storage
             .save_certificate(
                 &self.id,
@@ -567,30 +593,53 @@ impl AcmeRun {
         account.client().directory().renewal_info.is_some()
     }
 
+    /// Orders through `account`; returns the certificate and the account
+    /// that got it (a new one when the CA had forgotten the old one).
     async fn issue(
         &self,
         account: &Account,
         mut request: CertificateRequest,
-    ) -> Result<IssuedCertificate, Failure> {
+    ) -> Result<(IssuedCertificate, Account), Failure> {
         let poll = PollPolicy::default();
         let journal: &dyn OrderJournal = &*self.storage;
-        match account
-            .issue(&request, &self.solvers, Some(journal), poll)
-            .await
-        {
-            Ok(c) => Ok(c),
-            // Another order replaced it already: order afresh.
-            Err(e)
-                if request.replaces.is_some()
-                    && e.problem().is_some_and(|p| p.is("alreadyReplaced")) =>
+        let mut account = account.clone();
+        let mut registered_again = false;
+        loop {
+            match account
+                .issue(&request, &self.solvers, Some(journal), poll)
+                .await
             {
-                request.replaces = None;
-                account
-                    .issue(&request, &self.solvers, Some(journal), poll)
-                    .await
-                    .map_err(|e| Failure::acme("order", &e))
+                Ok(c) => return Ok((c, account)),
+                // Another order replaced it already: order afresh.
+                Err(e)
+                    if request.replaces.is_some()
+                        && e.problem().is_some_and(|p| p.is("alreadyReplaced")) =>
+                {
+                    request.replaces = None;
+                }
+                // The CA lost or purged the account: register the stored
+                // key again, once, and order with that account.
+                Err(e)
+                    if !registered_again
+                        && e.problem().is_some_and(|p| p.is("accountDoesNotExist")) =>
+                {
+                    tracing::warn!(
+                        account = account.url(),
+                        "the CA does not know the ACME account (accountDoesNotExist); \
+                         registering its key again"
+                    );
+                    registered_again = true;
+                    account = account
+                        .client()
+                        .register_again(&*self.storage, &account, &self.account_options())
+                        .await
+                        .map_err(|e| Failure::acme("account", &e))?;
+                    *self.account.lock().await = Some(account.clone());
+                    // `replaces` names a certificate of the old account.
+                    request.replaces = None;
+                }
+                Err(e) => return Err(Failure::acme("order", &e)),
             }
-            Err(e) => Err(Failure::acme("order", &e)),
         }
     }
 
@@ -649,15 +698,32 @@ impl AcmeRun {
                  acme.agree_tos = true to create the account"
             )));
         }
-        let mut options = NewAccountOptions::default();
-        options.contact = self.section.contact_uris();
-        options.terms_of_service_agreed = self.section.agree_tos;
+        if !known && self.eab.is_none() && client.directory().meta.external_account_required {
+            return Err(Failure::other(
+                "acme.eab_kid: the CA requires external account binding for a new account; \
+                 set acme.eab_kid and acme.eab_hmac_key_file from the CA's console"
+                    .into(),
+            ));
+        }
         let account = client
-            .load_or_create_account(&*self.storage, SigningAlgorithm::Es256, &options)
+            .load_or_create_account(
+                &*self.storage,
+                SigningAlgorithm::Es256,
+                &self.account_options(),
+            )
             .await
             .map_err(|e| Failure::acme("account", &e))?;
         *cached = Some(account.clone());
         Ok(account)
+    }
+
+    /// What a new account is created with: contacts, terms, EAB.
+    fn account_options(&self) -> NewAccountOptions {
+        let mut options = NewAccountOptions::default();
+        options.contact = self.section.contact_uris();
+        options.terms_of_service_agreed = self.section.agree_tos;
+        options.external_account_binding = self.eab.clone();
+        options
     }
 
     async fn deploy(&self, chain_pem: &str, key_pem: &str) -> Result<(), Failure> {
