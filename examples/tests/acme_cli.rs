@@ -649,12 +649,7 @@ fn preferred_chain_picks_the_alternate() {
         ..PebbleOptions::default()
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let alt_root = rt.block_on(pebble.management_get("/roots/1"));
-    let alt = mailtls_core::load::certificates_from_bytes(alt_root.as_bytes(), "roots/1").unwrap();
-    let alt_cn = mailtls_core::CertInfo::from_der(&alt[0])
-        .unwrap()
-        .common_name
-        .unwrap();
+    let alt_cn = rt.block_on(pebble.root_common_name(1));
     let dir = tempfile::tempdir().unwrap();
     let top_issuer = |cert: &CertificateWithKey| {
         let top = cert.chain.last().unwrap();

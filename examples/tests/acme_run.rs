@@ -420,12 +420,7 @@ async fn eab_and_preferred_chain_from_the_config() {
         alternate_roots: Some(1),
         ..PebbleOptions::default()
     });
-    let alt_pem = pebble.management_get("/roots/1").await;
-    let alt = mailtls_core::load::certificates_from_bytes(alt_pem.as_bytes(), "roots/1").unwrap();
-    let alt_cn = mailtls_core::CertInfo::from_der(&alt[0])
-        .unwrap()
-        .common_name
-        .unwrap();
+    let alt_cn = pebble.root_common_name(1).await;
 
     let dir = private_tempdir();
     let mut config = acme_config(dir.path(), &pebble.directory_url, &pebble.root_pem, "");

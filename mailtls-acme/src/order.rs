@@ -197,6 +197,23 @@ pub struct PendingOrder {
 }
 
 impl PendingOrder {
+    /// A journal entry for the order at `order_url`, made for `names` with
+    /// the certificate key `key_pem` (PKCS#8 PEM) of type `key_type`: what
+    /// `Account::issue` saves, for a caller that creates orders itself.
+    pub fn new(
+        order_url: impl Into<String>,
+        key_pem: impl Into<String>,
+        names: Vec<String>,
+        key_type: KeyType,
+    ) -> Self {
+        PendingOrder {
+            order_url: order_url.into(),
+            key_pem: key_pem.into(),
+            names,
+            key_type: Some(key_type.to_string()),
+        }
+    }
+
     /// Whether this saved order was made for `request` (`names` are the
     /// request's normalised names): the same names, and the key type (or
     /// the very key, when the request reuses one) it asks for. An order
@@ -749,12 +766,7 @@ impl Account {
                 request.profile.as_deref(),
             )
             .await?;
-        let pending = PendingOrder {
-            order_url,
-            key_pem,
-            names: names.to_vec(),
-            key_type: Some(request.key_type.to_string()),
-        };
+        let pending = PendingOrder::new(order_url, key_pem, names.to_vec(), request.key_type);
         if let Some(j) = journal {
             j.save_pending(&pending).await?;
         }
