@@ -7,8 +7,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use mailtls_core::{CertificateWithKey, KeyAlgorithm};
+use mailtls_sni::{ResolverOptions, SniResolver, WatchOptions};
 use mailtls_testpeers::{Pebble, PebbleOptions};
 
 fn tool(args: &[&str]) -> Output {
@@ -412,7 +415,8 @@ fn a_second_run_renews_with_the_key_type_asked_for() {
 }
 
 /// The cron case: `renew --if-due` leaves a fresh certificate alone, and
-/// once half of its (short) lifetime is gone renews it.
+/// once half of its (short) lifetime is gone renews it; an SNI resolver
+/// watching the directory the pair is written to serves the new one.
 #[test]
 fn renew_if_due_from_cron_renews_only_when_due() {
     let (pebble, dir, args) = mail_run(PebbleOptions {
@@ -420,19 +424,52 @@ fn renew_if_due_from_cron_renews_only_when_due() {
         validity_secs: Some(30),
         ..PebbleOptions::default()
     });
-    let renew = with_command("renew", &args)
-        .into_iter()
-        .chain(std::iter::once("--if-due".to_owned()))
-        .collect::<Vec<_>>();
+    // Written where a server's certificate directory watcher pairs them.
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let (crt, key) = (certs.join("mail.crt"), certs.join("mail.key"));
+    let mut renew = with_command("renew", &args);
+    renew.extend(
+        [
+            "--if-due",
+            "--out-cert",
+            crt.to_str().unwrap(),
+            "--out-key",
+            key.to_str().unwrap(),
+        ]
+        .map(str::to_owned),
+    );
+    let current = || CertificateWithKey::from_files(&crt, &key).unwrap();
     // No certificate yet: renew issues one.
     let stdout = ok(&run(&renew));
     assert!(stdout.contains("ordering one"), "{stdout}");
-    let first = written(dir.path());
+    let first = current();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let resolver = Arc::new(SniResolver::new(ResolverOptions::default()));
+    resolver.reload_from_dir(&certs).unwrap();
+    let served = || {
+        resolver
+            .certificates()
+            .iter()
+            .find(|c| c.names == ["mail.example.com"])
+            .map(|c| c.fingerprint.clone())
+    };
+    assert_eq!(served(), Some(first.info.fingerprint_hex()));
+    let _watcher = rt
+        .block_on(async {
+            mailtls_sni::watch_dir(
+                Arc::clone(&resolver),
+                certs.clone(),
+                WatchOptions::default(),
+            )
+        })
+        .unwrap();
 
     let stdout = ok(&run(&renew));
     assert!(stdout.contains("not due"), "{stdout}");
     assert!(stdout.contains("lifetime rule"), "{stdout}");
-    assert_eq!(written(dir.path()).info.serial, first.info.serial);
+    assert_eq!(current().info.serial, first.info.serial);
 
     // Under ten days of lifetime, renewal comes with half of it left.
     let lifetime = first
@@ -440,14 +477,24 @@ fn renew_if_due_from_cron_renews_only_when_due() {
         .not_after
         .duration_since(first.info.not_before)
         .unwrap();
-    let due = first.info.not_before + lifetime / 2 + std::time::Duration::from_secs(1);
-    if let Ok(wait) = due.duration_since(std::time::SystemTime::now()) {
+    let due = first.info.not_before + lifetime / 2 + Duration::from_secs(1);
+    if let Ok(wait) = due.duration_since(SystemTime::now()) {
         std::thread::sleep(wait);
     }
     let stdout = ok(&run(&renew));
     assert!(stdout.contains("wrote"), "{stdout}");
-    let second = written(dir.path());
+    let second = current();
     assert_ne!(second.info.serial, first.info.serial, "renewed");
+    // The watcher picks up the new pair.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while served() != Some(second.info.fingerprint_hex()) {
+        assert!(
+            Instant::now() < deadline,
+            "the resolver still serves {:?}",
+            served()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // `show` lists the stored certificate with its renewal time.
     let stdout = ok(&run(&with_command("show", &ca_args(&pebble, dir.path()))));
