@@ -543,8 +543,10 @@ impl AcmeRun {
             .load_state(&self.id)
             .await
             .map_err(storage_err)?;
+        // Pre-authorisation (RFC 8555 §7.4.1) where the CA offers newAuthz.
         let mut request = CertificateRequest::new(self.names.iter().cloned())
-            .with_key_type(self.section.key_type.key_type());
+            .with_key_type(self.section.key_type.key_type())
+            .with_pre_authorization();
         if let Some(cn) = &self.section.preferred_chain {
             request = request.with_preferred_issuer(cn.clone());
         }

@@ -529,7 +529,11 @@ async fn issue(o: &IssueArgs, renew: Option<bool>) -> Result<(), Failure> {
         }
     };
 
-    let mut request = CertificateRequest::new(o.names.iter().cloned()).with_key_type(o.key_type);
+    // Pre-authorisation (RFC 8555 §7.4.1) is used where the CA offers
+    // newAuthz and skipped where it does not (Let's Encrypt, Pebble).
+    let mut request = CertificateRequest::new(o.names.iter().cloned())
+        .with_key_type(o.key_type)
+        .with_pre_authorization();
     if let Some(cn) = &o.preferred_chain {
         request = request.with_preferred_issuer(cn.clone());
     }
