@@ -311,6 +311,23 @@ fn usage_errors_exit_2_with_a_reason() {
             "--out-cert and --out-key must be different files",
         ),
         (&["--only-extra-roots"], "--extra-root <PEM>"),
+        (&["--eab-hmac-key-file", "f"], "--eab-kid <KID>"),
+        (
+            &[
+                "--eab-kid",
+                "k",
+                "--eab-hmac-key",
+                "x",
+                "--eab-hmac-key-file",
+                "f",
+            ],
+            "cannot be used with",
+        ),
+        (&["revoke", "--directory", "https://x/dir"], "--cert <FILE>"),
+        (
+            &["revoke", "--reason", "whim"],
+            "invalid value 'whim' for '--reason <REASON>'",
+        ),
     ];
     for (args, want) in cases {
         let out = tool(args);
