@@ -46,9 +46,22 @@ struct State {
     terms_changed: bool,
     /// Payloads of every newAuthz.
     new_authzs: Vec<serde_json::Value>,
+    /// Answer every request signed with a `kid` by accountDoesNotExist,
+    /// until the next newAccount (the CA lost its accounts).
+    forget_accounts: bool,
 }
 
 type Shared = Arc<Mutex<State>>;
+
+impl State {
+    /// A CA without quirks whose certificate URL serves `chain_pem`.
+    fn serving(chain_pem: &str) -> Self {
+        State {
+            chain_pem: chain_pem.to_owned(),
+            ..State::default()
+        }
+    }
+}
 
 fn problem(
     status: u16,
@@ -121,6 +134,9 @@ async fn handle(
         if protected["url"] != format!("{}{path}", s.base) {
             s.wrong_url = true;
         }
+        if s.forget_accounts && protected.get("kid").is_some() {
+            return Ok(problem(400, "accountDoesNotExist", &[], nonce));
+        }
         let p = jws["payload"].as_str().unwrap();
         if !p.is_empty() {
             payload = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap();
@@ -165,6 +181,7 @@ async fn handle(
         }
         ("POST", "/new-acct") => {
             s.new_account_posts += 1;
+            s.forget_accounts = false;
             if s.new_account_posts <= s.bad_nonces {
                 problem(400, "badNonce", &[], nonce)
             } else {
@@ -634,11 +651,7 @@ async fn ari_due_replaces_and_already_replaced() {
 async fn valid_or_mismatched_orders_are_not_resumed() {
     use mailtls_acme::OrderJournal;
     let (chain, _) = made_chain();
-    let (state, account, task) = account_at(State {
-        chain_pem: chain.clone(),
-        ..State::default()
-    })
-    .await;
+    let (state, account, task) = account_at(State::serving(&chain)).await;
     let tmp = tempfile::tempdir().unwrap();
     let storage = mailtls_acme::FileStorage::new(tmp.path().join("d")).unwrap();
     let request = mailtls_acme::CertificateRequest::new(["mail.example.com"]);
@@ -715,11 +728,7 @@ async fn user_action_required_reports_the_new_terms() {
 #[tokio::test]
 async fn pre_authorization_through_new_authz() {
     let (chain, _) = made_chain();
-    let (state, account, task) = account_at(State {
-        chain_pem: chain.clone(),
-        ..State::default()
-    })
-    .await;
+    let (state, account, task) = account_at(State::serving(&chain)).await;
     assert!(account.client().directory().new_authz.is_some());
     let issued = issue_plain(
         &account,
@@ -745,5 +754,65 @@ async fn pre_authorization_through_new_authz() {
     .await
     .unwrap();
     assert_eq!(state.lock().unwrap().new_authzs.len(), 1);
+    task.abort();
+}
+
+/// The CA forgot the account: a manager given the account options
+/// registers the key again and renews; one without them reports the error.
+#[tokio::test]
+async fn a_forgotten_account_is_registered_again_by_the_manager() {
+    let (chain, _) = made_chain();
+    let (state, account, task) = account_at(State::serving(&chain)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = Arc::new(mailtls_acme::FileStorage::new(tmp.path().join("d")).unwrap());
+    let certificates = vec![mailtls_acme::ManagedCertificate::new(
+        "mail",
+        mailtls_acme::CertificateRequest::new(["mail.example.com"]),
+    )];
+    let hooks = Arc::new(Hooks::default());
+    state.lock().unwrap().forget_accounts = true;
+    let without = mailtls_acme::RenewalManager::new(
+        account.clone(),
+        storage.clone(),
+        vec![],
+        certificates.clone(),
+        hooks.clone(),
+    )
+    .with_poll_policy(fast_poll());
+    without.check_all().await.unwrap();
+    assert!(
+        hooks.0.lock().unwrap()[0].contains("accountDoesNotExist"),
+        "{:?}",
+        hooks.0.lock().unwrap()
+    );
+    assert_eq!(state.lock().unwrap().new_account_posts, 1);
+
+    let hooks = Arc::new(Hooks::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = Arc::new(mailtls_acme::FileStorage::new(tmp.path().join("d")).unwrap());
+    let with = mailtls_acme::RenewalManager::new(
+        account.clone(),
+        storage.clone(),
+        vec![],
+        certificates,
+        hooks.clone(),
+    )
+    .with_poll_policy(fast_poll())
+    .with_account_options(NewAccountOptions::with_email("a@example.com"));
+    with.check_all().await.unwrap();
+    assert_eq!(*hooks.0.lock().unwrap(), vec!["renewed mail".to_string()]);
+    assert_eq!(state.lock().unwrap().new_account_posts, 2);
+    // The same key, registered again, and stored.
+    assert_eq!(
+        with.account().key().thumbprint(),
+        account.key().thumbprint()
+    );
+    use mailtls_acme::Storage;
+    let stored = storage
+        .load_account(account.client().directory_url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.url, with.account().url());
     task.abort();
 }

@@ -32,7 +32,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
-use mailtls_acme::renewal::{ari_cert_id, random_instant, renewal_time_by_lifetime};
+use mailtls_acme::renewal::{
+    ari_cert_id, random_instant, renew_certificate, renewal_time_by_lifetime,
+};
 use mailtls_acme::solver::{
     Dns01Solver, Http01Responder, Rfc2136Updater, TlsAlpn01Solver, TsigKey,
 };
@@ -600,49 +602,28 @@ impl AcmeRun {
     async fn issue(
         &self,
         account: &Account,
-        mut request: CertificateRequest,
+        request: CertificateRequest,
     ) -> Result<(IssuedCertificate, Account), Failure> {
-        let poll = PollPolicy::default();
-        let journal: &dyn OrderJournal = &*self.storage;
-        let mut account = account.clone();
-        let mut registered_again = false;
-        loop {
-            match account
-                .issue(&request, &self.solvers, Some(journal), poll)
-                .await
-            {
-                Ok(c) => return Ok((c, account)),
-                // Another order replaced it already: order afresh.
-                Err(e)
-                    if request.replaces.is_some()
-                        && e.problem().is_some_and(|p| p.is("alreadyReplaced")) =>
-                {
-                    request.replaces = None;
-                }
-                // The CA lost or purged the account: register the stored
-                // key again, once, and order with that account.
-                Err(e)
-                    if !registered_again
-                        && e.problem().is_some_and(|p| p.is("accountDoesNotExist")) =>
-                {
-                    tracing::warn!(
-                        account = account.url(),
-                        "the CA does not know the ACME account (accountDoesNotExist); \
-                         registering its key again"
-                    );
-                    registered_again = true;
-                    account = account
-                        .client()
-                        .register_again(&*self.storage, &account, &self.account_options())
-                        .await
-                        .map_err(|e| Failure::acme("account", &e))?;
-                    *self.account.lock().await = Some(account.clone());
-                    // `replaces` names a certificate of the old account.
-                    request.replaces = None;
-                }
-                Err(e) => return Err(Failure::acme("order", &e)),
-            }
+        let (issued, used) = renew_certificate(
+            account,
+            request,
+            &self.solvers,
+            &*self.storage,
+            PollPolicy::default(),
+            Some(&self.account_options()),
+        )
+        .await
+        .map_err(|e| Failure::acme("order", &e))?;
+        if used.url() != account.url() {
+            tracing::warn!(
+                old = account.url(),
+                new = used.url(),
+                "the CA did not know the ACME account (accountDoesNotExist); its key was \
+                 registered again"
+            );
+            *self.account.lock().await = Some(used.clone());
         }
+        Ok((issued, used))
     }
 
     /// When `leaf` is due: a random instant in the CA's ARI window, or else

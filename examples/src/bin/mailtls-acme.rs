@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use mailtls_acme::renewal::{ari_cert_id, random_instant, renewal_time_by_lifetime};
+use mailtls_acme::renewal::{
+    ari_cert_id, random_instant, renew_certificate, renewal_time_by_lifetime,
+};
 use mailtls_acme::solver::{Dns01Solver, HookDnsUpdater, Http01Responder, Http01Server};
 use mailtls_acme::storage::{PairFile, RenewalState, StoredAccount, StoredCertificate, write_pair};
 use mailtls_acme::{
@@ -552,24 +554,11 @@ async fn issue(o: &IssueArgs, renew: Option<bool>) -> Result<(), Failure> {
     }
     let defaults = PollPolicy::default();
     let poll = PollPolicy::new(defaults.initial, defaults.max_interval, o.timeout);
-    let journal: &dyn OrderJournal = &ca.storage;
-    let cert = match account
-        .issue(&request, &[Arc::clone(&solver)], Some(journal), poll)
+    // alreadyReplaced is ordered again without `replaces`; a forgotten
+    // account was registered again by `account` above already.
+    let (cert, account) = renew_certificate(&account, request, &[solver], &ca.storage, poll, None)
         .await
-    {
-        // Another order replaced that certificate already: order afresh.
-        Err(e)
-            if request.replaces.is_some()
-                && e.problem().is_some_and(|p| p.is("alreadyReplaced")) =>
-        {
-            request.replaces = None;
-            account
-                .issue(&request, &[solver], Some(journal), poll)
-                .await
-        }
-        other => other,
-    }
-    .map_err(acme("order"))?;
+        .map_err(acme("order"))?;
 
     let (key_path, cert_path) = (o.out_key.clone(), o.out_cert.clone());
     let (key_pem, chain_pem) = (cert.key_pem.clone(), cert.chain_pem.clone());
