@@ -403,3 +403,77 @@ async fn a_validation_pebble_refuses_is_logged_and_mailed() {
         vec![run]
     );
 }
+
+/// A CA that requires external account binding, with an alternate root:
+/// without `acme.eab_kid` the run fails saying which keys to set; with
+/// them the certificate is issued, on the chain `acme.preferred_chain`
+/// names; a CA that forgot the account gets its key registered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eab_and_preferred_chain_from_the_config() {
+    let (kid, mac) = (
+        "kid-server",
+        "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+    );
+    let pebble = Pebble::start(PebbleOptions {
+        nonce_reject: Some(20),
+        eab_keys: vec![(kid.to_owned(), mac.to_owned())],
+        alternate_roots: Some(1),
+        ..PebbleOptions::default()
+    });
+    let alt_cn = pebble.root_common_name(1).await;
+
+    let dir = private_tempdir();
+    let mut config = acme_config(dir.path(), &pebble.directory_url, &pebble.root_pem, "");
+    config.web.http_port = pebble.http_port;
+    let ts = start(config, dir).await;
+    let run = first_run(&ts).await;
+    assert_eq!(run.outcome, RunOutcome::Failed);
+    let error = run.error.unwrap();
+    assert!(error.contains("acme.eab_kid"), "{error}");
+    drop(ts);
+
+    let dir = private_tempdir();
+    let key_file = dir.path().join("eab.key");
+    std::fs::write(&key_file, format!("{mac}\n")).unwrap();
+    let extra = format!(
+        "eab_kid = {kid:?}\neab_hmac_key_file = {:?}\npreferred_chain = {alt_cn:?}\n",
+        key_file.display().to_string()
+    );
+    let mut config = acme_config(dir.path(), &pebble.directory_url, &pebble.root_pem, &extra);
+    config.web.http_port = pebble.http_port;
+    let ts = start(config, dir).await;
+    let run = first_run(&ts).await;
+    assert_eq!(run.outcome, RunOutcome::Issued, "{run:?}");
+    let served = std::fs::read(ts.data_dir().join("certs/acme-mail.example.test.pem")).unwrap();
+    let chain = mailtls_core::load::certificates_from_bytes(&served, "served").unwrap();
+    let top = mailtls_core::CertInfo::from_der(chain.last().unwrap()).unwrap();
+    assert!(top.issuer.contains(&alt_cn), "{} / {alt_cn}", top.issuer);
+
+    // The CA forgets the account (the stored URL now names one it never
+    // gave out): after a restart, a renewal registers the key again and
+    // gets its certificate.
+    let config = ts.server.config().clone();
+    let TestServer { server, dir } = ts;
+    server.shutdown().await;
+    let accounts = dir.path().join("acme/accounts");
+    let file = std::fs::read_dir(&accounts)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("account.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let url = stored["url"].as_str().unwrap().to_owned();
+    let forgotten = format!("{}/999999", url.rsplit_once('/').unwrap().0);
+    stored["url"] = forgotten.clone().into();
+    std::fs::write(&file, stored.to_string()).unwrap();
+    let ts = start(config, dir).await;
+    assert_eq!(first_run(&ts).await.outcome, RunOutcome::NotDue);
+    let renewed = ts.server.acme().unwrap().renew_now().await;
+    assert_eq!(renewed.outcome, RunOutcome::Renewed, "{renewed:?}");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_ne!(stored["url"], forgotten.as_str());
+}

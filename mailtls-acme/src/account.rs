@@ -245,16 +245,36 @@ impl AcmeClient {
                 return Ok(self.account_from_parts(key, stored.url));
             }
             // Key saved but account creation never confirmed: create or find.
-            let account = self.new_account(key, options).await?;
-            storage
-                .save_account(
-                    &dir,
-                    &crate::storage::StoredAccount::new(account.url(), account.key().to_pem()),
-                )
-                .await?;
-            return Ok(account);
+            return self.create_and_store(storage, key, options).await;
         }
         let key = AccountKey::generate_off_runtime(alg).await?;
+        self.create_and_store(storage, key, options).await
+    }
+
+    /// Registers `account`'s key again, after the CA answered
+    /// `accountDoesNotExist` (it lost or purged the account), with
+    /// `options` (contact, terms, EAB), and stores the new account URL.
+    /// The key stays: whatever the operator tied to it (a CAA
+    /// `accounturi` aside, which names the URL) keeps working.
+    pub async fn register_again(
+        &self,
+        storage: &dyn crate::storage::Storage,
+        account: &Account,
+        options: &NewAccountOptions,
+    ) -> Result<Account, AcmeError> {
+        let key = AccountKey::from_pkcs8_der(account.key().pkcs8_der())?;
+        self.create_and_store(storage, key, options).await
+    }
+
+    /// Saves `key` (without a URL: a crash before the CA answers must not
+    /// lose it), registers it, and saves the account URL.
+    async fn create_and_store(
+        &self,
+        storage: &dyn crate::storage::Storage,
+        key: AccountKey,
+        options: &NewAccountOptions,
+    ) -> Result<Account, AcmeError> {
+        let dir = self.directory_url().to_owned();
         storage
             .save_account(&dir, &crate::storage::StoredAccount::new("", key.to_pem()))
             .await?;

@@ -22,6 +22,25 @@ pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/
 /// Let's Encrypt's staging directory.
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
+/// `badNonce` retries per request unless configured: enough that a CA
+/// rejecting 80% of nonces still completes an issuance (0.8^51, about one
+/// request in 90,000, runs out), while a CA that rejects every nonce is
+/// given up on within a minute (see [`bad_nonce_delay`]).
+pub const DEFAULT_BAD_NONCE_RETRIES: u32 = 50;
+
+/// The wait before retry number `retry` (1-based) after `badNonce`: none
+/// for the first (the error brought a fresh nonce), then 50 ms doubling to
+/// at most one second. A CA that rejects nonces because it is overloaded
+/// or resynchronising gets room; one that rejects at random costs little.
+pub fn bad_nonce_delay(retry: u32) -> Duration {
+    match retry {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(50)
+            .saturating_mul(1u32 << (n - 2).min(5))
+            .min(Duration::from_secs(1)),
+    }
+}
+
 /// How to reach and trust an ACME server. Start from [`ClientConfig::new`]
 /// and chain the `with_*` methods.
 ///
@@ -48,7 +67,10 @@ pub struct ClientConfig {
     pub http_client: Option<Arc<dyn HttpClient>>,
     /// The User-Agent header.
     pub user_agent: String,
-    /// How many times one request is retried after `badNonce`.
+    /// How many times one request is retried after `badNonce` (default
+    /// [`DEFAULT_BAD_NONCE_RETRIES`]). The first retry is immediate, with
+    /// the fresh nonce the error carried; later ones wait with back-off
+    /// ([`bad_nonce_delay`]).
     pub max_bad_nonce_retries: u32,
     /// Per-request timeout, applied around the HTTP client.
     pub request_timeout: Duration,
@@ -71,7 +93,8 @@ impl std::fmt::Debug for ClientConfig {
 
 impl ClientConfig {
     /// A configuration for `directory_url` trusting the web PKI (with the
-    /// `webpki-roots` feature), 10 `badNonce` retries, 30 s per request.
+    /// `webpki-roots` feature), [`DEFAULT_BAD_NONCE_RETRIES`] `badNonce`
+    /// retries, 30 s per request.
     pub fn new(directory_url: impl Into<String>) -> Self {
         ClientConfig {
             directory_url: directory_url.into(),
@@ -80,7 +103,7 @@ impl ClientConfig {
             crypto_provider: None,
             http_client: None,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
-            max_bad_nonce_retries: 10,
+            max_bad_nonce_retries: DEFAULT_BAD_NONCE_RETRIES,
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -334,7 +357,14 @@ impl AcmeClient {
         };
         let url = config.directory_url;
         let resp = transport.send(HttpRequest::new(Method::Get, &url)).await?;
-        let directory: Directory = read_response(&url, resp)?.json()?;
+        let directory = read_response(&url, resp)?;
+        // Anything that does not parse as a directory is the wrong URL, not
+        // a passing fault: say so, and do not ask to retry.
+        let directory: Directory =
+            serde_json::from_slice(directory.body()).map_err(|e| AcmeError::NotADirectory {
+                url: url.clone(),
+                reason: format!("the answer is not an ACME directory object ({e})"),
+            })?;
         Ok(AcmeClient {
             inner: Arc::new(Inner {
                 transport,
@@ -387,7 +417,8 @@ impl AcmeClient {
     }
 
     /// A signed POST; `payload` `None` is POST-as-GET. Retries `badNonce` with
-    /// the nonce from the error response, a bounded number of times.
+    /// the nonce from the error response, a bounded number of times, with
+    /// the back-off of [`bad_nonce_delay`].
     pub(crate) async fn post(
         &self,
         key: &AccountKey,
@@ -408,6 +439,10 @@ impl AcmeClient {
                     if problem.is("badNonce") && attempt < self.inner.max_bad_nonce_retries =>
                 {
                     attempt += 1;
+                    let wait = bad_nonce_delay(attempt);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 other => return other,
             }
@@ -423,7 +458,7 @@ fn read_response(url: &str, resp: HttpResponse) -> Result<Response, AcmeError> {
         });
     }
     let status = resp.status;
-    let problem = serde_json::from_slice::<Problem>(&resp.body).unwrap_or_else(|_| Problem {
+    let mut problem = serde_json::from_slice::<Problem>(&resp.body).unwrap_or_else(|_| Problem {
         kind: format!("about:blank (HTTP {status})"),
         detail: Some(
             String::from_utf8_lossy(&resp.body)
@@ -433,6 +468,12 @@ fn read_response(url: &str, resp: HttpResponse) -> Result<Response, AcmeError> {
         ),
         ..Problem::default()
     });
+    // RFC 8555 §7.3.3: changed terms come as userActionRequired with the
+    // new terms in a Link header; the operator needs that URL.
+    problem.terms_of_service = resp
+        .header_values("link")
+        .flat_map(|v| v.split(','))
+        .find_map(|l| parse_link(l, "terms-of-service"));
     Err(AcmeError::Server {
         url: url.to_owned(),
         status,
@@ -551,6 +592,18 @@ mod tests {
         );
         assert!(err.to_string().contains("no response within"), "{err}");
         assert_eq!(err.class(), crate::error::ErrorClass::Transient);
+    }
+
+    #[test]
+    fn bad_nonce_back_off_is_capped() {
+        assert_eq!(bad_nonce_delay(1), Duration::ZERO);
+        assert_eq!(bad_nonce_delay(2), Duration::from_millis(50));
+        assert_eq!(bad_nonce_delay(3), Duration::from_millis(100));
+        assert_eq!(bad_nonce_delay(7), Duration::from_secs(1));
+        assert_eq!(bad_nonce_delay(u32::MAX), Duration::from_secs(1));
+        // The default budget: under a minute of waiting in all.
+        let total: Duration = (1..=DEFAULT_BAD_NONCE_RETRIES).map(bad_nonce_delay).sum();
+        assert!(total < Duration::from_secs(60), "{total:?}");
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub struct Problem {
     pub identifier: Option<Identifier>,
     /// Per-identifier problems (RFC 8555 §6.7.1).
     pub subproblems: Vec<Problem>,
+    /// A page for a human to visit (RFC 8555 §7.3.3: where to agree to
+    /// changed terms, with `userActionRequired`).
+    pub instance: Option<String>,
+    /// The terms of service the CA pointed at with a
+    /// `Link: <...>;rel="terms-of-service"` header on this error (RFC 8555
+    /// §7.3.3). Not part of the document: filled in from the response.
+    #[serde(skip)]
+    pub terms_of_service: Option<String>,
 }
 
 impl Problem {
@@ -52,6 +60,12 @@ impl std::fmt::Display for Problem {
         }
         if let Some(d) = &self.detail {
             write!(f, ": {d}")?;
+        }
+        if let Some(tos) = &self.terms_of_service {
+            write!(f, " (terms of service: {tos})")?;
+        }
+        if let Some(page) = &self.instance {
+            write!(f, " (see {page})")?;
         }
         for sub in &self.subproblems {
             write!(f, "; {sub}")?;
@@ -183,6 +197,15 @@ pub enum AcmeError {
         #[source]
         source: std::io::Error,
     },
+    /// The directory URL answered, but not with an ACME directory (a web
+    /// page, a JSON document without `newNonce`/`newAccount`/`newOrder`).
+    #[error("{url} is not an ACME directory: {reason}")]
+    NotADirectory {
+        /// The URL.
+        url: String,
+        /// What the answer lacked.
+        reason: String,
+    },
     /// Stored data could not be parsed.
     #[error("stored data at {path} is corrupt: {reason}")]
     CorruptStorage {
@@ -197,6 +220,12 @@ impl AcmeError {
     /// Classifies the error for retry decisions.
     pub fn class(&self) -> ErrorClass {
         match self {
+            // An untrusted or broken server certificate stays so until the
+            // operator changes the trusted roots or the URL; anything else
+            // on the wire (refused, reset, timed out) may pass.
+            AcmeError::Http { source, .. } if tls_certificate_problem(&**source) => {
+                ErrorClass::Permanent
+            }
             AcmeError::Http { .. } | AcmeError::Timeout { .. } | AcmeError::Solver { .. } => {
                 ErrorClass::Transient
             }
@@ -231,8 +260,17 @@ impl AcmeError {
             | AcmeError::Config(_)
             | AcmeError::MissingDirectoryEntry(_)
             | AcmeError::NoSolver { .. }
+            | AcmeError::NotADirectory { .. }
             | AcmeError::CorruptStorage { .. } => ErrorClass::Permanent,
         }
+    }
+
+    /// The message with every cause below it, `: `-separated, skipping a
+    /// cause whose text the message already holds: reqwest's "error
+    /// sending request" alone does not say that the certificate was
+    /// untrusted or the connection refused; its causes do.
+    pub fn full_message(&self) -> String {
+        error_chain(self)
     }
 
     /// The server's problem document, if this error carries one.
@@ -244,6 +282,57 @@ impl AcmeError {
             _ => None,
         }
     }
+}
+
+/// `error`'s message followed by each cause's that adds something.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source().or_else(|| {
+            // io::Error hides the error it wraps from `source()` (it
+            // returns that error's own source); look through it.
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static))
+        });
+    }
+    out
+}
+
+/// Whether the causes of an HTTP failure include rustls refusing the
+/// server's certificate.
+fn tls_certificate_problem(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let rustls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if matches!(
+            rustls,
+            Some(
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+            )
+        ) {
+            return true;
+        }
+        next = e.source().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static))
+        });
+    }
+    false
 }
 
 /// Parses a Retry-After header value: delay-seconds or an HTTP-date
@@ -307,6 +396,65 @@ mod tests {
             retry_after: None,
         };
         assert_eq!(e.class(), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn untrusted_certificates_are_permanent_and_the_chain_is_shown() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::other(tls);
+        let e = AcmeError::Http {
+            url: "https://ca/dir".into(),
+            source: Box::new(Wrapper("error sending request", Some(io))),
+        };
+        assert_eq!(e.class(), ErrorClass::Permanent);
+        let text = e.full_message();
+        assert!(text.contains("error sending request"), "{text}");
+        assert!(text.contains("invalid peer certificate"), "{text}");
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = AcmeError::Http {
+            url: "https://ca/dir".into(),
+            source: Box::new(Wrapper("error sending request", Some(refused))),
+        };
+        assert_eq!(e.class(), ErrorClass::Transient);
+        assert!(
+            e.full_message().ends_with(": refused"),
+            "{}",
+            e.full_message()
+        );
+        let e = AcmeError::NotADirectory {
+            url: "u".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(e.class(), ErrorClass::Permanent);
+    }
+
+    /// An error with a message and an optional io::Error below it.
+    #[derive(Debug)]
+    struct Wrapper(&'static str, Option<std::io::Error>);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_ref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn user_action_required_names_the_terms() {
+        let mut p: Problem = serde_json::from_str(
+            r#"{"type":"urn:ietf:params:acme:error:userActionRequired","detail":"new terms",
+               "instance":"https://ca/agree"}"#,
+        )
+        .unwrap();
+        p.terms_of_service = Some("https://ca/tos-v2".into());
+        let s = p.to_string();
+        assert!(s.contains("https://ca/tos-v2"), "{s}");
+        assert!(s.contains("https://ca/agree"), "{s}");
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct CertificateRequest {
     pub replaces: Option<String>,
     /// The certificate profile to ask for, if the CA offers profiles.
     pub profile: Option<String>,
+    /// Authorise each name through `newAuthz` (RFC 8555 §7.4.1) before
+    /// ordering, where the directory offers it; ignored where it does not.
+    pub pre_authorize: bool,
 }
 
 impl CertificateRequest {
@@ -106,7 +109,16 @@ impl CertificateRequest {
             preferred_issuer: None,
             replaces: None,
             profile: None,
+            pre_authorize: false,
         }
+    }
+
+    /// Authorises the names through `newAuthz` before ordering, where the
+    /// CA offers pre-authorisation (RFC 8555 §7.4.1).
+    #[must_use]
+    pub fn with_pre_authorization(mut self) -> Self {
+        self.pre_authorize = true;
+        self
     }
 
     /// Uses `key_type` for the certificate key.
@@ -177,6 +189,51 @@ pub struct PendingOrder {
     pub key_pem: String,
     /// The names ordered.
     pub names: Vec<String>,
+    /// The certificate key type the order was made for (`KeyType`'s
+    /// display form). A journal written before this field existed has
+    /// none, and its order is not resumed: the key type is unknown.
+    #[serde(default)]
+    pub key_type: Option<String>,
+}
+
+impl PendingOrder {
+    /// A journal entry for the order at `order_url`, made for `names` with
+    /// the certificate key `key_pem` (PKCS#8 PEM) of type `key_type`: what
+    /// `Account::issue` saves, for a caller that creates orders itself.
+    pub fn new(
+        order_url: impl Into<String>,
+        key_pem: impl Into<String>,
+        names: Vec<String>,
+        key_type: KeyType,
+    ) -> Self {
+        PendingOrder {
+            order_url: order_url.into(),
+            key_pem: key_pem.into(),
+            names,
+            key_type: Some(key_type.to_string()),
+        }
+    }
+
+    /// Whether this saved order was made for `request` (`names` are the
+    /// request's normalised names): the same names, and the key type (or
+    /// the very key, when the request reuses one) it asks for. An order
+    /// made for something else is not resumed: it would hand back a
+    /// certificate the caller did not ask for.
+    pub fn matches(&self, request: &CertificateRequest, names: &[String]) -> bool {
+        let sorted = |v: &[String]| {
+            let mut v: Vec<String> = v.iter().map(|n| n.to_ascii_lowercase()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        if sorted(&self.names) != sorted(names) {
+            return false;
+        }
+        match &request.reuse_key_pem {
+            Some(pem) => pem.trim() == self.key_pem.trim(),
+            None => self.key_type.as_deref() == Some(&request.key_type.to_string()),
+        }
+    }
 }
 
 /// Where an issuance records its progress; see `storage::FileStorage`.
@@ -329,9 +386,55 @@ impl Account {
         solvers: &[Arc<dyn ChallengeSolver>],
         poll: PollPolicy,
     ) -> Result<(), AcmeError> {
+        self.authorize_urls(&order.authorizations, solvers, poll)
+            .await
+    }
+
+    /// Asks for an authorisation of `name` ahead of any order (RFC 8555
+    /// §7.4.1, `newAuthz`); returns its URL and body. Fails with
+    /// `MissingDirectoryEntry` where the CA offers no pre-authorisation.
+    pub async fn new_authorization(
+        &self,
+        name: &str,
+    ) -> Result<(String, Authorization), AcmeError> {
+        let url = self
+            .client
+            .directory()
+            .new_authz
+            .clone()
+            .ok_or(AcmeError::MissingDirectoryEntry("newAuthz"))?;
+        let resp = self
+            .post(&url, Some(&json!({"identifier": Identifier::dns(name)})))
+            .await?;
+        Ok((resp.location()?, resp.json()?))
+    }
+
+    /// Pre-authorises `names` (RFC 8555 §7.4.1): one `newAuthz` each, then
+    /// the challenges as for an order. A later order for these names finds
+    /// its authorisations valid. Wildcard names are left to the order: the
+    /// RFC forbids them in `newAuthz`.
+    pub async fn pre_authorize(
+        &self,
+        names: &[String],
+        solvers: &[Arc<dyn ChallengeSolver>],
+        poll: PollPolicy,
+    ) -> Result<(), AcmeError> {
+        let mut urls = Vec::with_capacity(names.len());
+        for name in names.iter().filter(|n| !n.starts_with("*.")) {
+            urls.push(self.new_authorization(name).await?.0);
+        }
+        self.authorize_urls(&urls, solvers, poll).await
+    }
+
+    async fn authorize_urls(
+        &self,
+        authorizations: &[String],
+        solvers: &[Arc<dyn ChallengeSolver>],
+        poll: PollPolicy,
+    ) -> Result<(), AcmeError> {
         let mut presented: Vec<Presented> = Vec::new();
         let result = self
-            .authorize_inner(order, solvers, poll, &mut presented)
+            .authorize_inner(authorizations, solvers, poll, &mut presented)
             .await;
         for p in &presented {
             // Cleanup failures must not mask the outcome; the record is stale
@@ -343,12 +446,12 @@ impl Account {
 
     async fn authorize_inner(
         &self,
-        order: &Order,
+        authorizations: &[String],
         solvers: &[Arc<dyn ChallengeSolver>],
         poll: PollPolicy,
         presented: &mut Vec<Presented>,
     ) -> Result<(), AcmeError> {
-        for authz_url in &order.authorizations {
+        for authz_url in authorizations {
             let authz = self.authorization(authz_url).await?;
             match authz.status {
                 AuthzStatus::Valid => continue,
@@ -580,12 +683,33 @@ impl Account {
             Some(j) => j.load_pending(&names).await?,
             None => None,
         };
-        let (pending, mut order) = match resumed {
-            Some(p) => match self.order(&p.order_url).await {
-                Ok(o) if o.status != OrderStatus::Invalid => (p, o),
-                // A lost or failed order is simply replaced by a fresh one.
-                _ => self.start_order(request, &names, journal).await?,
+        let pre_authorize = request.pre_authorize
+            && self.client.directory().new_authz.is_some()
+            && !resumed.as_ref().is_some_and(|p| p.matches(request, &names));
+        if pre_authorize {
+            self.pre_authorize(&names, solvers, poll).await?;
+        }
+        let resumed = match resumed {
+            // Only work still to do is resumed. A `valid` order is history
+            // (its certificate was handed out already: a new run must get a
+            // new one), an `invalid` or lost one is replaced, and an order
+            // for another key type or key is not what was asked for.
+            // Reusing valid authorisations is the CA's business.
+            Some(p) if p.matches(request, &names) => match self.order(&p.order_url).await {
+                Ok(o)
+                    if matches!(
+                        o.status,
+                        OrderStatus::Pending | OrderStatus::Ready | OrderStatus::Processing
+                    ) =>
+                {
+                    Some((p, o))
+                }
+                _ => None,
             },
+            _ => None,
+        };
+        let (pending, mut order) = match resumed {
+            Some(r) => r,
             None => self.start_order(request, &names, journal).await?,
         };
         let url = pending.order_url.clone();
@@ -642,11 +766,7 @@ impl Account {
                 request.profile.as_deref(),
             )
             .await?;
-        let pending = PendingOrder {
-            order_url,
-            key_pem,
-            names: names.to_vec(),
-        };
+        let pending = PendingOrder::new(order_url, key_pem, names.to_vec(), request.key_type);
         if let Some(j) = journal {
             j.save_pending(&pending).await?;
         }

@@ -13,7 +13,7 @@ use crate::account::Account;
 use crate::client::AcmeClient;
 use crate::error::{AcmeError, ErrorClass};
 use crate::key::b64;
-use crate::order::{CertificateRequest, IssuedCertificate, OrderJournal, PollPolicy};
+use crate::order::{CertificateRequest, IssuedCertificate, PollPolicy};
 use crate::solver::ChallengeSolver;
 use crate::storage::{RenewalState, Storage, StoredCertificate};
 use crate::types::RenewalInfo;
@@ -134,6 +134,52 @@ impl AcmeClient {
     }
 }
 
+/// Issues `request` as a renewal does, through `account`, journaling in
+/// `storage`, and deals with the two answers a renewal can meet that call
+/// for another try rather than a failure: `alreadyReplaced` (another order
+/// replaced the certificate named in `replaces`: order again without it),
+/// and, when `account_options` are given, `accountDoesNotExist` (the CA
+/// lost the account: register its key again once, store it, and order with
+/// the new account, without `replaces`, which named a certificate of the
+/// old one). Returns the certificate and the account that obtained it;
+/// compare its URL with `account`'s to see whether it was registered again.
+pub async fn renew_certificate(
+    account: &Account,
+    mut request: CertificateRequest,
+    solvers: &[Arc<dyn ChallengeSolver>],
+    storage: &dyn Storage,
+    poll: PollPolicy,
+    account_options: Option<&crate::account::NewAccountOptions>,
+) -> Result<(IssuedCertificate, Account), AcmeError> {
+    let mut account = account.clone();
+    let mut registered_again = false;
+    loop {
+        match account.issue(&request, solvers, Some(storage), poll).await {
+            Err(e)
+                if request.replaces.is_some()
+                    && e.problem().is_some_and(|p| p.is("alreadyReplaced")) =>
+            {
+                request.replaces = None;
+            }
+            Err(e)
+                if !registered_again
+                    && e.problem().is_some_and(|p| p.is("accountDoesNotExist")) =>
+            {
+                let Some(options) = account_options else {
+                    return Err(e);
+                };
+                registered_again = true;
+                account = account
+                    .client()
+                    .register_again(storage, &account, options)
+                    .await?;
+                request.replaces = None;
+            }
+            other => return other.map(|issued| (issued, account)),
+        }
+    }
+}
+
 /// Told about renewals; the reference server swaps the certificate into its
 /// SNI resolver on success and mails the administrator on failure.
 ///
@@ -204,7 +250,11 @@ impl ManagedCertificate {
 /// Keeps a set of certificates valid: issues missing ones, renews due ones,
 /// retries failures with back-off.
 pub struct RenewalManager {
-    account: Account,
+    /// Replaced when the CA forgot the account and it is registered again.
+    account: std::sync::RwLock<Account>,
+    /// What to register again with after `accountDoesNotExist`; `None`:
+    /// report the error instead.
+    account_options: Option<crate::account::NewAccountOptions>,
     storage: Arc<dyn Storage>,
     solvers: Vec<Arc<dyn ChallengeSolver>>,
     certificates: Vec<ManagedCertificate>,
@@ -218,7 +268,7 @@ pub struct RenewalManager {
 impl std::fmt::Debug for RenewalManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RenewalManager")
-            .field("account", &self.account.url())
+            .field("account", &self.account().url())
             .field("certificates", &self.certificates)
             .finish_non_exhaustive()
     }
@@ -246,7 +296,8 @@ impl RenewalManager {
         hooks: Arc<dyn RenewalHooks>,
     ) -> Self {
         RenewalManager {
-            account,
+            account: std::sync::RwLock::new(account),
+            account_options: None,
             storage,
             solvers,
             certificates,
@@ -271,6 +322,24 @@ impl RenewalManager {
         self
     }
 
+    /// Registers the account's key again with `options` (contact, terms,
+    /// EAB) when the CA answers `accountDoesNotExist` (it lost or purged the
+    /// account), then retries the order once with the new account. Without
+    /// this the error is reported through the hooks like any other.
+    #[must_use]
+    pub fn with_account_options(mut self, options: crate::account::NewAccountOptions) -> Self {
+        self.account_options = Some(options);
+        self
+    }
+
+    /// The account in use (a clone: cheap).
+    pub fn account(&self) -> Account {
+        self.account
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Sleeps at most `max` between checks.
     #[must_use]
     pub fn with_max_sleep(mut self, max: Duration) -> Self {
@@ -293,7 +362,7 @@ impl RenewalManager {
         let Ok(cert_id) = ari_cert_id(&leaf) else {
             return Ok((fallback, None));
         };
-        match self.account.client().renewal_info(&cert_id).await {
+        match self.account().client().renewal_info(&cert_id).await {
             Ok(Some(w)) => Ok((random_instant(w.start, w.end), Some(cert_id))),
             // ARI trouble must never stop renewal: fall back to the lifetime rule.
             Ok(None) | Err(_) => Ok((fallback, Some(cert_id))),
@@ -320,7 +389,7 @@ impl RenewalManager {
                 return Ok(CheckOutcome::NotDue(due));
             }
             // RFC 9773 §5: `replaces` only for a certificate of this account.
-            if state.issued_by_account.as_deref() == Some(self.account.url()) {
+            if state.issued_by_account.as_deref() == Some(self.account().url()) {
                 replaces = cert_id;
             }
         }
@@ -335,7 +404,7 @@ impl RenewalManager {
                 // The chain is safe on disk: the order may be forgotten.
                 self.storage.clear_pending(&issued.names).await?;
                 state = RenewalState {
-                    issued_by_account: Some(self.account.url().to_owned()),
+                    issued_by_account: Some(self.account().url().to_owned()),
                     ..RenewalState::default()
                 };
                 if let Ok((due, _)) = self.due_time(&issued.chain_pem).await {
@@ -365,26 +434,22 @@ impl RenewalManager {
         managed: &ManagedCertificate,
         replaces: Option<String>,
     ) -> Result<IssuedCertificate, AcmeError> {
-        let journal: &dyn OrderJournal = &*self.storage;
         let mut request = managed.request.clone();
         request.replaces = replaces;
-        match self
+        let (issued, account) = renew_certificate(
+            &self.account(),
+            request,
+            &self.solvers,
+            &*self.storage,
+            self.poll,
+            self.account_options.as_ref(),
+        )
+        .await?;
+        *self
             .account
-            .issue(&request, &self.solvers, Some(journal), self.poll)
-            .await
-        {
-            // The CA says another order already replaced it: order afresh.
-            Err(e)
-                if request.replaces.is_some()
-                    && e.problem().is_some_and(|p| p.is("alreadyReplaced")) =>
-            {
-                request.replaces = None;
-                self.account
-                    .issue(&request, &self.solvers, Some(journal), self.poll)
-                    .await
-            }
-            other => other,
-        }
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = account;
+        Ok(issued)
     }
 
     /// Checks every certificate once; returns when the next check is due.

@@ -345,11 +345,13 @@ impl FileStorage {
         cert: &StoredCertificate,
     ) -> Result<(), AcmeError> {
         let dir = self.certificate_dir(id);
-        // Key before chain: a reader that sees the new chain finds its key.
-        // (A reader between the two renames sees old chain + new key; the
-        // SNI loader refuses a mismatched pair and keeps the old one.)
-        self.write(&dir.join("key.pem"), cert.key_pem.as_bytes())?;
-        self.write(&dir.join("chain.pem"), cert.chain_pem.as_bytes())
+        ensure_private_dir(&dir).map_err(io_err(&dir))?;
+        let key = dir.join("key.pem");
+        write_pair(
+            PairFile::new(&key, cert.key_pem.as_bytes(), 0o600),
+            PairFile::new(&dir.join("chain.pem"), cert.chain_pem.as_bytes(), 0o600),
+        )
+        .map_err(io_err(&key))
     }
 
     /// [`load_state`](Storage::load_state), on the calling thread.
@@ -363,6 +365,120 @@ impl FileStorage {
     pub fn save_state_blocking(&self, id: &str, state: &RenewalState) -> Result<(), AcmeError> {
         self.write_json(&self.certificate_dir(id).join("state.json"), state)
     }
+}
+
+/// One file of a pair for [`write_pair`]: where, what, and its Unix mode.
+#[derive(Debug, Clone, Copy)]
+pub struct PairFile<'a> {
+    path: &'a Path,
+    contents: &'a [u8],
+    mode: u32,
+}
+
+impl<'a> PairFile<'a> {
+    /// `contents` for `path`, created with `mode` (ignored off Unix).
+    pub fn new(path: &'a Path, contents: &'a [u8], mode: u32) -> Self {
+        PairFile {
+            path,
+            contents,
+            mode,
+        }
+    }
+}
+
+/// A temporary name beside `path`, unique per process and call.
+fn temporary_beside(path: &Path) -> std::io::Result<PathBuf> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
+    })?;
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".pair{}-{seq}", std::process::id()));
+    Ok(path.with_file_name(tmp))
+}
+
+/// Writes `contents` to a new file `path` with `mode` and fsyncs it.
+fn write_synced(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts.open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+fn sync_parent(path: &Path) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Persists the renames; a file system that cannot fsync a directory
+    // still has the data, so a failure here is not an error.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Replaces a certificate key and its certificate as a pair, so that the
+/// files on disk are the old pair or the new pair, never one of each that
+/// stays: both are written in full to temporary files beside their targets
+/// and fsynced before either is renamed into place, the key first (a
+/// reader that sees the new certificate finds its key), and if the
+/// certificate's rename fails the old key is put back.
+///
+/// Two files cannot change in one step: between the two renames (a few
+/// microseconds) a reader can see the new key beside the old certificate.
+/// A loader that checks that key and certificate match (as mailtls-core's
+/// does) then keeps what it had and picks the pair up on its next reload.
+/// A server that must never see that moment reads one combined file, as
+/// the reference server's certificate directory does.
+pub fn write_pair(key: PairFile<'_>, cert: PairFile<'_>) -> std::io::Result<()> {
+    let key_tmp = temporary_beside(key.path)?;
+    let cert_tmp = temporary_beside(cert.path)?;
+    let cleanup = |e: std::io::Error| {
+        let _ = std::fs::remove_file(&key_tmp);
+        let _ = std::fs::remove_file(&cert_tmp);
+        e
+    };
+    write_synced(&key_tmp, key.contents, key.mode).map_err(cleanup)?;
+    write_synced(&cert_tmp, cert.contents, cert.mode).map_err(cleanup)?;
+    // The old key, to put back if the certificate cannot follow.
+    let old_key = match std::fs::read(key.path) {
+        Ok(k) => Some(k),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(cleanup(e)),
+    };
+    std::fs::rename(&key_tmp, key.path).map_err(cleanup)?;
+    if let Err(e) = std::fs::rename(&cert_tmp, cert.path) {
+        let _ = std::fs::remove_file(&cert_tmp);
+        let restored = match &old_key {
+            Some(old) => write_atomic(key.path, old, key.mode),
+            None => std::fs::remove_file(key.path),
+        };
+        sync_parent(key.path);
+        return Err(match restored {
+            Ok(()) => e,
+            Err(r) => std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}; and putting the old key back at {} failed too: {r}",
+                    key.path.display()
+                ),
+            ),
+        });
+    }
+    sync_parent(key.path);
+    sync_parent(cert.path);
+    Ok(())
 }
 
 /// Runs `f` (file work) on tokio's blocking pool.
@@ -504,6 +620,7 @@ mod tests {
             order_url: "https://acme.example/order/1".into(),
             key_pem: "K".into(),
             names: names.clone(),
+            key_type: Some("ecdsa-p256".into()),
         };
         store.save_pending(&pending).await.unwrap();
         let reversed = vec!["a.example".to_owned(), "b.example".to_owned()];
@@ -521,6 +638,57 @@ mod tests {
         std::fs::write(dir.join("state.json"), "{not json").unwrap();
         let err = store.load_state_blocking("x").unwrap_err();
         assert!(err.to_string().contains("state.json"), "{err}");
+    }
+
+    #[test]
+    fn a_pair_is_replaced_whole_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (key, cert) = (tmp.path().join("k.pem"), tmp.path().join("c.pem"));
+        write_pair(
+            PairFile::new(&key, b"KEY1", 0o600),
+            PairFile::new(&cert, b"CERT1", 0o644),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"KEY1");
+        assert_eq!(std::fs::read(&cert).unwrap(), b"CERT1");
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&cert), 0o644);
+        write_pair(
+            PairFile::new(&key, b"KEY2", 0o600),
+            PairFile::new(&cert, b"CERT2", 0o644),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"KEY2");
+        assert_eq!(std::fs::read(&cert).unwrap(), b"CERT2");
+
+        // The certificate's rename fails (a non-empty directory is in the
+        // way): the key written a moment before is put back.
+        let blocked = tmp.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("x"), b"x").unwrap();
+        let err = write_pair(
+            PairFile::new(&key, b"KEY3", 0o600),
+            PairFile::new(&blocked, b"CERT3", 0o644),
+        )
+        .unwrap_err();
+        assert!(!err.to_string().is_empty());
+        assert_eq!(std::fs::read(&key).unwrap(), b"KEY2");
+        assert_eq!(mode(&key), 0o600);
+        // With no old key, the new one is removed again.
+        let fresh = tmp.path().join("fresh.pem");
+        write_pair(
+            PairFile::new(&fresh, b"KEY4", 0o600),
+            PairFile::new(&blocked, b"CERT4", 0o644),
+        )
+        .unwrap_err();
+        assert!(!fresh.exists());
+        // No temporary file is left behind.
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct Directory {
     /// keyChange URL.
     #[serde(default)]
     pub key_change: Option<String>,
+    /// newAuthz URL, for pre-authorisation (RFC 8555 §7.4.1), when offered.
+    #[serde(default)]
+    pub new_authz: Option<String>,
     /// ACME Renewal Information base URL (RFC 9773), when offered.
     #[serde(default)]
     pub renewal_info: Option<String>,

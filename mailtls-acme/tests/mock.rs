@@ -42,9 +42,26 @@ struct State {
     already_replaced: bool,
     /// Serve an ARI window in the past (renew now).
     ari_due_now: bool,
+    /// Answer newOrder with userActionRequired (new terms of service).
+    terms_changed: bool,
+    /// Payloads of every newAuthz.
+    new_authzs: Vec<serde_json::Value>,
+    /// Answer every request signed with a `kid` by accountDoesNotExist,
+    /// until the next newAccount (the CA lost its accounts).
+    forget_accounts: bool,
 }
 
 type Shared = Arc<Mutex<State>>;
+
+impl State {
+    /// A CA without quirks whose certificate URL serves `chain_pem`.
+    fn serving(chain_pem: &str) -> Self {
+        State {
+            chain_pem: chain_pem.to_owned(),
+            ..State::default()
+        }
+    }
+}
 
 fn problem(
     status: u16,
@@ -117,6 +134,9 @@ async fn handle(
         if protected["url"] != format!("{}{path}", s.base) {
             s.wrong_url = true;
         }
+        if s.forget_accounts && protected.get("kid").is_some() {
+            return Ok(problem(400, "accountDoesNotExist", &[], nonce));
+        }
         let p = jws["payload"].as_str().unwrap();
         if !p.is_empty() {
             payload = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap();
@@ -145,6 +165,7 @@ async fn handle(
                     "newAccount": format!("{base}/new-acct"),
                     "newOrder": format!("{base}/new-order"),
                     "renewalInfo": format!("{base}/ari"),
+                    "newAuthz": format!("{base}/new-authz"),
                     "meta": {"termsOfService": "https://x/tos", "profiles": {"classic": "x"}, "caaIdentities": ["x"]},
                     "randomExtension": {"deep": [1, 2, 3]},
                 })
@@ -160,6 +181,7 @@ async fn handle(
         }
         ("POST", "/new-acct") => {
             s.new_account_posts += 1;
+            s.forget_accounts = false;
             if s.new_account_posts <= s.bad_nonces {
                 problem(400, "badNonce", &[], nonce)
             } else {
@@ -172,6 +194,25 @@ async fn handle(
                     )))
                     .unwrap()
             }
+        }
+        ("POST", "/new-order") if s.terms_changed => problem(
+            403,
+            "userActionRequired",
+            &[
+                ("link", "<https://x/tos-v2>;rel=\"terms-of-service\""),
+                ("link", "<https://x/dir>;rel=\"index\""),
+            ],
+            nonce,
+        ),
+        ("POST", "/new-authz") => {
+            s.new_authzs.push(payload.clone());
+            json_resp(
+                201,
+                serde_json::json!({"identifier": payload["identifier"].clone(),
+                    "status": "valid", "challenges": []}),
+                nonce,
+                Some(format!("{base}/authz/1")),
+            )
         }
         ("POST", "/new-order") if s.chain_pem.is_empty() => {
             problem(503, "serverInternal", &[("retry-after", "120")], nonce)
@@ -307,14 +348,33 @@ async fn bad_nonce_retried_with_harvested_nonces_and_bounded() {
     }
     task.abort();
 
-    // A server that never accepts a nonce: the client stops after 1 + 10 tries.
-    let (state, client, task) = start(usize::MAX).await;
+    // A server that never accepts a nonce: the client stops after 1 + 6
+    // tries, having backed off between them (none, then 50 ms doubling).
+    let (state, _, task) = start(usize::MAX).await;
+    let base = state.lock().unwrap().base.clone();
+    let client = AcmeClient::new(
+        ClientConfig::new(format!("{base}/dir"))
+            .only_extra_roots()
+            .with_max_bad_nonce_retries(6),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
     let err = client
         .new_account(key(), &NewAccountOptions::default())
         .await
         .unwrap_err();
     assert!(err.problem().unwrap().is("badNonce"));
-    assert_eq!(state.lock().unwrap().new_account_posts, 11);
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert_eq!(state.lock().unwrap().new_account_posts, 7);
+    let waited: Duration = (1..=6).map(mailtls_acme::client::bad_nonce_delay).sum();
+    assert_eq!(waited, Duration::from_millis(50 + 100 + 200 + 400 + 800));
+    assert!(started.elapsed() >= waited, "{:?}", started.elapsed());
+    // The default is high enough for a CA rejecting most nonces.
+    assert_eq!(
+        ClientConfig::new("https://ca.test/dir").max_bad_nonce_retries,
+        mailtls_acme::client::DEFAULT_BAD_NONCE_RETRIES
+    );
     task.abort();
 }
 
@@ -393,6 +453,25 @@ fn fast_poll() -> mailtls_acme::PollPolicy {
     )
 }
 
+/// A mock CA with `state`'s quirks, and a fresh account there.
+async fn account_at(state: State) -> (Shared, mailtls_acme::Account, tokio::task::JoinHandle<()>) {
+    let (shared, client, task) = start_with(state).await;
+    let account = client
+        .new_account(key(), &NewAccountOptions::default())
+        .await
+        .unwrap();
+    (shared, account, task)
+}
+
+/// Issues `request` without solvers (the mock's authorisations are valid)
+/// and without a journal, polling fast.
+async fn issue_plain(
+    account: &mailtls_acme::Account,
+    request: &mailtls_acme::CertificateRequest,
+) -> Result<mailtls_acme::IssuedCertificate, mailtls_acme::AcmeError> {
+    account.issue(request, &[], None, fast_poll()).await
+}
+
 /// The CA drops the connection mid-order, then comes back: the journaled
 /// order resumes and no second order is created.
 #[tokio::test]
@@ -437,48 +516,35 @@ async fn ca_outage_mid_order_then_resume() {
 #[tokio::test]
 async fn order_not_ready_on_finalize_is_waited_out() {
     let (chain, _) = made_chain();
-    let (state, client, task) = start_with(State {
+    let (state, account, task) = account_at(State {
         chain_pem: chain.clone(),
         finalize_not_ready: true,
         ..State::default()
     })
     .await;
-    let account = client
-        .new_account(key(), &NewAccountOptions::default())
-        .await
-        .unwrap();
-    let issued = account
-        .issue(
-            &mailtls_acme::CertificateRequest::new(["mail.example.com"]),
-            &[],
-            None,
-            fast_poll(),
-        )
-        .await
-        .unwrap();
+    let issued = issue_plain(
+        &account,
+        &mailtls_acme::CertificateRequest::new(["mail.example.com"]),
+    )
+    .await
+    .unwrap();
     assert_eq!(issued.chain_pem, chain);
     assert_eq!(state.lock().unwrap().finalizes, 1);
     assert!(state.lock().unwrap().new_orders[0].get("profile").is_none());
     // Profiles: one the directory lists is sent, an unknown one is refused.
-    account
-        .issue(
-            &mailtls_acme::CertificateRequest::new(["mail.example.com"]).with_profile("classic"),
-            &[],
-            None,
-            fast_poll(),
-        )
-        .await
-        .unwrap();
+    issue_plain(
+        &account,
+        &mailtls_acme::CertificateRequest::new(["mail.example.com"]).with_profile("classic"),
+    )
+    .await
+    .unwrap();
     assert_eq!(state.lock().unwrap().new_orders[1]["profile"], "classic");
-    let err = account
-        .issue(
-            &mailtls_acme::CertificateRequest::new(["mail.example.com"]).with_profile("shortlived"),
-            &[],
-            None,
-            fast_poll(),
-        )
-        .await
-        .unwrap_err();
+    let err = issue_plain(
+        &account,
+        &mailtls_acme::CertificateRequest::new(["mail.example.com"]).with_profile("shortlived"),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("shortlived"), "{err}");
     assert_eq!(state.lock().unwrap().new_orders.len(), 2);
     task.abort();
@@ -575,5 +641,178 @@ async fn ari_due_replaces_and_already_replaced() {
     );
     // The ARI window of the new certificate is in the past too: due now.
     assert!(next <= SystemTime::now() + Duration::from_secs(1));
+    task.abort();
+}
+
+/// A second run for the same names after a valid order makes a new order
+/// (the valid one is history, not work to resume), and a journaled order
+/// for another key type is not resumed either.
+#[tokio::test]
+async fn valid_or_mismatched_orders_are_not_resumed() {
+    use mailtls_acme::OrderJournal;
+    let (chain, _) = made_chain();
+    let (state, account, task) = account_at(State::serving(&chain)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = mailtls_acme::FileStorage::new(tmp.path().join("d")).unwrap();
+    let request = mailtls_acme::CertificateRequest::new(["mail.example.com"]);
+    let first = account
+        .issue(&request, &[], Some(&storage), fast_poll())
+        .await
+        .unwrap();
+    // The journal still names the (now valid) order: nobody cleared it.
+    let names = vec!["mail.example.com".to_owned()];
+    assert!(storage.load_pending(&names).await.unwrap().is_some());
+    let second = account
+        .issue(&request, &[], Some(&storage), fast_poll())
+        .await
+        .unwrap();
+    assert_eq!(state.lock().unwrap().new_orders.len(), 2);
+    assert_ne!(first.key_pem, second.key_pem, "a new key for a new order");
+
+    // An order interrupted mid-way for P-256, then a run asking for P-384:
+    // a new order with a P-384 key, not the P-256 order resumed.
+    state.lock().unwrap().authz_outages = 1;
+    account
+        .issue(&request, &[], Some(&storage), fast_poll())
+        .await
+        .unwrap_err();
+    assert_eq!(state.lock().unwrap().new_orders.len(), 3);
+    let p384 = request
+        .clone()
+        .with_key_type(mailtls_core::maker::KeyType::EcdsaP384);
+    let third = account
+        .issue(&p384, &[], Some(&storage), fast_poll())
+        .await
+        .unwrap();
+    assert_eq!(state.lock().unwrap().new_orders.len(), 4);
+    let key = rcgen::KeyPair::from_pem(&third.key_pem).unwrap();
+    assert!(
+        key.is_compatible(&rcgen::PKCS_ECDSA_P384_SHA384),
+        "{:?}",
+        key.algorithm()
+    );
+    task.abort();
+}
+
+/// New terms of service (RFC 8555 §7.3.3): the error names the terms URL
+/// from the Link header and is not worth retrying unchanged.
+#[tokio::test]
+async fn user_action_required_reports_the_new_terms() {
+    let (chain, _) = made_chain();
+    let (_state, account, task) = account_at(State {
+        chain_pem: chain,
+        terms_changed: true,
+        ..State::default()
+    })
+    .await;
+    let err = issue_plain(
+        &account,
+        &mailtls_acme::CertificateRequest::new(["mail.example.com"]),
+    )
+    .await
+    .unwrap_err();
+    let problem = err.problem().unwrap();
+    assert!(problem.is("userActionRequired"), "{err}");
+    assert_eq!(
+        problem.terms_of_service.as_deref(),
+        Some("https://x/tos-v2")
+    );
+    assert!(err.to_string().contains("https://x/tos-v2"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    task.abort();
+}
+
+/// Pre-authorisation (RFC 8555 §7.4.1): with the request asking for it and
+/// the directory offering newAuthz, each non-wildcard name is authorised
+/// before the order.
+#[tokio::test]
+async fn pre_authorization_through_new_authz() {
+    let (chain, _) = made_chain();
+    let (state, account, task) = account_at(State::serving(&chain)).await;
+    assert!(account.client().directory().new_authz.is_some());
+    let issued = issue_plain(
+        &account,
+        &mailtls_acme::CertificateRequest::new(["mail.example.com"]).with_pre_authorization(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(issued.chain_pem, chain);
+    {
+        let s = state.lock().unwrap();
+        assert_eq!(s.new_authzs.len(), 1);
+        assert_eq!(
+            s.new_authzs[0]["identifier"],
+            serde_json::json!({"type": "dns", "value": "mail.example.com"})
+        );
+        assert_eq!(s.new_orders.len(), 1);
+    }
+    // Without asking, no newAuthz.
+    issue_plain(
+        &account,
+        &mailtls_acme::CertificateRequest::new(["mail.example.com"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state.lock().unwrap().new_authzs.len(), 1);
+    task.abort();
+}
+
+/// The CA forgot the account: a manager given the account options
+/// registers the key again and renews; one without them reports the error.
+#[tokio::test]
+async fn a_forgotten_account_is_registered_again_by_the_manager() {
+    let (chain, _) = made_chain();
+    let (state, account, task) = account_at(State::serving(&chain)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = Arc::new(mailtls_acme::FileStorage::new(tmp.path().join("d")).unwrap());
+    let certificates = vec![mailtls_acme::ManagedCertificate::new(
+        "mail",
+        mailtls_acme::CertificateRequest::new(["mail.example.com"]),
+    )];
+    let hooks = Arc::new(Hooks::default());
+    state.lock().unwrap().forget_accounts = true;
+    let without = mailtls_acme::RenewalManager::new(
+        account.clone(),
+        storage.clone(),
+        vec![],
+        certificates.clone(),
+        hooks.clone(),
+    )
+    .with_poll_policy(fast_poll());
+    without.check_all().await.unwrap();
+    assert!(
+        hooks.0.lock().unwrap()[0].contains("accountDoesNotExist"),
+        "{:?}",
+        hooks.0.lock().unwrap()
+    );
+    assert_eq!(state.lock().unwrap().new_account_posts, 1);
+
+    let hooks = Arc::new(Hooks::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = Arc::new(mailtls_acme::FileStorage::new(tmp.path().join("d")).unwrap());
+    let with = mailtls_acme::RenewalManager::new(
+        account.clone(),
+        storage.clone(),
+        vec![],
+        certificates,
+        hooks.clone(),
+    )
+    .with_poll_policy(fast_poll())
+    .with_account_options(NewAccountOptions::with_email("a@example.com"));
+    with.check_all().await.unwrap();
+    assert_eq!(*hooks.0.lock().unwrap(), vec!["renewed mail".to_string()]);
+    assert_eq!(state.lock().unwrap().new_account_posts, 2);
+    // The same key, registered again, and stored.
+    assert_eq!(
+        with.account().key().thumbprint(),
+        account.key().thumbprint()
+    );
+    use mailtls_acme::Storage;
+    let stored = storage
+        .load_account(account.client().directory_url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.url, with.account().url());
     task.abort();
 }

@@ -7,13 +7,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use mailtls_acme::order::OrderJournal;
+use mailtls_acme::order::{OrderJournal, PendingOrder};
 use mailtls_acme::solver::{Http01Responder, Http01Server};
 use mailtls_acme::{
     AcmeError, CertificateRequest, ChallengeSolver, FileStorage, ManagedCertificate,
     NewAccountOptions, PollPolicy, RenewalHooks, RenewalManager, RetryPolicy, SigningAlgorithm,
     Storage,
 };
+use mailtls_core::maker::KeyType;
 use mailtls_testpeers::{Pebble, PebbleOptions, leaf_names};
 
 #[derive(Default)]
@@ -132,10 +133,11 @@ async fn scheduler_issues_then_renews_short_lived_certificates() {
     assert!(storage.load_pending(&names).await.unwrap().is_none());
 }
 
-/// A crash after finalisation, before the chain is stored: the saved order
-/// is picked up again and no second order is made.
+/// A crash mid-issuance: an order journaled while still `ready` is picked
+/// up again (no second order, the journaled key kept); one that became
+/// `valid` before the crash is history, and the next run orders anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupted_issuance_resumes_its_order() {
+async fn interrupted_issuance_resumes_only_unfinished_orders() {
     let pebble = Pebble::start(PebbleOptions::default());
     let (_server, solver) = setup(&pebble).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -149,20 +151,25 @@ async fn interrupted_issuance_resumes_its_order() {
         )
         .await
         .unwrap();
-    let request = CertificateRequest::new(["resume.example.com"]);
-    let first = account
-        .issue(
-            &request,
-            std::slice::from_ref(&solver),
-            Some(&storage),
-            PollPolicy::default(),
-        )
+    let names = vec!["resume.example.com".to_owned()];
+    let request = CertificateRequest::new(names.clone());
+    // What `issue` journals before authorising, then authorised: the run
+    // "crashes" with the order `ready`.
+    let (order_url, order) = account.new_order(&names, None).await.unwrap();
+    let key_pem = KeyType::EcdsaP256.generate().unwrap().serialize_pem();
+    storage
+        .save_pending(&PendingOrder::new(
+            order_url.clone(),
+            key_pem.clone(),
+            names.clone(),
+            KeyType::EcdsaP256,
+        ))
         .await
         .unwrap();
-    // "Crash": the chain was never saved and the journal still holds the order.
-    let names = vec!["resume.example.com".to_owned()];
-    let pending = storage.load_pending(&names).await.unwrap().unwrap();
-    assert_eq!(pending.order_url, first.order_url);
+    account
+        .authorize(&order, std::slice::from_ref(&solver), PollPolicy::default())
+        .await
+        .unwrap();
     let order_file = std::fs::read_dir(tmp.path().join("acme/orders"))
         .unwrap()
         .next()
@@ -176,12 +183,28 @@ async fn interrupted_issuance_resumes_its_order() {
     );
 
     // No solver at all: a new order could not be authorised, so success
-    // proves the finished order was reused.
-    let second = account
+    // proves the ready order was resumed.
+    let first = account
         .issue(&request, &[], Some(&storage), PollPolicy::default())
         .await
         .unwrap();
-    assert_eq!(second.order_url, first.order_url);
-    assert_eq!(second.key_pem, first.key_pem);
-    assert_eq!(second.chain_pem, first.chain_pem);
+    assert_eq!(first.order_url, order_url);
+    assert_eq!(first.key_pem, key_pem);
+
+    // "Crash" again, now after the order became valid: the journal still
+    // names it, but a finished order is not handed back.
+    let pending = storage.load_pending(&names).await.unwrap().unwrap();
+    assert_eq!(pending.order_url, order_url);
+    let second = account
+        .issue(
+            &request,
+            std::slice::from_ref(&solver),
+            Some(&storage),
+            PollPolicy::default(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(second.order_url, first.order_url);
+    assert_ne!(second.key_pem, first.key_pem);
+    assert_ne!(second.chain_pem, first.chain_pem);
 }

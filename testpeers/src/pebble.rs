@@ -27,6 +27,9 @@ pub struct PebbleOptions {
     pub alternate_roots: Option<u8>,
     /// `PEBBLE_AUTHZREUSE` (percent).
     pub authz_reuse: Option<u8>,
+    /// `PEBBLE_CHAIN_LENGTH`: how many intermediates Pebble puts between
+    /// the leaf and its root (Pebble's default: one).
+    pub chain_length: Option<u8>,
     /// Require EAB with these (kid, base64url key) pairs.
     pub eab_keys: Vec<(String, String)>,
     /// `certificateValidityPeriod` in seconds.
@@ -179,6 +182,9 @@ impl Pebble {
         if let Some(n) = opts.authz_reuse {
             cmd.env("PEBBLE_AUTHZREUSE", n.to_string());
         }
+        if let Some(n) = opts.chain_length {
+            cmd.env("PEBBLE_CHAIN_LENGTH", n.to_string());
+        }
         let pebble = KillOnDrop(
             cmd.spawn()
                 .expect("pebble is not installed (apt-get install -y pebble)"),
@@ -302,6 +308,29 @@ impl Pebble {
             .text()
             .await
             .expect("reading Pebble's management answer")
+    }
+
+    /// The common name of Pebble's root number `index` (0 the default, 1..
+    /// the alternates of `PebbleOptions::alternate_roots`), read from the
+    /// management API: what a preferred-chain setting names.
+    ///
+    /// # Panics
+    ///
+    /// When the root cannot be fetched or has no common name.
+    pub async fn root_common_name(&self, index: usize) -> String {
+        use rustls_pki_types::pem::PemObject;
+        let pem = self.management_get(&format!("/roots/{index}")).await;
+        let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .expect("a certificate from /roots")
+            .expect("a parsable PEM root");
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("a parsable root");
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .expect("a root with a common name")
+            .to_owned()
     }
 }
 

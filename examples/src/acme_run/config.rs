@@ -116,8 +116,24 @@ pub struct AcmeSection {
     pub use_ari: bool,
     /// Longest time between two checks.
     pub check_interval: Duration,
-    /// Retries of one request after `badNonce`.
+    /// Retries of one request after `badNonce` (with back-off, see
+    /// `mailtls_acme::client::bad_nonce_delay`).
     pub bad_nonce_retries: u32,
+    /// External account binding (RFC 8555 §7.3.4) for a CA that needs it:
+    /// the key id and the file holding the MAC key.
+    pub eab: Option<EabSettings>,
+    /// Prefer the chain up to the issuer with this common name, among
+    /// those the CA offers.
+    pub preferred_chain: Option<String>,
+}
+
+/// `acme.eab_kid` and `acme.eab_hmac_key_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EabSettings {
+    /// The key id the CA gave.
+    pub kid: String,
+    /// A file holding the base64url MAC key (read at start; keep it 0600).
+    pub hmac_key_file: PathBuf,
 }
 
 impl AcmeSection {
@@ -201,6 +217,9 @@ pub(crate) struct RawAcme {
     use_ari: bool,
     check_interval_secs: u64,
     bad_nonce_retries: u32,
+    eab_kid: Option<String>,
+    eab_hmac_key_file: Option<PathBuf>,
+    preferred_chain: Option<String>,
 }
 
 impl Default for RawAcme {
@@ -221,7 +240,10 @@ impl Default for RawAcme {
             renew_before_days: 30,
             use_ari: true,
             check_interval_secs: 12 * 3600,
-            bad_nonce_retries: 10,
+            bad_nonce_retries: mailtls_acme::client::DEFAULT_BAD_NONCE_RETRIES,
+            eab_kid: None,
+            eab_hmac_key_file: None,
+            preferred_chain: None,
         }
     }
 }
@@ -363,6 +385,35 @@ impl RawAcme {
                 format!("{} is more than 100", self.bad_nonce_retries),
             ));
         }
+        let eab = match (self.eab_kid, self.eab_hmac_key_file) {
+            (None, None) => None,
+            (Some(kid), Some(hmac_key_file)) if !kid.trim().is_empty() => Some(EabSettings {
+                kid: kid.trim().to_owned(),
+                hmac_key_file,
+            }),
+            (Some(_), Some(_)) => return Err(invalid("acme.eab_kid", "is empty")),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "acme.eab_hmac_key_file",
+                    "acme.eab_kid needs the file holding the MAC key the CA gave",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "acme.eab_kid",
+                    "acme.eab_hmac_key_file needs the key id the CA gave with it",
+                ));
+            }
+        };
+        let preferred_chain = match self.preferred_chain {
+            Some(cn) if cn.trim().is_empty() => {
+                return Err(invalid(
+                    "acme.preferred_chain",
+                    "is empty; leave it out for the CA's default chain",
+                ));
+            }
+            other => other.map(|cn| cn.trim().to_owned()),
+        };
         if !self.enabled {
             return Ok(None);
         }
@@ -379,6 +430,8 @@ impl RawAcme {
             use_ari: self.use_ari,
             check_interval: Duration::from_secs(self.check_interval_secs),
             bad_nonce_retries: self.bad_nonce_retries,
+            eab,
+            preferred_chain,
         }))
     }
 
@@ -435,6 +488,26 @@ mod tests {
         assert_eq!(s.renew_before, Duration::from_secs(30 * 86_400));
         assert!(s.use_ari);
         assert_eq!(s.names, None);
+        assert_eq!(s.eab, None);
+        assert_eq!(s.preferred_chain, None);
+        assert_eq!(
+            s.bad_nonce_retries,
+            mailtls_acme::client::DEFAULT_BAD_NONCE_RETRIES
+        );
+        let s = acme(
+            "enabled = true\neab_kid = \"kid-1\"\neab_hmac_key_file = \"eab.key\"\n\
+             preferred_chain = \"ISRG Root X1\"\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            s.eab,
+            Some(EabSettings {
+                kid: "kid-1".into(),
+                hmac_key_file: "eab.key".into()
+            })
+        );
+        assert_eq!(s.preferred_chain.as_deref(), Some("ISRG Root X1"));
     }
 
     #[test]
@@ -516,6 +589,13 @@ mod tests {
             ("renew_before_days = 0\n", "acme.renew_before_days"),
             ("check_interval_secs = 0\n", "acme.check_interval_secs"),
             ("bad_nonce_retries = 1000\n", "acme.bad_nonce_retries"),
+            ("eab_kid = \"k\"\n", "acme.eab_hmac_key_file"),
+            ("eab_hmac_key_file = \"f\"\n", "acme.eab_kid"),
+            (
+                "eab_kid = \" \"\neab_hmac_key_file = \"f\"\n",
+                "acme.eab_kid",
+            ),
+            ("preferred_chain = \"\"\n", "acme.preferred_chain"),
         ];
         for (text, key) in cases {
             let e = acme(&format!("enabled = true\n{text}"))

@@ -32,15 +32,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
-use mailtls_acme::renewal::{ari_cert_id, random_instant, renewal_time_by_lifetime};
+use mailtls_acme::renewal::{
+    ari_cert_id, random_instant, renew_certificate, renewal_time_by_lifetime,
+};
 use mailtls_acme::solver::{
     Dns01Solver, Http01Responder, Rfc2136Updater, TlsAlpn01Solver, TsigKey,
 };
 use mailtls_acme::storage::StoredCertificate;
 use mailtls_acme::{
     Account, AcmeClient, AcmeError, CertificateRequest, ChallengeSolver, ClientConfig, ErrorClass,
-    FileStorage, IssuedCertificate, NewAccountOptions, OrderJournal, PollPolicy, RetryPolicy,
-    SigningAlgorithm, Storage,
+    ExternalAccountBinding, FileStorage, IssuedCertificate, NewAccountOptions, OrderJournal,
+    PollPolicy, RetryPolicy, SigningAlgorithm, Storage,
 };
 use mailtls_core::{CertInfo, CertificateDer, NamePattern, TlsAlpnChallengeSlot};
 use mailtls_sni::SniResolver;
@@ -49,7 +51,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{AcmeChallenge, AcmeKeyType, AcmeSection, Dns01Settings};
+pub use config::{AcmeChallenge, AcmeKeyType, AcmeSection, Dns01Settings, EabSettings};
 pub use deploy::DeployError;
 pub use run_log::{RunOutcome, RunRecord, RunTrigger};
 
@@ -139,7 +141,9 @@ struct Failure {
 impl Failure {
     fn acme(what: &str, e: &AcmeError) -> Self {
         Failure {
-            message: format!("{what}: {e}"),
+            // With the causes: "error sending request" alone does not say
+            // that the CA's certificate was untrusted.
+            message: format!("{what}: {}", e.full_message()),
             until: match e.class() {
                 ErrorClass::RateLimited { until } => Some(until),
                 _ => None,
@@ -175,6 +179,7 @@ pub struct AcmeRun {
     http01: Http01Responder,
     solvers: Vec<Arc<dyn ChallengeSolver>>,
     extra_roots: Vec<CertificateDer<'static>>,
+    eab: Option<ExternalAccountBinding>,
     account: tokio::sync::Mutex<Option<Account>>,
     run_lock: tokio::sync::Mutex<()>,
     /// Tells the scheduler that a run outside the schedule moved the next
@@ -202,7 +207,8 @@ fn days_left(not_after: SystemTime, now: SystemTime) -> i64 {
     }
 }
 
-fn leaf_of(chain_pem: &str) -> Option<(CertificateDer<'static>, CertInfo)> {
+/// The first certificate of a PEM chain and what it says, if readable.
+pub fn leaf_of(chain_pem: &str) -> Option<(CertificateDer<'static>, CertInfo)> {
     let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .next()?
         .ok()?;
@@ -222,7 +228,7 @@ fn certificate_status(info: &CertInfo) -> AcmeCertificateStatus {
 }
 
 /// The same names, whatever the order and case.
-fn same_names(have: &[String], want: &[String]) -> bool {
+pub fn same_names(have: &[String], want: &[String]) -> bool {
     let norm = |v: &[String]| {
         let mut v: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
         v.sort();
@@ -251,6 +257,25 @@ impl AcmeRun {
             extra_roots = mailtls_core::load::certificates_from_file(path)
                 .map_err(|e| invalid("acme.ca_file", e.to_string()))?;
         }
+        let eab = match &section.eab {
+            None => None,
+            Some(e) => {
+                let key = std::fs::read_to_string(&e.hmac_key_file).map_err(|err| {
+                    invalid(
+                        "acme.eab_hmac_key_file",
+                        format!("{}: {err}", e.hmac_key_file.display()),
+                    )
+                })?;
+                Some(
+                    ExternalAccountBinding::new(e.kid.clone(), key.trim()).map_err(|err| {
+                        invalid(
+                            "acme.eab_hmac_key_file",
+                            format!("{}: {err}", e.hmac_key_file.display()),
+                        )
+                    })?,
+                )
+            }
+        };
         let http01 = Http01Responder::new();
         let solver: Arc<dyn ChallengeSolver> = match &section.challenge {
             AcmeChallenge::Http01 => Arc::new(http01.clone()),
@@ -302,6 +327,7 @@ impl AcmeRun {
             http01,
             solvers: vec![solver],
             extra_roots,
+            eab,
             account: tokio::sync::Mutex::new(None),
             run_lock: tokio::sync::Mutex::new(()),
             replan: tokio::sync::Notify::new(),
@@ -519,8 +545,13 @@ impl AcmeRun {
             .load_state(&self.id)
             .await
             .map_err(storage_err)?;
+        // Pre-authorisation (RFC 8555 §7.4.1) where the CA offers newAuthz.
         let mut request = CertificateRequest::new(self.names.iter().cloned())
-            .with_key_type(self.section.key_type.key_type());
+            .with_key_type(self.section.key_type.key_type())
+            .with_pre_authorization();
+        if let Some(cn) = &self.section.preferred_chain {
+            request = request.with_preferred_issuer(cn.clone());
+        }
         // RFC 9773 §5: `replaces` only for a certificate of this account.
         if self.section.use_ari
             && self.account_has_ari(&account)
@@ -530,7 +561,7 @@ impl AcmeRun {
         {
             request = request.with_replaces(id);
         }
-        let issued = self.issue(&account, request).await?;
+        let (issued, account) = self.issue(&account, request).await?;
         self.storage
             .save_certificate(
                 &self.id,
@@ -566,31 +597,33 @@ impl AcmeRun {
         account.client().directory().renewal_info.is_some()
     }
 
+    /// Orders through `account`; returns the certificate and the account
+    /// that got it (a new one when the CA had forgotten the old one).
     async fn issue(
         &self,
         account: &Account,
-        mut request: CertificateRequest,
-    ) -> Result<IssuedCertificate, Failure> {
-        let poll = PollPolicy::default();
-        let journal: &dyn OrderJournal = &*self.storage;
-        match account
-            .issue(&request, &self.solvers, Some(journal), poll)
-            .await
-        {
-            Ok(c) => Ok(c),
-            // Another order replaced it already: order afresh.
-            Err(e)
-                if request.replaces.is_some()
-                    && e.problem().is_some_and(|p| p.is("alreadyReplaced")) =>
-            {
-                request.replaces = None;
-                account
-                    .issue(&request, &self.solvers, Some(journal), poll)
-                    .await
-                    .map_err(|e| Failure::acme("order", &e))
-            }
-            Err(e) => Err(Failure::acme("order", &e)),
+        request: CertificateRequest,
+    ) -> Result<(IssuedCertificate, Account), Failure> {
+        let (issued, used) = renew_certificate(
+            account,
+            request,
+            &self.solvers,
+            &*self.storage,
+            PollPolicy::default(),
+            Some(&self.account_options()),
+        )
+        .await
+        .map_err(|e| Failure::acme("order", &e))?;
+        if used.url() != account.url() {
+            tracing::warn!(
+                old = account.url(),
+                new = used.url(),
+                "the CA did not know the ACME account (accountDoesNotExist); its key was \
+                 registered again"
+            );
+            *self.account.lock().await = Some(used.clone());
         }
+        Ok((issued, used))
     }
 
     /// When `leaf` is due: a random instant in the CA's ARI window, or else
@@ -648,15 +681,32 @@ impl AcmeRun {
                  acme.agree_tos = true to create the account"
             )));
         }
-        let mut options = NewAccountOptions::default();
-        options.contact = self.section.contact_uris();
-        options.terms_of_service_agreed = self.section.agree_tos;
+        if !known && self.eab.is_none() && client.directory().meta.external_account_required {
+            return Err(Failure::other(
+                "acme.eab_kid: the CA requires external account binding for a new account; \
+                 set acme.eab_kid and acme.eab_hmac_key_file from the CA's console"
+                    .into(),
+            ));
+        }
         let account = client
-            .load_or_create_account(&*self.storage, SigningAlgorithm::Es256, &options)
+            .load_or_create_account(
+                &*self.storage,
+                SigningAlgorithm::Es256,
+                &self.account_options(),
+            )
             .await
             .map_err(|e| Failure::acme("account", &e))?;
         *cached = Some(account.clone());
         Ok(account)
+    }
+
+    /// What a new account is created with: contacts, terms, EAB.
+    fn account_options(&self) -> NewAccountOptions {
+        let mut options = NewAccountOptions::default();
+        options.contact = self.section.contact_uris();
+        options.terms_of_service_agreed = self.section.agree_tos;
+        options.external_account_binding = self.eab.clone();
+        options
     }
 
     async fn deploy(&self, chain_pem: &str, key_pem: &str) -> Result<(), Failure> {
