@@ -200,6 +200,10 @@ async fn apply(
     if old.tls.rsa_certificate != new.tls.rsa_certificate {
         applied.push("tls.rsa_certificate".to_owned());
     }
+    if old.outbound.mta_sts_exceptions != new.outbound.mta_sts_exceptions {
+        applied.push("outbound.mta_sts_exceptions".to_owned());
+    }
+    effective.outbound.mta_sts_exceptions = new.outbound.mta_sts_exceptions.clone();
     effective.mta_sts = new.mta_sts;
     effective.tls.make_test_certificates = new.tls.make_test_certificates;
     effective.tls.rsa_certificate = new.tls.rsa_certificate;
@@ -326,7 +330,11 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     check("web.status_users", o.status_users != n.status_users);
     check("users", old.users != new.users);
     // Subsystems read their own sections once, when they start.
-    check("outbound", old.outbound != new.outbound);
+    // The MTA-STS exception list is reloaded; the rest of [outbound] is
+    // read at start.
+    let mut outbound = new.outbound.clone();
+    outbound.mta_sts_exceptions = old.outbound.mta_sts_exceptions.clone();
+    check("outbound", old.outbound != outbound);
     check("tlsrpt_reports", old.tlsrpt_reports != new.tlsrpt_reports);
     // The rest of [smime] is reloaded (the gateway's directory and whether
     // it runs at all are fixed at start).
@@ -348,6 +356,7 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     probe.tlsrpt_reports = new.tlsrpt_reports.clone();
     probe.smime = new.smime.clone();
     probe.acme = new.acme.clone();
+    probe.store = new.store.clone();
     if probe != *new {
         keys.push("another section (read at start)".to_owned());
     }

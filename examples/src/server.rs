@@ -222,6 +222,7 @@ pub struct RunningServer {
     live: Arc<Live>,
     tlsrpt: Option<Arc<crate::tlsrpt_run::TlsRptRun>>,
     acme: Option<Arc<crate::acme_run::AcmeRun>>,
+    outbound: Arc<crate::outbound::Outbound>,
 }
 
 /// Asks a running server to stop; cheap to clone.
@@ -564,6 +565,7 @@ impl Server {
             live,
             tlsrpt: shared.tlsrpt.clone(),
             acme: shared.acme.clone(),
+            outbound: Arc::clone(&shared.outbound),
         })
     }
 }
@@ -863,6 +865,8 @@ impl RunningServer {
         if let Some(t) = &self.tlsrpt {
             t.update_mailboxes(&self.live.current());
         }
+        self.outbound
+            .set_mta_sts_exceptions(&self.live.current().outbound.mta_sts_exceptions);
         Ok(report)
     }
 

@@ -23,6 +23,7 @@ pub(crate) struct RawOutbound {
     dnssec: bool,
     trust_anchor: Option<PathBuf>,
     mta_sts: bool,
+    mta_sts_exceptions: Vec<String>,
     dane: bool,
     ca_file: Option<PathBuf>,
     mta_sts_fetch_port: u16,
@@ -46,6 +47,7 @@ impl Default for RawOutbound {
             dnssec: true,
             trust_anchor: None,
             mta_sts: true,
+            mta_sts_exceptions: Vec::new(),
             dane: true,
             ca_file: None,
             mta_sts_fetch_port: 443,
@@ -132,6 +134,9 @@ pub struct OutboundSection {
     pub trust_anchor: Option<PathBuf>,
     /// Whether MTA-STS policies (RFC 8461) are applied.
     pub mta_sts: bool,
+    /// Domains MTA-STS is not applied to (their policy is neither fetched
+    /// nor enforced; DANE and the rest still apply). Reloaded on SIGHUP.
+    pub mta_sts_exceptions: Vec<DnsName>,
     /// Whether DANE (RFC 7672) is applied.
     pub dane: bool,
     /// Extra trusted roots (PEM) for MX certificates and MTA-STS policy
@@ -223,8 +228,17 @@ pub(crate) fn from_raw(raw: RawOutbound) -> Result<OutboundSection, ConfigError>
             ),
         ));
     }
+    let mut mta_sts_exceptions = Vec::with_capacity(raw.mta_sts_exceptions.len());
+    for (i, d) in raw.mta_sts_exceptions.iter().enumerate() {
+        let name = DnsName::parse(d)
+            .map_err(|e| invalid(&format!("mta_sts_exceptions[{i}]"), e.to_string()))?;
+        if !mta_sts_exceptions.contains(&name) {
+            mta_sts_exceptions.push(name);
+        }
+    }
     Ok(OutboundSection {
         enabled: raw.enabled,
+        mta_sts_exceptions,
         relay,
         dns_server,
         dnssec: raw.dnssec,

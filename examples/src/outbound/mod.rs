@@ -112,6 +112,8 @@ pub struct OutboundStatus {
     pub quarantined_messages: usize,
     /// The MTA-STS policy cache.
     pub mta_sts_cache: Vec<MtaStsCacheStatus>,
+    /// Domains MTA-STS is not applied to (`outbound.mta_sts_exceptions`).
+    pub mta_sts_exceptions: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -221,7 +223,11 @@ impl Outbound {
                 None => PolicyCache::open(&data.join("mta-sts"))
                     .map_err(|e| OutboundError::MtaSts(e.to_string()))?,
             };
-            Some(MtaSts::new(Arc::clone(&resolver), fetcher, cache))
+            let sts = MtaSts::new(Arc::clone(&resolver), fetcher, cache);
+            for d in &section.mta_sts_exceptions {
+                sts.add_exception(d.clone());
+            }
+            Some(sts)
         } else {
             None
         };
@@ -259,6 +265,26 @@ impl Outbound {
     /// `outbound.dnssec = false`).
     pub fn resolver(&self) -> Arc<dyn DnsResolver> {
         Arc::clone(&self.resolver)
+    }
+
+    /// Makes `domains` the MTA-STS exception list (a reload); returns
+    /// whether it changed.
+    pub fn set_mta_sts_exceptions(&self, domains: &[DnsName]) -> bool {
+        let Some(sts) = &self.mta_sts else {
+            return false;
+        };
+        let current = sts.exceptions();
+        if current.len() == domains.len() && domains.iter().all(|d| current.contains(d)) {
+            return false;
+        }
+        for d in current.iter().filter(|d| !domains.contains(d)) {
+            sts.remove_exception(d);
+        }
+        for d in domains {
+            sts.add_exception(d.clone());
+        }
+        tracing::info!(exceptions = ?domains.iter().map(ToString::to_string).collect::<Vec<_>>(), "MTA-STS exception list changed");
+        true
     }
 
     /// The MTA-STS service, when `outbound.mta_sts` is on.
@@ -335,6 +361,11 @@ impl Outbound {
             deferred_attempts_total: self.counters.deferred.load(Ordering::Relaxed),
             quarantined_messages: self.queue.quarantined(),
             mta_sts_cache,
+            mta_sts_exceptions: self
+                .mta_sts
+                .as_ref()
+                .map(|m| m.exceptions().iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
         }
     }
 }
