@@ -18,7 +18,7 @@ pub mod schedule;
 
 pub use collector::{Aggregate, Collector, Durability, FailureOutcome, PolicyRef, SessionOutcome};
 pub use received::{ReceivedReport, ReceivedSummary, parse_received};
-pub use record::{RecordError, ReportUri, TlsRptRecord};
+pub use record::{RecordError, ReportUri, TlsRptRecord, is_tlsrpt_record};
 pub use report::{ReportMeta, TlsReport};
 pub use reporter::{QueueRun, queue_due_reports};
 pub use schedule::{Due, Schedule};
