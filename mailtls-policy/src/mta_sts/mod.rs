@@ -17,6 +17,7 @@ pub use fetch::{
 };
 #[cfg(feature = "fetch")]
 pub use fetch::{FetcherConfig, PolicyFetcher};
+pub(crate) use parser::valid_ext_name;
 pub use parser::{
     Diagnostic, DiagnosticKind, ParsedPolicy, PolicyError, Profile, Severity, parse_policy,
 };

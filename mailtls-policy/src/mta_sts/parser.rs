@@ -350,7 +350,9 @@ fn suggestion(key: &str) -> Option<&'static str> {
     })
 }
 
-fn valid_ext_name(key: &str) -> bool {
+/// The extension-name grammar shared by RFC 8461 §3.1/§3.2 and RFC 8460
+/// §3: a letter or digit, then up to 31 letters, digits, `_`, `-`, `.`.
+pub(crate) fn valid_ext_name(key: &str) -> bool {
     let b = key.as_bytes();
     !b.is_empty()
         && b.len() <= 32

@@ -144,13 +144,7 @@ pub fn parse_record(text: &[u8]) -> Result<StsRecord, RecordError> {
             );
             continue;
         }
-        let name_ok = !name.is_empty()
-            && name.len() <= 32
-            && name.as_bytes()[0].is_ascii_alphanumeric()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !name_ok {
+        if !super::valid_ext_name(name) {
             return Err(bad("invalid extension name"));
         }
         let value_ok = !value.is_empty()

@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use crate::mta_sts::valid_ext_name;
+
 /// Where a report should go (RFC 8460 §3, `rua`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -192,15 +194,6 @@ fn is_wsp(c: char) -> bool {
 pub fn is_tlsrpt_record(text: &str) -> bool {
     text.strip_prefix(VERSION)
         .is_some_and(|rest| rest.trim_start_matches(is_wsp).starts_with(';'))
-}
-
-fn valid_ext_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 32
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
 /// A character RFC 3986 allows in a URI (reserved, unreserved or `%`).
