@@ -12,7 +12,8 @@ use mailtls_core::DnsName;
 use mailtls_policy::dane::TlsaSet;
 use mailtls_policy::dns::{DnsResolver, HickoryResolver, HickoryResolverConfig, Validation};
 use mailtls_policy::mta_sts::{
-    FetcherConfig, MtaSts, NoPolicyReason, PolicyCache, PolicyFetcher, PolicyOutcome,
+    FetcherConfig, MtaSts, NoPolicyReason, PolicyCache, PolicyFetcher, PolicyOutcome, Profile,
+    parse_policy,
 };
 use mailtls_policy::plan::{
     AddressFacts, DeliveryPlan, DomainFacts, FailureAction, HostAction, HostFacts, MxFacts,
@@ -218,6 +219,20 @@ fn print_mta_sts(outcome: &PolicyOutcome) {
                 mx.join(", "),
                 policy.max_age()
             );
+            // What a strict reader (RFC 8461 §3.2 grammar) says about the
+            // same text; the lenient reading above is what delivery uses.
+            match parse_policy(policy.raw().as_bytes(), Profile::Strict) {
+                Ok(strict) => {
+                    for d in &strict.diagnostics {
+                        println!("  strict reading: {d}");
+                    }
+                }
+                Err(e) => {
+                    for d in e.errors() {
+                        println!("  strict reading refuses it: {d}");
+                    }
+                }
+            }
         }
         PolicyOutcome::Failed {
             result_type,
@@ -318,8 +333,13 @@ fn print_plan(delivery: &DeliveryPlan) {
             HostAction::RequireTlsUnauthenticated => "require TLS, unauthenticated".into(),
             HostAction::FailNow { status, reason } => format!("fail now {status}: {reason}"),
         };
+        // The SNI only matters for an entry the client connects to.
+        let sni = match &e.action {
+            HostAction::Skip { .. } | HostAction::FailNow { .. } => String::new(),
+            _ => format!("; SNI {}", e.sni()),
+        };
         println!(
-            "  {}. {} (preference {}, policy {}): {action}; on failure: {}{}",
+            "  {}. {} (preference {}, policy {}): {action}{sni}; on failure: {}{}",
             i + 1,
             e.host,
             e.preference,
