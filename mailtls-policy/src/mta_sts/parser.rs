@@ -595,13 +595,17 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             value.chars().any(|ch| ch.is_control() && ch != '\t')
         };
         if forbidden {
-            c.push(
-                n,
-                Severity::Error,
-                DiagnosticKind::BadCharacters {
-                    key: key.to_owned(),
-                },
-            );
+            // A known key's value cannot be read: the policy is invalid.
+            // Any other line is one the lenient profile ignores, like an
+            // unknown key: it must not switch the whole policy off.
+            let kind = DiagnosticKind::BadCharacters {
+                key: key.to_owned(),
+            };
+            if KNOWN_KEYS.contains(&key) {
+                c.push(n, Severity::Error, kind);
+            } else {
+                c.strict_error(n, Severity::Warning, kind);
+            }
             continue;
         }
         if let Some(known) = KNOWN_KEYS.into_iter().find(|k| *k == key) {
@@ -1203,6 +1207,8 @@ mod tests {
             "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\nx-note:\n",
             // A root dot after an mx.
             "version: STSv1\nmode: enforce\nmx: mx.example.com.\nmax_age: 86400\n",
+            // A control character in an extension (lenient ignores the line).
+            "version: STSv1\nmode: enforce\nx-note: a\x01b\nmx: mx.example.com\nmax_age: 86400\n",
         ];
         for body in cases {
             let (s, l) = both(body);
