@@ -330,7 +330,10 @@ fn print_plan(delivery: &DeliveryPlan) {
             HostAction::RequireTls { verify } => {
                 format!("require TLS, verify {}", describe_verification(verify))
             }
-            HostAction::RequireTlsUnauthenticated => "require TLS, unauthenticated".into(),
+            HostAction::RequireTlsUnauthenticated => {
+                "require TLS, unauthenticated (every TLSA record unusable; reported as tlsa-invalid)"
+                    .into()
+            }
             HostAction::FailNow { status, reason } => format!("fail now {status}: {reason}"),
         };
         // The SNI only matters for an entry the client connects to.
