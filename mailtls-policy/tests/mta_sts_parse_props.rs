@@ -86,6 +86,10 @@ fn noise() -> impl Strategy<Value = Noise> {
                 Just("Max_Age: 1"),
                 Just("max_age : 1"),
                 Just("x-ext:"),
+                // Control characters outside an exact key (the fuzz target
+                // found the second one switching the policy off).
+                Just("x-ext: a\u{1}b"),
+                Just("version\t:x\u{0}ver:"),
             ]
         )
             .prop_map(|(at, line)| Noise::Injected(at, line)),
