@@ -548,19 +548,22 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
     // `mode :`, `mode: Enforce`. By the RFC such a key is an unknown key, so
     // the lenient profile reads them only for a key that no exact line gave
     // (RFC 8461 §3.2: keys are case-sensitive, unknown keys are ignored).
+    // (Empty unless a line needs repair, so no allocation for clean files.)
     let mut repaired: Vec<KnownLine<'_>> = Vec::new();
-    let mut exact: Vec<KnownLine<'_>> = Vec::new();
+    // Which known keys (in `KNOWN_KEYS` order) an exact line gave; exact
+    // lines are read as they come.
+    let mut given = [false; KNOWN_KEYS.len()];
 
-    let pieces: Vec<&str> = text.split('\n').collect();
-    let last_piece = pieces.len().saturating_sub(1);
-    for (i, full_line) in pieces.into_iter().enumerate() {
+    let mut pieces = text.split('\n').enumerate().peekable();
+    while let Some((i, full_line)) = pieces.next() {
+        let is_last_piece = pieces.peek().is_none();
         let n = i + 1;
         let line = full_line.strip_suffix('\r').unwrap_or(full_line);
         if line.trim_matches([' ', '\t']).is_empty() {
             // The one terminator after the last field leaves an empty
             // piece; anything else is a blank line, which the grammar
             // (RFC 8461 §3.2 sts-policy-record) does not have.
-            if !(i == last_piece && full_line.is_empty()) {
+            if !(is_last_piece && full_line.is_empty()) {
                 c.strict_error(n, Severity::Info, DiagnosticKind::EmptyLine);
             }
             continue;
@@ -609,7 +612,8 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             }
             continue;
         }
-        if let Some(known) = KNOWN_KEYS.into_iter().find(|k| *k == key) {
+        if let Some(at) = KNOWN_KEYS.iter().position(|k| *k == key) {
+            let known = KNOWN_KEYS[at];
             // A mode word in another case is a repair of the value: like a
             // repaired key it never outranks an exact line.
             let mode_case =
@@ -631,7 +635,8 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             if key_repaired || mode_case {
                 repaired.push(line);
             } else {
-                exact.push(line);
+                given[at] = true;
+                st.apply(&mut c, &line);
             }
             continue;
         }
@@ -700,17 +705,14 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
         extensions.push((key.to_owned(), value.to_owned()));
     }
 
-    for line in &exact {
-        st.apply(&mut c, line);
-    }
-    let exact_mx_line = exact.iter().any(|l| l.key == "mx");
+    let was_given = |key: &str| KNOWN_KEYS.iter().zip(given).any(|(k, g)| g && *k == key);
+    let exact_mx_line = was_given("mx");
     if c.profile == Profile::Lenient {
         // Repaired lines only for keys no exact line gave; `mx` last, and
         // only when the mode needs one and no exact `mx` line exists, so a
         // repaired line never widens the MX set an exact line gave.
-        let given: Vec<&str> = exact.iter().map(|l| l.key).collect();
         for line in repaired.iter().filter(|l| l.key != "mx") {
-            if !given.contains(&line.key) {
+            if !was_given(line.key) {
                 st.apply(&mut c, line);
             }
         }
