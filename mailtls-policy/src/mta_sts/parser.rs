@@ -75,7 +75,8 @@ pub enum DiagnosticKind {
         /// The line's text.
         text: String,
     },
-    /// An empty line between fields.
+    /// A blank line (between fields, or more than one line end after the
+    /// last): not in the grammar, an error in the strict profile.
     EmptyLine,
     /// Whitespace between a key and its colon.
     SpaceBeforeColon {
