@@ -460,8 +460,11 @@ async fn mta_sts_testing_reports_but_delivers_and_enforce_needs_starttls() {
 /// `mail.provider.test`, where the TLSA record is. The MX's Postfix presents
 /// a certificate the TLSA record does not name unless the client sends
 /// `mail.provider.test` as SNI; sending the MX name would defer the mail.
+/// Beside it, `unusable.test` publishes only a PKIX-EE(1) record, unusable
+/// for SMTP: delivered over unauthenticated TLS (RFC 7672 §2.2) and counted
+/// as `tlsa-invalid` for TLS-RPT (the crate's documented choice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dane_sends_the_tlsa_base_domain_as_sni_for_a_cnamed_mx() {
+async fn dane_sends_the_tlsa_base_domain_as_sni_and_reports_unusable_tlsa() {
     let made = |host: &str| {
         mailtls_core::self_signed(&ServerCertSpec::new(DnsName::parse(host).unwrap())).unwrap()
     };
@@ -471,8 +474,12 @@ async fn dane_sends_the_tlsa_base_domain_as_sni_for_a_cnamed_mx() {
         "alias.test. MX 10 mx.alias.test.\n\
          mx.alias.test. CNAME mail.provider.test.\n\
          mail.provider.test. A {MX_SNI}\n\
-         _25._tcp.mail.provider.test. TLSA 3 0 1 {}\n",
+         _25._tcp.mail.provider.test. TLSA 3 0 1 {}\n\
+         unusable.test. MX 10 mx.unusable.test.\n\
+         mx.unusable.test. A {MX_SNI}\n\
+         _25._tcp.mx.unusable.test. TLSA 1 0 1 {}\n",
         cert_sha256_hex(&by_base),
+        cert_sha256_hex(&by_mx_name),
     ));
     let port = free_port(&[MX_SNI]);
     let mx = PostfixMx::start_with_sni(
@@ -484,7 +491,7 @@ async fn dane_sends_the_tlsa_base_domain_as_sni_for_a_cnamed_mx() {
             &by_base.chain_pem(),
             by_base.key_pem(),
         ),
-        &["alias.test"],
+        &["alias.test", "unusable.test"],
     );
     let ts = start(|c, _| outbound_on(c, &world, port)).await;
     submit(
@@ -500,5 +507,36 @@ async fn dane_sends_the_tlsa_base_domain_as_sni_for_a_cnamed_mx() {
     assert!(
         deferred(ts.data_dir(), "user@alias.test").is_none(),
         "delivered at the first attempt"
+    );
+
+    submit(
+        &ts,
+        "test@example.test",
+        "user@unusable.test",
+        false,
+        &["Subject: unusable", "", "no usable tlsa"],
+    )
+    .await;
+    let got = mx.wait_for("no usable tlsa").await;
+    assert!(got.contains("(using TLS"), "{got}");
+
+    let TestServer { server, dir } = ts;
+    server.shutdown().await;
+    let counted = counts(dir.path());
+    assert!(
+        counted.iter().any(|(t, d, r, _, n)| *t == PolicyType::Tlsa
+            && d == "mail.provider.test"
+            && r.is_none()
+            && *n == 1),
+        "a DANE success at the base domain: {counted:?}"
+    );
+    assert!(
+        counted
+            .iter()
+            .any(|(t, d, r, host, _)| *t == PolicyType::Tlsa
+                && d == "mx.unusable.test"
+                && *r == Some(ResultType::TlsaInvalid)
+                && host == "mx.unusable.test"),
+        "unusable TLSA counted as tlsa-invalid: {counted:?}"
     );
 }

@@ -91,7 +91,9 @@
 //! - **SNI (RFC 7672 §8.1).** [`PlanEntry::sni`](crate::plan::PlanEntry::sni)
 //!   is the TLSA base domain for a DANE entry: the expanded name when the
 //!   MX host is an alias with a signed CNAME chain. Other entries send the
-//!   MX name as listed. Test: `tests/plan_decide.rs::sni_is_the_tlsa_base_domain_for_dane_hosts_rfc7672_8_1`.
+//!   MX name as listed. Tests: `tests/plan_decide.rs::sni_is_the_tlsa_base_domain_for_dane_hosts_rfc7672_8_1`,
+//!   and end to end against a Postfix that picks its certificate by SNI,
+//!   `examples/tests/outbound_mx.rs::dane_sends_the_tlsa_base_domain_as_sni_and_reports_unusable_tlsa`.
 //! - **Digest algorithm agility (RFC 7671 §9).** Among records of one usage
 //!   and selector only the strongest digest present (SHA2-512, then
 //!   SHA2-256) is tried; Full(0) records are not digests and always are.
@@ -101,7 +103,8 @@
 //!   session as `tlsa-invalid` (RFC 8460 §4.3.2): records that no sender can
 //!   use are a mistake the domain owner can fix, and a success count would
 //!   hide it. The handshake is still accepted, so delivery is unchanged.
-//!   Test: `tests/verifier_handshake.rs::opportunistic_and_unauthenticated_accept_anything`.
+//!   Tests: `tests/verifier_handshake.rs::opportunistic_and_unauthenticated_accept_anything`
+//!   and the end-to-end test above (the reference server counts it).
 //!
 //! # Errata of RFC 8461
 //!
