@@ -68,6 +68,13 @@ impl Responder {
                         ("_mta-sts.sts.example", RecordType::TXT) => {
                             vec![txt("v=STSv10; id=other"), txt("v=STSv1; id=real1")]
                         }
+                        ("_smtp._tls.sts.example", RecordType::TXT) => vec![
+                            txt("v=TLSRPTv10; rua=mailto:other@sts.example"),
+                            txt("v=TLSRPTv1; rua=mailto:bang!path@sts.example"),
+                        ],
+                        ("_smtp._tls.test.example", RecordType::TXT) => vec![txt(
+                            "v=TLSRPTv1; rua=mailto:tls%21rpt@test.example; rua=https://r.test.example/t",
+                        )],
                         _ => Vec::new(),
                     };
                     for rdata in rdata {
@@ -131,6 +138,12 @@ fn prints_mx_mta_sts_and_plan() {
     );
     assert!(stdout.contains("opportunistic TLS"), "{stdout}");
     assert!(stdout.contains("SNI mx.test.example"), "{stdout}");
+    // RFC 8460 §3: both rua fields count; %21 is a '!'.
+    assert!(
+        stdout
+            .contains("TLS-RPT: reports to mailto:tls!rpt@test.example, https://r.test.example/t"),
+        "{stdout}"
+    );
 }
 
 /// RFC 8461 §3.1: `v=STSv10` beside the real record is not a second
@@ -147,6 +160,12 @@ fn sts_record_selection_follows_rfc_8461_section_3_1() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!stdout.contains("invalid _mta-sts record"), "{stdout}");
+    // RFC 8460 §3: v=TLSRPTv10 is not a second record; the real one has an
+    // unencoded '!', so it is invalid and nothing is reported.
+    assert!(
+        stdout.contains("TLS-RPT: invalid TLS-RPT record, so no reports are sent"),
+        "{stdout}"
+    );
 }
 
 #[test]

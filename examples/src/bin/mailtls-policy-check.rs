@@ -10,7 +10,9 @@ use std::sync::Arc;
 use clap::Parser;
 use mailtls_core::DnsName;
 use mailtls_policy::dane::TlsaSet;
-use mailtls_policy::dns::{DnsResolver, HickoryResolver, HickoryResolverConfig, Validation};
+use mailtls_policy::dns::{
+    DnsResolver, HickoryResolver, HickoryResolverConfig, QueryName, Validation,
+};
 use mailtls_policy::mta_sts::{
     FetcherConfig, MtaSts, NoPolicyReason, PolicyCache, PolicyFetcher, PolicyOutcome, Profile,
     parse_policy,
@@ -20,6 +22,7 @@ use mailtls_policy::plan::{
     TlsaFacts, Verification, gather, plan,
 };
 use mailtls_policy::requiretls::TlsDemand;
+use mailtls_policy::tlsrpt::TlsRptRecord;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -144,6 +147,7 @@ async fn run(opts: Opts) -> Result<DeliveryPlan, AnyError> {
     println!("domain: {}", opts.domain);
     print_mx(&facts);
     print_mta_sts(&outcome);
+    print_tlsrpt(dns.as_ref(), &opts.domain).await;
     print_dane(&facts);
     let delivery = plan(&facts, opts.demand);
     print_plan(&delivery);
@@ -239,6 +243,32 @@ fn print_mta_sts(outcome: &PolicyOutcome) {
             detail,
         } => println!("MTA-STS: policy fetch failed, result type {result_type}: {detail}"),
         other => println!("MTA-STS: {other:?}"),
+    }
+}
+
+/// The `_smtp._tls` record, read with the same selector and parser a
+/// sender uses before reporting (RFC 8460 §3).
+async fn print_tlsrpt(dns: &dyn DnsResolver, domain: &DnsName) {
+    let q = match QueryName::with_service(&["_smtp", "_tls"], domain) {
+        Ok(q) => q,
+        Err(e) => return println!("TLS-RPT: {e}"),
+    };
+    let answer = match dns.txt(&q).await {
+        Ok(answer) => answer,
+        Err(e) if e.is_negative_answer() => {
+            return println!("TLS-RPT: no {q} record, so no reports are sent");
+        }
+        Err(e) => return println!("TLS-RPT: {q} lookup failed: {e}"),
+    };
+    match TlsRptRecord::from_txt_answer(&answer.records) {
+        Ok(record) => {
+            let rua: Vec<String> = record.rua().iter().map(ToString::to_string).collect();
+            println!("TLS-RPT: reports to {}", rua.join(", "));
+            for d in record.diagnostics() {
+                println!("  {d}");
+            }
+        }
+        Err(e) => println!("TLS-RPT: {e}"),
     }
 }
 

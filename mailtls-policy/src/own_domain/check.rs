@@ -213,12 +213,7 @@ pub async fn check_setup<R: DnsResolver + ?Sized>(
         Ok(q) => match dns.txt(&q).await {
             Ok(answer) => {
                 // The same selector and parser a sender uses (RFC 8460 §3).
-                let texts: Vec<String> = answer
-                    .records
-                    .iter()
-                    .map(|r| String::from_utf8_lossy(&r.joined()).into_owned())
-                    .collect();
-                match TlsRptRecord::from_txt_records(texts.iter().map(|t| [t.as_str()])) {
+                match TlsRptRecord::from_txt_answer(&answer.records) {
                     Ok(record) => {
                         let rua: Vec<String> =
                             record.rua().iter().map(ToString::to_string).collect();

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use crate::dns::TxtRecord;
 use crate::mta_sts::valid_ext_name;
 
 /// Where a report should go (RFC 8460 §3, `rua`).
@@ -109,6 +110,19 @@ impl TlsRptRecord {
             [one] => Self::parse(one),
             many => Err(RecordError::MultipleRecords(many.len())),
         }
+    }
+
+    /// Like [`from_txt_records`](Self::from_txt_records) for the TXT answer
+    /// of a [`DnsResolver`](crate::dns::DnsResolver) at `_smtp._tls.DOMAIN`.
+    /// Bytes that are not UTF-8 stay in the text as replacement characters,
+    /// so such a record still counts for selection and then fails the URI
+    /// grammar.
+    pub fn from_txt_answer(records: &[TxtRecord]) -> Result<Self, RecordError> {
+        let texts: Vec<String> = records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.joined()).into_owned())
+            .collect();
+        Self::from_txt_records(texts.iter().map(|t| [t.as_str()]))
     }
 
     /// Parses one record's text (strings already joined).
@@ -480,5 +494,30 @@ mod tests {
             r.rua(),
             &[ReportUri::Mailto("bang!path@example.com".into())]
         );
+    }
+
+    #[test]
+    fn rfc_8460_section_3_selection_from_a_dns_answer() {
+        let answer = [
+            TxtRecord::from_text("v=spf1 -all"),
+            TxtRecord::from_text("v=TLSRPTv10; rua=mailto:x@example.com"),
+            TxtRecord {
+                strings: vec![
+                    b"v=TLSRPTv1; ".to_vec(),
+                    b"rua=mailto:r@example.com".to_vec(),
+                ],
+            },
+        ];
+        let r = TlsRptRecord::from_txt_answer(&answer).unwrap();
+        assert_eq!(r.rua(), &[ReportUri::Mailto("r@example.com".into())]);
+        // Bytes that are not UTF-8 do not hide a record from selection.
+        let bad = TxtRecord {
+            strings: vec![b"v=TLSRPTv1; rua=mailto:\xff@example.com".to_vec()],
+        };
+        assert_eq!(
+            TlsRptRecord::from_txt_answer(&[answer[2].clone(), bad.clone()]),
+            Err(RecordError::MultipleRecords(2))
+        );
+        assert!(TlsRptRecord::from_txt_answer(&[bad]).is_err());
     }
 }
