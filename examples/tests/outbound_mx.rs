@@ -8,6 +8,9 @@
 //!   domain with `TLS-Required: No` (RFC 8689 §5) gets its mail.
 //! - DANE: a matching TLSA record delivers to a self-signed MX, a wrong one
 //!   does not (`tlsa-invalid` counted).
+//! - DANE with a CNAME'd MX host whose Postfix picks its certificate by SNI:
+//!   the client sends the TLSA base domain (RFC 7672 §8.1), gets the
+//!   certificate the TLSA record names, and delivers.
 //! - MTA-STS testing mode delivers despite the mismatch and reports it;
 //!   enforce mode sends nothing to an MX without STARTTLS
 //!   (`starttls-not-supported` counted).
@@ -40,6 +43,7 @@ const WAIT: Duration = Duration::from_secs(40);
 
 const MX_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const MX_B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const MX_SNI: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 
 fn outbound_on(c: &mut mailtls_examples::Config, world: &SignedRoot, mx_port: u16) {
     let o = &mut c.outbound;
@@ -449,5 +453,90 @@ async fn mta_sts_testing_reports_but_delivers_and_enforce_needs_starttls() {
                 && *r == Some(ResultType::StarttlsNotSupported)
                 && host == "mx.plain.test"),
         "{counted:?}"
+    );
+}
+
+/// RFC 7672 §8.1: the MX name `mx.alias.test` is a CNAME to
+/// `mail.provider.test`, where the TLSA record is. The MX's Postfix presents
+/// a certificate the TLSA record does not name unless the client sends
+/// `mail.provider.test` as SNI; sending the MX name would defer the mail.
+/// Beside it, `unusable.test` publishes only a PKIX-EE(1) record, unusable
+/// for SMTP: delivered over unauthenticated TLS (RFC 7672 §2.2) and counted
+/// as `tlsa-invalid` for TLS-RPT (the crate's documented choice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dane_sends_the_tlsa_base_domain_as_sni_and_reports_unusable_tlsa() {
+    let made = |host: &str| {
+        mailtls_core::self_signed(&ServerCertSpec::new(DnsName::parse(host).unwrap())).unwrap()
+    };
+    let by_mx_name = made("mx.alias.test");
+    let by_base = made("mail.provider.test");
+    let world = SignedRoot::start(&format!(
+        "alias.test. MX 10 mx.alias.test.\n\
+         mx.alias.test. CNAME mail.provider.test.\n\
+         mail.provider.test. A {MX_SNI}\n\
+         _25._tcp.mail.provider.test. TLSA 3 0 1 {}\n\
+         unusable.test. MX 10 mx.unusable.test.\n\
+         mx.unusable.test. A {MX_SNI}\n\
+         _25._tcp.mx.unusable.test. TLSA 1 0 1 {}\n",
+        cert_sha256_hex(&by_base),
+        cert_sha256_hex(&by_mx_name),
+    ));
+    let port = free_port(&[MX_SNI]);
+    let mx = PostfixMx::start_with_sni(
+        SocketAddr::from((MX_SNI, port)),
+        "mail.provider.test",
+        (&by_mx_name.chain_pem(), by_mx_name.key_pem()),
+        (
+            "mail.provider.test",
+            &by_base.chain_pem(),
+            by_base.key_pem(),
+        ),
+        &["alias.test", "unusable.test"],
+    );
+    let ts = start(|c, _| outbound_on(c, &world, port)).await;
+    submit(
+        &ts,
+        "test@example.test",
+        "user@alias.test",
+        false,
+        &["Subject: sni", "", "chosen by sni"],
+    )
+    .await;
+    let got = mx.wait_for("chosen by sni").await;
+    assert!(got.contains("(using TLS"), "{got}");
+    assert!(
+        deferred(ts.data_dir(), "user@alias.test").is_none(),
+        "delivered at the first attempt"
+    );
+
+    submit(
+        &ts,
+        "test@example.test",
+        "user@unusable.test",
+        false,
+        &["Subject: unusable", "", "no usable tlsa"],
+    )
+    .await;
+    let got = mx.wait_for("no usable tlsa").await;
+    assert!(got.contains("(using TLS"), "{got}");
+
+    let TestServer { server, dir } = ts;
+    server.shutdown().await;
+    let counted = counts(dir.path());
+    assert!(
+        counted.iter().any(|(t, d, r, _, n)| *t == PolicyType::Tlsa
+            && d == "mail.provider.test"
+            && r.is_none()
+            && *n == 1),
+        "a DANE success at the base domain: {counted:?}"
+    );
+    assert!(
+        counted
+            .iter()
+            .any(|(t, d, r, host, _)| *t == PolicyType::Tlsa
+                && d == "mx.unusable.test"
+                && *r == Some(ResultType::TlsaInvalid)
+                && host == "mx.unusable.test"),
+        "unusable TLSA counted as tlsa-invalid: {counted:?}"
     );
 }

@@ -12,14 +12,16 @@ use std::thread;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, MX};
+use hickory_proto::rr::rdata::{A, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailtls-policy-check");
 
-/// Answers MX for `test.example`, A for `mx.test.example`; every other
-/// question gets an empty NOERROR answer (no data), so there is no
-/// `_mta-sts` record and no TLSA record.
+/// Answers MX for `test.example` and `sts.example`, A for
+/// `mx.test.example`, and for `_mta-sts.sts.example` one MTA-STS record
+/// beside a `v=STSv10` record (which RFC 8461 §3.1 discards); every other
+/// question gets an empty NOERROR answer (no data), so `test.example` has
+/// no `_mta-sts` record and nothing has a TLSA record.
 struct Responder {
     addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
@@ -57,15 +59,25 @@ impl Responder {
                     reply.add_query(q.clone());
                     let name = q.name().to_ascii().to_ascii_lowercase();
                     let name = name.trim_end_matches('.');
+                    let txt = |t: &str| RData::TXT(TXT::new(vec![t.to_owned()]));
                     let rdata = match (name, q.query_type()) {
-                        ("test.example", RecordType::MX) => Some(RData::MX(MX::new(
-                            10,
-                            Name::from_str("mx.test.example.").unwrap(),
-                        ))),
-                        ("mx.test.example", RecordType::A) => Some(RData::A(A::new(127, 0, 0, 1))),
-                        _ => None,
+                        ("test.example" | "sts.example", RecordType::MX) => vec![RData::MX(
+                            MX::new(10, Name::from_str("mx.test.example.").unwrap()),
+                        )],
+                        ("mx.test.example", RecordType::A) => vec![RData::A(A::new(127, 0, 0, 1))],
+                        ("_mta-sts.sts.example", RecordType::TXT) => {
+                            vec![txt("v=STSv10; id=other"), txt("v=STSv1; id=real1")]
+                        }
+                        ("_smtp._tls.sts.example", RecordType::TXT) => vec![
+                            txt("v=TLSRPTv10; rua=mailto:other@sts.example"),
+                            txt("v=TLSRPTv1; rua=mailto:bang!path@sts.example"),
+                        ],
+                        ("_smtp._tls.test.example", RecordType::TXT) => vec![txt(
+                            "v=TLSRPTv1; rua=mailto:tls%21rpt@test.example; rua=https://r.test.example/t",
+                        )],
+                        _ => Vec::new(),
                     };
-                    if let Some(rdata) = rdata {
+                    for rdata in rdata {
                         reply.add_answer(Record::from_rdata(q.name().clone(), 300, rdata));
                     }
                 }
@@ -89,19 +101,19 @@ impl Drop for Responder {
     }
 }
 
+/// Runs the tool for `domain` against a fresh responder, without DNSSEC
+/// validation, with `extra` arguments.
+fn check(domain: &str, extra: &[&str]) -> std::process::Output {
+    let dns = Responder::start();
+    let server = dns.addr.to_string();
+    let mut args = vec!["--domain", domain, "--resolver", &server, "--no-validation"];
+    args.extend_from_slice(extra);
+    Command::new(BIN).args(&args).output().unwrap()
+}
+
 #[test]
 fn prints_mx_mta_sts_and_plan() {
-    let dns = Responder::start();
-    let out = Command::new(BIN)
-        .args([
-            "--domain",
-            "test.example",
-            "--resolver",
-            &dns.addr.to_string(),
-            "--no-validation",
-        ])
-        .output()
-        .unwrap();
+    let out = check("test.example", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -125,22 +137,40 @@ fn prints_mx_mta_sts_and_plan() {
         "{stdout}"
     );
     assert!(stdout.contains("opportunistic TLS"), "{stdout}");
+    assert!(stdout.contains("SNI mx.test.example"), "{stdout}");
+    // RFC 8460 §3: both rua fields count; %21 is a '!'.
+    assert!(
+        stdout
+            .contains("TLS-RPT: reports to mailto:tls!rpt@test.example, https://r.test.example/t"),
+        "{stdout}"
+    );
+}
+
+/// RFC 8461 §3.1: `v=STSv10` beside the real record is not a second
+/// MTA-STS record, so the tool goes on to fetch the policy (which fails
+/// here: the policy host does not resolve) instead of reporting "more than
+/// one record".
+#[test]
+fn sts_record_selection_follows_rfc_8461_section_3_1() {
+    let out = check("sts.example", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("MTA-STS: policy fetch failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("invalid _mta-sts record"), "{stdout}");
+    // RFC 8460 §3: v=TLSRPTv10 is not a second record; the real one has an
+    // unencoded '!', so it is invalid and nothing is reported.
+    assert!(
+        stdout.contains("TLS-RPT: invalid TLS-RPT record, so no reports are sent"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn requiretls_without_authentication_fails_the_host() {
-    let dns = Responder::start();
-    let out = Command::new(BIN)
-        .args([
-            "--domain",
-            "test.example",
-            "--resolver",
-            &dns.addr.to_string(),
-            "--no-validation",
-            "--requiretls",
-        ])
-        .output()
-        .unwrap();
+    let out = check("test.example", &["--requiretls"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1. mx.test.example"), "{stdout}");
     assert!(stdout.contains(": fail now 5.7.30"), "{stdout}");

@@ -365,3 +365,68 @@ fn all_unusable_rrset_has_no_records_to_verify_with_rfc7672_2_2() {
     .unwrap_err();
     assert_eq!(err.kind, DaneFailureKind::NoUsableRecords);
 }
+
+/// RFC 7671 §9 (digest algorithm agility): among records of one usage and
+/// selector, the strongest digest present governs; a weaker digest that
+/// matches cannot let a certificate through that the stronger one rejects.
+#[test]
+fn strongest_digest_governs_rfc7671_9() {
+    use DaneUsage::{DaneEe, DaneTa};
+    use MatchingType::{Full, Sha256, Sha512};
+    use Selector::{Cert, Spki};
+    let certs = Certs::make();
+    let rec = |u, s, m, c| UsableTlsa::for_certificate(u, s, m, certs.get(c)).unwrap();
+    let verify = |records: &[UsableTlsa], leaf: C, chain: &[C]| {
+        let chain: Vec<_> = chain.iter().map(|&c| certs.get(c).clone()).collect();
+        verify_chain(
+            records,
+            certs.get(leaf),
+            &chain,
+            &[name("mx.example.com")],
+            now(),
+            &mailtls_policy::default_crypto_provider(),
+        )
+    };
+
+    // DANE-EE: SHA-256 matches the server, SHA-512 names another key.
+    let weak_match = [
+        rec(DaneEe, Spki, Sha256, C::Ee),
+        rec(DaneEe, Spki, Sha512, C::OtherEe),
+    ];
+    let err = verify(&weak_match, C::Ee, &[]).unwrap_err();
+    assert_eq!(err.result_type(), ResultType::TlsaInvalid, "{err}");
+    // The server behind the SHA-512 record passes, by that record.
+    let m = verify(&weak_match, C::OtherEe, &[]).unwrap();
+    assert_eq!(m.record, weak_match[1]);
+    // The order of the records does not matter.
+    let reversed = [weak_match[1].clone(), weak_match[0].clone()];
+    assert!(verify(&reversed, C::Ee, &[]).is_err());
+
+    // Agility is per usage and selector: a SHA-512 record with selector
+    // Cert(0) does not silence a SHA-256 record with selector SPKI(1).
+    let other_selector = [
+        rec(DaneEe, Spki, Sha256, C::Ee),
+        rec(DaneEe, Cert, Sha512, C::OtherEe),
+    ];
+    assert!(verify(&other_selector, C::Ee, &[]).is_ok());
+    // Nor across usages: DANE-TA SHA-512 leaves DANE-EE SHA-256 in force.
+    let other_usage = [
+        rec(DaneEe, Spki, Sha256, C::Ee),
+        rec(DaneTa, Spki, Sha512, C::OtherCa),
+    ];
+    assert!(verify(&other_usage, C::Ee, &[]).is_ok());
+    // Full(0) is not a digest: it stays in force beside SHA-512.
+    let full = [
+        rec(DaneEe, Spki, Full, C::Ee),
+        rec(DaneEe, Spki, Sha512, C::OtherEe),
+    ];
+    assert!(verify(&full, C::Ee, &[]).is_ok());
+
+    // DANE-TA: a SHA-256 record for this CA under a SHA-512 one for another.
+    let ta = [
+        rec(DaneTa, Cert, Sha256, C::Ca),
+        rec(DaneTa, Cert, Sha512, C::OtherCa),
+    ];
+    assert!(verify(&ta, C::CaLeaf, &[C::Ca]).is_err());
+    assert!(verify(&ta, C::OtherCaLeaf, &[C::OtherCa]).is_ok());
+}

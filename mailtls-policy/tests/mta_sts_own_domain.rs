@@ -100,3 +100,50 @@ async fn broken_setups_are_reported() {
     assert_eq!(mx.status, CheckStatus::Fail, "{report}");
     assert!(mx.detail.contains("mx.elsewhere.example"));
 }
+
+/// Issue 14: `check_setup` reads records and policy through the same
+/// selector and parsers as a sender (RFC 8461 §3.1, §3.2, RFC 8460 §3).
+#[tokio::test]
+async fn check_setup_uses_the_rfc_selectors_and_parsers() {
+    let publ = publication();
+    let host = PolicyHost::start(&["own.example"]).await;
+    // `Mode: none` is an unknown key beside the exact `mode: testing`.
+    let file = publ
+        .policy_file()
+        .replacen("mode: testing", "Mode: none\r\nmode: testing", 1);
+    host.set("own.example", Reply::policy(&file));
+    let dns = std::sync::Arc::new(
+        point_at_loopback(StaticResolver::builder(), &["own.example"])
+            .txt(&publ.sts_record_name(), &publ.sts_record())
+            // Not an MTA-STS record (RFC 8461 §3.1): no "more than one".
+            .txt(&publ.sts_record_name(), "v=STSv10; id=other")
+            // Invalid TLS-RPT record (RFC 8460 §3): an unencoded '!'.
+            .txt(
+                &publ.tlsrpt_record_name(),
+                "v=TLSRPTv1; rua=mailto:bang!path@own.example",
+            )
+            .txt(
+                &publ.tlsrpt_record_name(),
+                "v=TLSRPTv10; rua=mailto:x@own.example",
+            )
+            .mx("own.example", 10, "a.mx.own.example")
+            .build()
+            .unwrap(),
+    );
+    let report = check_setup(&publ.domain, dns.as_ref(), &fetcher(&host, dns.clone())).await;
+    assert_eq!(
+        report.check("sts-record").unwrap().status,
+        CheckStatus::Pass,
+        "{report}"
+    );
+    let fetch = report.check("policy-fetch").unwrap();
+    assert_eq!(fetch.status, CheckStatus::Pass, "{report}");
+    assert!(fetch.detail.contains("testing"), "{report}");
+    let strict = report.check("policy-strict").unwrap();
+    assert_eq!(strict.status, CheckStatus::Warn, "{report}");
+    assert!(strict.detail.contains("Mode"), "{report}");
+    let rpt = report.check("tlsrpt-record").unwrap();
+    assert_eq!(rpt.status, CheckStatus::Fail, "{report}");
+    assert!(rpt.detail.contains("no reports are sent"), "{report}");
+    assert!(rpt.detail.contains("%21"), "{report}");
+}

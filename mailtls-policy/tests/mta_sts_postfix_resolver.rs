@@ -3,6 +3,12 @@
 //! allowed MX sets must agree, and every known disagreement is asserted
 //! here with the reason (RFC section or policy note).
 //!
+//! The corpus covers every MTA-STS rule of issue 14 (record selection,
+//! case-sensitive keys, lenient noise, the strict grammar, single-label
+//! patterns). postfix-mta-sts-resolver reads neither TLS-RPT records nor
+//! TLSA records, so the TLS-RPT and DANE rules have no counterpart here;
+//! their tests are in `tlsrpt::record`, `dane_verify` and `plan_decide`.
+//!
 //! Needs `pip install postfix-mta-sts-resolver`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -103,7 +109,69 @@ fn corpus() -> Vec<(&'static str, Reply)> {
             },
         ),
         ("big.example", Reply::policy(&big)),
+        // Issue 14 rule 2 (RFC 8461 §3.2): keys are case-sensitive.
+        (
+            "keycase-before.example",
+            Reply::policy(
+                "version: STSv1\nMode: none\nmode: enforce\nmx: mx1.example.net\nmax_age: 86400\n",
+            ),
+        ),
+        (
+            "keycase-mx.example",
+            Reply::policy(
+                "version: STSv1\nmode: enforce\nMX: evil.example\nmx: mx1.example.net\nmax_age: 86400\n",
+            ),
+        ),
+        (
+            "keycase-only.example",
+            Reply::policy("version: STSv1\nMode: enforce\nmx: mx1.example.net\nmax_age: 86400\n"),
+        ),
+        // Rule 3: noise the lenient profile accepts.
+        (
+            "blank.example",
+            Reply::policy(
+                "version: STSv1\n\nmode: testing\n\nmx: mx1.example.net\nmax_age: 86400\n\n",
+            ),
+        ),
+        (
+            "dot.example",
+            Reply::policy("version: STSv1\nmode: enforce\nmx: mx1.example.net.\nmax_age: 86400\n"),
+        ),
+        // Rule 4: a repeated key whose second value does not parse; an
+        // extension with an empty value.
+        (
+            "repeat-bad.example",
+            Reply::policy(
+                "version: STSv1\nmode: enforce\nmode: bogus\nmx: mx1.example.net\nmax_age: 86400\n",
+            ),
+        ),
+        (
+            "emptyext.example",
+            Reply::policy(
+                "version: STSv1\nmode: enforce\nmx: mx1.example.net\nmax_age: 86400\nx-ext:\n",
+            ),
+        ),
+        // Rule 5: single-label patterns are in the grammar.
+        (
+            "onelabel.example",
+            Reply::policy(
+                "version: STSv1\nmode: enforce\nmx: localhost\nmx: *.net\nmax_age: 86400\n",
+            ),
+        ),
+        // Rule 1 (RFC 8461 §3.1): served with a `v=STSv10` record beside the
+        // real one (see `txt_records`).
+        ("selection.example", Reply::policy(BASE)),
     ]
+}
+
+/// The `_mta-sts` TXT records of `domain` (policy number `i`).
+fn txt_records(domain: &str, i: usize) -> Vec<String> {
+    let real = format!("v=STSv1; id=p{i}");
+    if domain == "selection.example" {
+        vec!["v=STSv10; id=other".to_owned(), real]
+    } else {
+        vec![real]
+    }
 }
 
 /// (valid, mode, mx patterns) as each side sees it.
@@ -151,9 +219,11 @@ async fn allowed_mx_sets_agree_with_postfix_mta_sts_resolver() {
     let mut b = point_at_loopback(StaticResolver::builder(), &domains);
     for (i, (d, reply)) in corpus.iter().enumerate() {
         host.set(d, reply.clone());
-        let record = format!("v=STSv1; id=p{i}");
-        b = b.txt(&format!("_mta-sts.{d}"), &record);
-        txt.insert(d.to_string(), record);
+        let records = txt_records(d, i);
+        for record in &records {
+            b = b.txt(&format!("_mta-sts.{d}"), record);
+        }
+        txt.insert(d.to_string(), records);
     }
     let dns = Arc::new(b.build().unwrap());
     let mut config = FetcherConfig::new(host.roots());
@@ -214,11 +284,42 @@ async fn allowed_mx_sets_agree_with_postfix_mta_sts_resolver() {
             "bom.example" | "case.example" | "ulabel.example" => {
                 assert!(mine.0 && !other.0, "{d}: {mine:?} vs {other:?}");
             }
+            // Issue 14 rule 2: `Mode:` is not `mode` (RFC 8461 §3.2); without
+            // the exact key the lenient profile reads it, the Python side
+            // finds no mode.
+            "keycase-only.example" => {
+                assert_eq!(
+                    mine,
+                    (true, Some("enforce".into()), vec!["mx1.example.net".into()])
+                );
+                assert!(!other.0, "{other:?}");
+            }
+            // Rule 3: the lenient profile drops the root dot (RFC 5321
+            // Domain has none); the Python side keeps the name as written.
+            "dot.example" => {
+                assert_eq!(mine.2, vec!["mx1.example.net"]);
+                assert_eq!(other.2, vec!["mx1.example.net."]);
+            }
+            // Rule 4: the first of a repeated field counts (RFC 8461 §3.2);
+            // the Python side takes the last, `bogus`, and refuses it.
+            "repeat-bad.example" => {
+                assert_eq!(mine.1.as_deref(), Some("enforce"));
+                assert!(!other.0, "{other:?}");
+            }
+            // Rule 1 (RFC 8461 §3.1): `v=STSv10` is not an MTA-STS record;
+            // the Python side counts every record starting with `v=STSv1`
+            // and sees two, so no policy.
+            "selection.example" => {
+                assert!(mine.0, "{mine:?}");
+                assert!(!other.0, "{other:?}");
+            }
             _ => {
                 assert_eq!(mine, other, "{d}");
                 agreed += 1;
             }
         }
     }
-    assert_eq!(agreed, 10);
+    // Both read the rest the same, including `Mode:`/`MX:` beside exact
+    // keys, blank lines, an empty extension value and single-label mx.
+    assert_eq!(agreed, 15);
 }

@@ -101,3 +101,45 @@ async fn the_file_store_reloads_what_the_service_saved() {
     assert_eq!(source, PolicySource::Cache);
     assert_eq!(policy.raw(), POLICY);
 }
+
+/// Issue 14: the service and the cache reload read the record and the
+/// policy with the RFC 8461 §3.1 selector and the §3.2 parser.
+#[tokio::test]
+async fn service_and_cache_reload_use_the_rfc_selector_and_parser() {
+    // `Mode: none` before the exact key and `MX:` beside the exact `mx`
+    // never weaken the policy (RFC 8461 §3.2: keys are case-sensitive).
+    const TRICKY: &str = "version: STSv1\nMode: none\nmode: enforce\nMX: evil.example\nmx: mx.example.com\nmax_age: 86400\n";
+    let domain = DnsName::parse("example.com").unwrap();
+    let dns = Arc::new(
+        StaticResolver::builder()
+            .txt("_mta-sts.example.com", "v=STSv1; id=1")
+            // RFC 8461 §3.1: not an MTA-STS record, so not a second one.
+            .txt("_mta-sts.example.com", "v=STSv10; id=2")
+            .build()
+            .unwrap(),
+    );
+    let files = StaticPolicies::new().with_policy(domain.clone(), TRICKY);
+    let check = |o: &PolicyOutcome| {
+        let PolicyOutcome::Policy { policy, .. } = o else {
+            panic!("expected a policy, got {o:?}");
+        };
+        assert_eq!(policy.mode(), mailtls_policy::mta_sts::PolicyMode::Enforce);
+        let mx: Vec<String> = policy.mx().iter().map(ToString::to_string).collect();
+        assert_eq!(mx, vec!["mx.example.com"]);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = PolicyCache::open(dir.path()).unwrap();
+        let sts = MtaSts::new(dns.clone(), files, cache).with_save_delay(Duration::ZERO);
+        check(&sts.policy_for(&domain).await);
+        sts.save().await.unwrap();
+    }
+    let cache = PolicyCache::open(dir.path()).unwrap();
+    let sts = MtaSts::new(dns, StaticPolicies::new(), cache);
+    let reloaded = sts.policy_for(&domain).await;
+    let PolicyOutcome::Policy { source, .. } = &reloaded else {
+        panic!("the saved policy should have been reloaded");
+    };
+    assert_eq!(*source, PolicySource::Cache);
+    check(&reloaded);
+}

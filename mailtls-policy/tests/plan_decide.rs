@@ -306,6 +306,15 @@ fn require_webpki(a: &HostAction) -> bool {
     )
 }
 
+fn require_dane(a: &HostAction) -> bool {
+    matches!(
+        a,
+        HostAction::RequireTls {
+            verify: Verification::Dane { .. }
+        }
+    )
+}
+
 fn fail_now(a: &HostAction) -> bool {
     matches!(a, HostAction::FailNow { .. })
 }
@@ -506,4 +515,48 @@ fn domain_level_failures() {
         assert_eq!(p.domain_failure, Some(failure), "{case}: domain_failure");
         assert_eq!(p.when_exhausted, exhausted, "{case}: when_exhausted");
     }
+}
+
+/// RFC 7672 §8.1: with DANE the client sends the TLSA base domain as SNI;
+/// for an MX name that is a (securely) CNAME'd alias that is the expanded
+/// name, not the name in the MX record. Without DANE it is the MX name.
+#[test]
+fn sni_is_the_tlsa_base_domain_for_dane_hosts_rfc7672_8_1() {
+    // mx.example.com is a CNAME to mail.provider.example.
+    let alias = |tlsa_dnssec, recs: Vec<TlsaRecord>| HostFacts {
+        preference: 10,
+        name: name("mx.example.com"),
+        addresses: AddressFacts::Found {
+            canonical: name("mail.provider.example"),
+            dnssec: Authentic,
+            addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        },
+        tlsa: records("mail.provider.example", tlsa_dnssec, recs),
+    };
+    // Usable DANE-EE records at the expanded name.
+    let f = facts(Authentic, vec![alias(Authentic, vec![tlsa(3, 1, 1)])], None);
+    let p = plan(&f, TlsDemand::Default);
+    let e = &p.entries[0];
+    assert!(require_dane(&e.action), "{:?}", e.action);
+    assert_eq!(e.host, name("mx.example.com"));
+    assert_eq!(e.sni(), &name("mail.provider.example"));
+    // TLS-Required: No keeps DANE as an audit: still the base domain.
+    let p = plan(&f, TlsDemand::IgnorePolicyFailures);
+    assert_eq!(p.entries[0].sni(), &name("mail.provider.example"));
+
+    // No DANE (unsigned TLSA) under MTA-STS: the MX name as listed.
+    let f = facts(
+        Authentic,
+        vec![alias(Insecure, vec![tlsa(3, 1, 1)])],
+        Some(sts(PolicyMode::Enforce, &["mx.example.com"])),
+    );
+    let e = &plan(&f, TlsDemand::Default).entries[0];
+    assert!(require_webpki(&e.action), "{:?}", e.action);
+    assert_eq!(e.sni(), &name("mx.example.com"));
+
+    // Every TLSA record unusable: TLS without authentication, MX name.
+    let f = facts(Authentic, vec![alias(Authentic, vec![tlsa(1, 1, 1)])], None);
+    let e = &plan(&f, TlsDemand::Default).entries[0];
+    assert_eq!(e.action, HostAction::RequireTlsUnauthenticated);
+    assert_eq!(e.sni(), &name("mx.example.com"));
 }

@@ -10,15 +10,19 @@ use std::sync::Arc;
 use clap::Parser;
 use mailtls_core::DnsName;
 use mailtls_policy::dane::TlsaSet;
-use mailtls_policy::dns::{DnsResolver, HickoryResolver, HickoryResolverConfig, Validation};
+use mailtls_policy::dns::{
+    DnsResolver, HickoryResolver, HickoryResolverConfig, QueryName, Validation,
+};
 use mailtls_policy::mta_sts::{
-    FetcherConfig, MtaSts, NoPolicyReason, PolicyCache, PolicyFetcher, PolicyOutcome,
+    FetcherConfig, MtaSts, NoPolicyReason, PolicyCache, PolicyFetcher, PolicyOutcome, Profile,
+    parse_policy,
 };
 use mailtls_policy::plan::{
     AddressFacts, DeliveryPlan, DomainFacts, FailureAction, HostAction, HostFacts, MxFacts,
     TlsaFacts, Verification, gather, plan,
 };
 use mailtls_policy::requiretls::TlsDemand;
+use mailtls_policy::tlsrpt::TlsRptRecord;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -143,6 +147,7 @@ async fn run(opts: Opts) -> Result<DeliveryPlan, AnyError> {
     println!("domain: {}", opts.domain);
     print_mx(&facts);
     print_mta_sts(&outcome);
+    print_tlsrpt(dns.as_ref(), &opts.domain).await;
     print_dane(&facts);
     let delivery = plan(&facts, opts.demand);
     print_plan(&delivery);
@@ -218,12 +223,52 @@ fn print_mta_sts(outcome: &PolicyOutcome) {
                 mx.join(", "),
                 policy.max_age()
             );
+            // What a strict reader (RFC 8461 §3.2 grammar) says about the
+            // same text; the lenient reading above is what delivery uses.
+            match parse_policy(policy.raw().as_bytes(), Profile::Strict) {
+                Ok(strict) => {
+                    for d in &strict.diagnostics {
+                        println!("  strict reading: {d}");
+                    }
+                }
+                Err(e) => {
+                    for d in e.errors() {
+                        println!("  strict reading refuses it: {d}");
+                    }
+                }
+            }
         }
         PolicyOutcome::Failed {
             result_type,
             detail,
         } => println!("MTA-STS: policy fetch failed, result type {result_type}: {detail}"),
         other => println!("MTA-STS: {other:?}"),
+    }
+}
+
+/// The `_smtp._tls` record, read with the same selector and parser a
+/// sender uses before reporting (RFC 8460 §3).
+async fn print_tlsrpt(dns: &dyn DnsResolver, domain: &DnsName) {
+    let q = match QueryName::with_service(&["_smtp", "_tls"], domain) {
+        Ok(q) => q,
+        Err(e) => return println!("TLS-RPT: {e}"),
+    };
+    let answer = match dns.txt(&q).await {
+        Ok(answer) => answer,
+        Err(e) if e.is_negative_answer() => {
+            return println!("TLS-RPT: no {q} record, so no reports are sent");
+        }
+        Err(e) => return println!("TLS-RPT: {q} lookup failed: {e}"),
+    };
+    match TlsRptRecord::from_txt_answer(&answer.records) {
+        Ok(record) => {
+            let rua: Vec<String> = record.rua().iter().map(ToString::to_string).collect();
+            println!("TLS-RPT: reports to {}", rua.join(", "));
+            for d in record.diagnostics() {
+                println!("  {d}");
+            }
+        }
+        Err(e) => println!("TLS-RPT: {e}"),
     }
 }
 
@@ -315,11 +360,19 @@ fn print_plan(delivery: &DeliveryPlan) {
             HostAction::RequireTls { verify } => {
                 format!("require TLS, verify {}", describe_verification(verify))
             }
-            HostAction::RequireTlsUnauthenticated => "require TLS, unauthenticated".into(),
+            HostAction::RequireTlsUnauthenticated => {
+                "require TLS, unauthenticated (every TLSA record unusable; reported as tlsa-invalid)"
+                    .into()
+            }
             HostAction::FailNow { status, reason } => format!("fail now {status}: {reason}"),
         };
+        // The SNI only matters for an entry the client connects to.
+        let sni = match &e.action {
+            HostAction::Skip { .. } | HostAction::FailNow { .. } => String::new(),
+            _ => format!("; SNI {}", e.sni()),
+        };
         println!(
-            "  {}. {} (preference {}, policy {}): {action}; on failure: {}{}",
+            "  {}. {} (preference {}, policy {}): {action}{sni}; on failure: {}{}",
             i + 1,
             e.host,
             e.preference,

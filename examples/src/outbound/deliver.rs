@@ -318,8 +318,10 @@ impl Outbound {
             provider,
         )
         .map_err(|e| e.to_string())?;
+        // RFC 7672 §8.1: the TLSA base domain for DANE (the expanded name
+        // of a CNAME'd MX), the MX name otherwise; the plan knows which.
         let sni =
-            ServerName::try_from(entry.host.as_str().to_owned()).map_err(|e| e.to_string())?;
+            ServerName::try_from(entry.sni().as_str().to_owned()).map_err(|e| e.to_string())?;
         let missing = entry.on_starttls_missing();
         Ok(SessionSpec {
             host: entry.host.to_string(),

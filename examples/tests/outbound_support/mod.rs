@@ -193,6 +193,8 @@ pub struct PostfixMx {
     /// Where smtpd listens.
     pub addr: SocketAddr,
     postfix: Postfix,
+    /// Files Postfix reads while it runs (the SNI table).
+    _files: Option<tempfile::TempDir>,
 }
 
 impl std::ops::Deref for PostfixMx {
@@ -233,10 +235,52 @@ impl PostfixMx {
         )
     }
 
+    /// Like [`start`](Self::start), and presents another certificate to a
+    /// client that sends `sni_name` as SNI (`tls_server_sni_maps`): a peer
+    /// that chooses its certificate by SNI, as RFC 7672 §8.1 has in mind.
+    /// `sni_key_pem` and `sni_chain_pem` are that certificate's key and
+    /// chain (leaf first).
+    pub fn start_with_sni(
+        addr: SocketAddr,
+        hostname: &str,
+        (chain_pem, key_pem): (&str, &str),
+        (sni_name, sni_chain_pem, sni_key_pem): (&str, &str, &str),
+        domains: &[&str],
+    ) -> PostfixMx {
+        let files = open_tempdir();
+        let d = files.path();
+        // Postfix wants the key first, then the chain; `postmap -F` reads
+        // the file into the table, so smtpd needs only the table.
+        let chain_file = d.join("sni-chain.pem");
+        std::fs::write(&chain_file, format!("{sni_key_pem}{sni_chain_pem}")).unwrap();
+        std::fs::write(
+            d.join("sni"),
+            format!("{sni_name} {}\n", chain_file.display()),
+        )
+        .unwrap();
+        // postmap only needs a main.cf to exist in its configuration dir.
+        std::fs::write(d.join("main.cf"), "").unwrap();
+        let table = format!("hash:{}", d.join("sni").display());
+        run(
+            d,
+            "postmap",
+            &["-c", &d.display().to_string(), "-F", &table],
+        );
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(d.join("sni.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let builder = Self::builder(addr, hostname, domains)
+            .tls(chain_pem, key_pem)
+            .main_cf(&format!("tls_server_sni_maps = {table}"));
+        let mut mx = Self::start_with(builder, addr);
+        mx._files = Some(files);
+        mx
+    }
+
     fn start_with(builder: PostfixBuilder, addr: SocketAddr) -> PostfixMx {
         PostfixMx {
             addr,
             postfix: builder.start(),
+            _files: None,
         }
     }
 }

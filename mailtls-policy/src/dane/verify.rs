@@ -103,6 +103,12 @@ impl From<DaneFailureKind> for DaneFailure {
 ///   optionally the MX name before CNAME expansion and the next-hop domain).
 ///   The anchor's own dates are not checked: the TLSA record vouches for it.
 ///
+/// Digest algorithm agility (RFC 7671 §9): among records of the same usage
+/// and selector, only those with the strongest digest present (SHA2-512
+/// over SHA2-256) are tried, so a weaker digest cannot let through a
+/// certificate that the stronger one rejects. Full(0) records carry the
+/// data itself, not a digest, and always take part.
+///
 /// When no presented certificate matches, a DANE-TA record holding a full
 /// public key (`2 1 0`) is tried as an anchor the server left out of its
 /// chain (RFC 7671 §5.2.2), named after a presented certificate's issuer.
@@ -120,7 +126,12 @@ pub fn verify_chain(
     if usable.is_empty() {
         return Err(DaneFailureKind::NoUsableRecords.into());
     }
-    for record in usable.iter().filter(|r| r.usage() == DaneUsage::DaneEe) {
+    let governing = strongest_digests(usable);
+    for record in governing
+        .iter()
+        .copied()
+        .filter(|r| r.usage() == DaneUsage::DaneEe)
+    {
         if record.matches(end_entity).map_err(DaneFailureKind::from)? {
             return Ok(DaneMatch {
                 record: record.clone(),
@@ -131,7 +142,11 @@ pub fn verify_chain(
     // The first failure of a matched anchor is the most telling one to report.
     let mut first_failure: Option<DaneFailure> = None;
     for (index, candidate) in intermediates.iter().enumerate() {
-        for record in usable.iter().filter(|r| r.usage() == DaneUsage::DaneTa) {
+        for record in governing
+            .iter()
+            .copied()
+            .filter(|r| r.usage() == DaneUsage::DaneTa)
+        {
             if !record.matches(candidate).map_err(DaneFailureKind::from)? {
                 continue;
             }
@@ -158,7 +173,7 @@ pub fn verify_chain(
     // No presented certificate matched: a full bare key (`2 1 0`) may name
     // an anchor the server did not send.
     if first_failure.is_none() {
-        let bare_keys = usable.iter().filter(|r| {
+        let bare_keys = governing.iter().copied().filter(|r| {
             r.usage() == DaneUsage::DaneTa
                 && r.selector() == Selector::Spki
                 && r.matching_type() == MatchingType::Full
@@ -186,10 +201,38 @@ pub fn verify_chain(
     }
     Err(first_failure.unwrap_or_else(|| {
         DaneFailureKind::NoRecordMatched {
-            records: usable.len(),
+            records: governing.len(),
         }
         .into()
     }))
+}
+
+/// The strength of a digest matching type; `None` for Full(0), which is
+/// not a digest and so outside digest agility.
+fn digest_strength(m: MatchingType) -> Option<u8> {
+    match m {
+        MatchingType::Full => None,
+        MatchingType::Sha256 => Some(1),
+        MatchingType::Sha512 => Some(2),
+    }
+}
+
+/// The records that govern under RFC 7671 §9: for each usage and selector,
+/// digest records weaker than the strongest digest present are dropped.
+fn strongest_digests(usable: &[UsableTlsa]) -> Vec<&UsableTlsa> {
+    usable
+        .iter()
+        .filter(|r| {
+            let Some(strength) = digest_strength(r.matching_type()) else {
+                return true;
+            };
+            !usable.iter().any(|o| {
+                o.usage() == r.usage()
+                    && o.selector() == r.selector()
+                    && digest_strength(o.matching_type()).is_some_and(|s| s > strength)
+            })
+        })
+        .collect()
 }
 
 /// Validates `end_entity` up to `anchor` with the standard path validator,

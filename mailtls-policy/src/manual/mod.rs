@@ -10,7 +10,11 @@
 //!   staging setups) run without network.
 //! - [`blocking`]: which calls block, which spawn tasks or threads, and
 //!   what runs on the async runtime.
+//! - [`conformance`]: how the MTA-STS and TLS-RPT records and policies are
+//!   read, rule by rule, beside mox, postfix-mta-sts-resolver and
+//!   Stalwart; the DANE choices; the RFC 8461 errata.
 
 pub mod blocking;
+pub mod conformance;
 pub mod outbound;
 pub mod testing;

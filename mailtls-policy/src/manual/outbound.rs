@@ -32,13 +32,17 @@
 //!    read the greeting, EHLO, and look for STARTTLS. If it is missing,
 //!    [`PlanEntry::on_starttls_missing`](crate::plan::PlanEntry::on_starttls_missing)
 //!    says whether cleartext is allowed and what to report.
-//! 6. **SNI.** Send the MX host name ([`PlanEntry::host`](crate::plan::PlanEntry::host),
-//!    as found in the MX record, before CNAME expansion) as SNI: RFC 7672
-//!    §8.1 asks for it with DANE, RFC 8461 §4.1 matches the certificate
-//!    against it, and servers with several certificates choose by it. The
-//!    verifier does not use the name rustls passes; the plan decides which
-//!    names are acceptable (the MX name for MTA-STS and WebPKI, the TLSA
-//!    base domain and MX name for DANE-TA).
+//! 6. **SNI.** Send [`PlanEntry::sni`](crate::plan::PlanEntry::sni) as SNI.
+//!    For a DANE entry it is the TLSA base domain (RFC 7672 §8.1): when
+//!    the MX name is an alias with a signed CNAME chain, that is the fully
+//!    expanded name, not the name in the MX record, and a peer choosing its
+//!    certificate by SNI would otherwise present the wrong one and defer
+//!    delivery. For every other entry it is the MX host name as listed
+//!    ([`PlanEntry::host`](crate::plan::PlanEntry::host)), which MTA-STS
+//!    and WebPKI match against (RFC 8461 §4.1). The verifier does not use
+//!    the name rustls passes; the plan decides which names are acceptable
+//!    (the MX name for MTA-STS and WebPKI, the TLSA base domain and MX name
+//!    for DANE-TA).
 //! 7. **Outcome.** A refused handshake carries its RFC 8460 result type:
 //!    [`VerificationFailure::from_io_error`](crate::verifier::VerificationFailure::from_io_error)
 //!    finds it in tokio-rustls' I/O error. After a handshake,
@@ -131,8 +135,9 @@
 //!             .with_custom_certificate_verifier(verifier.clone())
 //!             .with_no_client_auth();
 //!         // 5. and 6. Connect to `entry.addresses`, EHLO, STARTTLS, then
-//!         // hand the stream to tokio-rustls with the MX name as SNI:
-//!         let sni = ServerName::try_from(entry.host.as_str().to_owned())?;
+//!         // hand the stream to tokio-rustls with the entry's SNI (the TLSA
+//!         // base domain for DANE, the MX name otherwise):
+//!         let sni = ServerName::try_from(entry.sni().as_str().to_owned())?;
 //!         let _connector = (tokio_rustls::TlsConnector::from(Arc::new(config)), sni);
 //!         assert_eq!(entry.addresses, vec!["192.0.2.25".parse::<std::net::IpAddr>()?]);
 //!

@@ -17,11 +17,12 @@ pub use fetch::{
 };
 #[cfg(feature = "fetch")]
 pub use fetch::{FetcherConfig, PolicyFetcher};
+pub(crate) use parser::valid_ext_name;
 pub use parser::{
     Diagnostic, DiagnosticKind, ParsedPolicy, PolicyError, Profile, Severity, parse_policy,
 };
 pub use policy::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
-pub use record::{PolicyId, RecordError, StsRecord, parse_record, select_record};
+pub use record::{PolicyId, RecordError, StsRecord, is_sts_record, parse_record, select_record};
 pub use service::{
     DEFAULT_SAVE_DELAY, MtaSts, NoPolicyReason, PolicyOutcome, PolicySource, SHARED_FETCH_LEASE,
 };

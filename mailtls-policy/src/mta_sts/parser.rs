@@ -3,31 +3,48 @@
 //!
 //! Both profiles read the file the same way and report the same
 //! [`Diagnostic`]s; they differ only in which findings make the policy
-//! invalid. Rules both keep (from the project's policy notes and the
-//! failures seen in other implementations):
+//! invalid and in what the lenient one repairs. The rules (each has a test
+//! citing its section; the full table with other implementations is in
+//! [`crate::manual::conformance`]):
 //!
-//! - the first value of a repeated `version`, `mode` or `max_age` wins, so a
-//!   later `mode: none` cannot downgrade an `enforce` policy;
+//! - of a repeated `version`, `mode` or `max_age` the first counts (RFC 8461
+//!   §3.2: "all entries except for the first SHALL be ignored"), so a later
+//!   `mode: none` cannot downgrade `enforce`; the strict profile still wants
+//!   the ignored value to fit the grammar, as mox does;
+//! - keys are case-sensitive: `Mode:` is an unknown key. The lenient
+//!   profile reads it as `mode` only when no line has the exact key, never
+//!   beside one, and never adds an `mx` from it beside exact `mx` lines;
+//! - lenient relaxes syntax (BOM, blank lines, whitespace before a colon,
+//!   a root dot after an `mx`, U-labels), never security: on any file the
+//!   strict profile accepts, it gives the same mode, MX set and `max_age`;
 //! - a line without a colon is an error for that line and is never glued
 //!   to the next key;
 //! - CRLF and LF are both line ends; `max_age` is clamped to one year;
+//! - single-label `mx` patterns (`localhost`, `*.com`) are in the grammar
+//!   and kept with a warning: dropping them could drop the whole policy;
 //! - unknown keys are kept as extensions; the raw text is kept.
 
 use std::fmt;
 
-use mailtls_core::{DnsName, NamePattern};
+use mailtls_core::{DnsName, NamePattern, PatternError};
 
 use super::policy::{MAX_MAX_AGE, MtaStsPolicy, PolicyMode};
 
 /// How forgiving the parser is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
-    /// Exactly RFC 8461 §3.2: every deviation from the grammar is an error.
+    /// Exactly the ABNF of RFC 8461 §3.2: a BOM, a blank line, a line
+    /// without a colon, whitespace before a colon, a mode word in another
+    /// case, an extension with an empty value, an `mx` with a root dot, a
+    /// U-label or an IP address, and a repeated key whose (ignored) value
+    /// does not parse are errors. A key differing from a known one only by
+    /// case is an unknown key (a warning), as the RFC reads it.
     Strict,
-    /// What senders meet in the wild: a BOM, a line without a colon, a
-    /// U-label or an IP address in `mx`, keys in the wrong case or
-    /// whitespace before the colon are reported and skipped or repaired;
-    /// missing required fields and bad values still make it invalid.
+    /// What senders meet in the wild: everything the strict profile refuses
+    /// for syntax alone is reported and skipped or repaired; missing
+    /// required fields and bad values still make it invalid. A repair never
+    /// outranks an exact line, so on any file the strict profile accepts
+    /// this one gives the same mode, MX set and `max_age`.
     #[default]
     Lenient,
 }
@@ -58,14 +75,18 @@ pub enum DiagnosticKind {
         /// The line's text.
         text: String,
     },
-    /// An empty line between fields.
+    /// A blank line (between fields, or more than one line end after the
+    /// last): not in the grammar, an error in the strict profile.
     EmptyLine,
     /// Whitespace between a key and its colon.
     SpaceBeforeColon {
         /// The key.
         key: String,
     },
-    /// A key in other than lowercase (`Mode:`); keys are case-sensitive.
+    /// A key that differs from a known key only by case (`Mode:`). Keys
+    /// are case-sensitive, so by RFC 8461 it is an unknown key: the strict
+    /// profile keeps it as an extension; the lenient one reads it as the
+    /// known key only when no line has the exact key.
     KeyCase {
         /// The key as written.
         key: String,
@@ -144,6 +165,24 @@ pub enum DiagnosticKind {
         /// The key.
         key: String,
     },
+    /// An extension key with nothing after the colon; the grammar wants at
+    /// least one character. The line is ignored.
+    EmptyValue {
+        /// The key.
+        key: String,
+    },
+    /// An `mx` value ends with a root dot, which `Domain` (RFC 5321) does
+    /// not have; the lenient profile drops the dot.
+    MxTrailingDot {
+        /// The value as written.
+        value: String,
+    },
+    /// An `mx` pattern of a single label (`localhost`, `*.com`): allowed by
+    /// the grammar and kept, but rarely what the domain meant.
+    SingleLabelMx {
+        /// The value.
+        value: String,
+    },
 }
 
 /// One finding, with the line it concerns (1-based; 0 for the whole file).
@@ -167,7 +206,10 @@ impl fmt::Display for DiagnosticKind {
             NoColon { text } => write!(f, "line {text:?} has no colon (ignored)"),
             EmptyLine => write!(f, "empty line"),
             SpaceBeforeColon { key } => write!(f, "whitespace between key {key:?} and colon"),
-            KeyCase { key } => write!(f, "key {key:?} is not lowercase"),
+            KeyCase { key } => write!(
+                f,
+                "key {key:?} is not lowercase; keys are case-sensitive, so it is an unknown key"
+            ),
             RepeatedKey { key } => write!(f, "key {key:?} repeated; the first value is used"),
             UnknownKey {
                 key,
@@ -193,6 +235,11 @@ impl fmt::Display for DiagnosticKind {
             Missing { key } => write!(f, "required key {key:?} is missing"),
             NoMx => write!(f, "no usable mx pattern for mode enforce or testing"),
             BadCharacters { key } => write!(f, "the value of {key:?} holds forbidden characters"),
+            EmptyValue { key } => write!(f, "key {key:?} has an empty value (ignored)"),
+            MxTrailingDot { value } => write!(f, "mx {value:?} ends with a root dot"),
+            SingleLabelMx { value } => {
+                write!(f, "mx {value:?} is a single-label pattern (kept)")
+            }
         }
     }
 }
@@ -304,13 +351,155 @@ fn suggestion(key: &str) -> Option<&'static str> {
     })
 }
 
-fn valid_ext_name(key: &str) -> bool {
+/// The extension-name grammar shared by RFC 8461 §3.1/§3.2 and RFC 8460
+/// §3: a letter or digit, then up to 31 letters, digits, `_`, `-`, `.`.
+pub(crate) fn valid_ext_name(key: &str) -> bool {
     let b = key.as_bytes();
     !b.is_empty()
         && b.len() <= 32
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+}
+
+/// One line with a known key, as read.
+struct KnownLine<'a> {
+    n: usize,
+    key: &'static str,
+    value: &'a str,
+}
+
+/// The known fields gathered so far.
+#[derive(Default)]
+struct Fields {
+    version: bool,
+    mode: Option<PolicyMode>,
+    max_age: Option<u32>,
+    mx: Vec<NamePattern>,
+    seen_mx_line: bool,
+}
+
+/// The mode a value names, ignoring case (the caller reports the case).
+fn mode_word(value: &str) -> Option<PolicyMode> {
+    [PolicyMode::Enforce, PolicyMode::Testing, PolicyMode::None]
+        .into_iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(value))
+}
+
+fn max_age_digits(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Fields {
+    /// Reads one known line. A repeated `version`, `mode` or `max_age` is
+    /// ignored (RFC 8461 §3.2: "all entries except for the first SHALL be
+    /// ignored"), but its value must still fit the grammar in the strict
+    /// profile, as mox requires.
+    fn apply(&mut self, c: &mut Collector, line: &KnownLine<'_>) {
+        let KnownLine { n, key, value } = *line;
+        let repeated = match key {
+            "version" => self.version,
+            "mode" => self.mode.is_some(),
+            "max_age" => self.max_age.is_some(),
+            _ => false,
+        };
+        if repeated {
+            c.push(
+                n,
+                Severity::Warning,
+                DiagnosticKind::RepeatedKey {
+                    key: key.to_owned(),
+                },
+            );
+            let parses = match key {
+                "version" => value == "STSv1",
+                "mode" => mode_word(value).is_some(),
+                _ => max_age_digits(value) && value.len() <= 10,
+            };
+            if !parses {
+                let kind = match key {
+                    "version" => DiagnosticKind::BadVersion {
+                        value: value.to_owned(),
+                    },
+                    "mode" => DiagnosticKind::BadMode {
+                        value: value.to_owned(),
+                    },
+                    _ => DiagnosticKind::BadMaxAge {
+                        value: value.to_owned(),
+                    },
+                };
+                c.strict_error(n, Severity::Warning, kind);
+            }
+            return;
+        }
+        match key {
+            "version" => {
+                if value != "STSv1" {
+                    c.push(
+                        n,
+                        Severity::Error,
+                        DiagnosticKind::BadVersion {
+                            value: value.to_owned(),
+                        },
+                    );
+                }
+                self.version = true;
+            }
+            "mode" => match mode_word(value) {
+                Some(m) => self.mode = Some(m),
+                None => c.push(
+                    n,
+                    Severity::Error,
+                    DiagnosticKind::BadMode {
+                        value: value.to_owned(),
+                    },
+                ),
+            },
+            "max_age" => {
+                if !max_age_digits(value) {
+                    c.push(
+                        n,
+                        Severity::Error,
+                        DiagnosticKind::BadMaxAge {
+                            value: value.to_owned(),
+                        },
+                    );
+                    return;
+                }
+                if value.len() > 10 {
+                    // Beyond the grammar's 1*10DIGIT; the lenient profile
+                    // clamps it like any other too-large value.
+                    c.strict_error(
+                        n,
+                        Severity::Warning,
+                        DiagnosticKind::BadMaxAge {
+                            value: value.to_owned(),
+                        },
+                    );
+                }
+                let parsed = value.parse::<u64>().unwrap_or(u64::MAX);
+                if parsed > u64::from(MAX_MAX_AGE) {
+                    c.push(
+                        n,
+                        Severity::Warning,
+                        DiagnosticKind::MaxAgeClamped {
+                            value: value.to_owned(),
+                        },
+                    );
+                }
+                self.max_age =
+                    Some(u32::try_from(parsed.min(u64::from(MAX_MAX_AGE))).unwrap_or(MAX_MAX_AGE));
+            }
+            _ => {
+                self.seen_mx_line = true;
+                if let Some(p) = parse_mx(c, n, value)
+                    && !self.mx.contains(&p)
+                {
+                    self.mx.push(p);
+                }
+            }
+        }
+    }
 }
 
 /// Parses a policy file body.
@@ -354,32 +543,29 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
         c.push(0, Severity::Info, DiagnosticKind::MixedLineEnds);
     }
 
-    let mut version: Option<&str> = None;
-    let mut mode: Option<PolicyMode> = None;
-    let mut max_age: Option<u32> = None;
-    let mut mx: Vec<NamePattern> = Vec::with_capacity(4);
+    let mut st = Fields::default();
     let mut extensions: Vec<(String, String)> = Vec::new();
-    let mut seen_mx_line = false;
+    // Lines whose known key (or mode value) needed repair: `Mode:`,
+    // `mode :`, `mode: Enforce`. By the RFC such a key is an unknown key, so
+    // the lenient profile reads them only for a key that no exact line gave
+    // (RFC 8461 §3.2: keys are case-sensitive, unknown keys are ignored).
+    // (Empty unless a line needs repair, so no allocation for clean files.)
+    let mut repaired: Vec<KnownLine<'_>> = Vec::new();
+    // Which known keys (in `KNOWN_KEYS` order) an exact line gave; exact
+    // lines are read as they come.
+    let mut given = [false; KNOWN_KEYS.len()];
 
-    // Where the last non-blank character is: a blank line before it lies
-    // between fields. Found once instead of collecting the lines.
-    let last_content = text
-        .char_indices()
-        .rev()
-        .find(|(_, ch)| !ch.is_whitespace())
-        .map(|(at, _)| at);
-    let mut line_end = 0usize;
-    for (i, full_line) in text.split('\n').enumerate() {
+    let mut pieces = text.split('\n').enumerate().peekable();
+    while let Some((i, full_line)) = pieces.next() {
+        let is_last_piece = pieces.peek().is_none();
         let n = i + 1;
-        line_end += full_line.len();
-        let line_ends_at = line_end;
-        line_end += 1;
         let line = full_line.strip_suffix('\r').unwrap_or(full_line);
         if line.trim_matches([' ', '\t']).is_empty() {
-            // Trailing line ends are fine; blank lines between fields are not
-            // in the grammar but harm nothing.
-            if last_content.is_some_and(|last| last > line_ends_at) {
-                c.push(n, Severity::Info, DiagnosticKind::EmptyLine);
+            // The one terminator after the last field leaves an empty
+            // piece; anything else is a blank line, which the grammar
+            // (RFC 8461 §3.2 sts-policy-record) does not have.
+            if !(is_last_piece && full_line.is_empty()) {
+                c.strict_error(n, Severity::Info, DiagnosticKind::EmptyLine);
             }
             continue;
         }
@@ -394,8 +580,10 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             continue;
         };
         let mut key = key_part;
+        let mut key_repaired = false;
         if key.ends_with([' ', '\t']) {
             key = key.trim_end_matches([' ', '\t']);
+            key_repaired = true;
             c.strict_error(
                 n,
                 Severity::Warning,
@@ -411,156 +599,142 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             value.chars().any(|ch| ch.is_control() && ch != '\t')
         };
         if forbidden {
-            c.push(
-                n,
-                Severity::Error,
-                DiagnosticKind::BadCharacters {
-                    key: key.to_owned(),
-                },
-            );
+            // An exact known key's value cannot be read: the policy is
+            // invalid. Any other line (an unknown or repaired key) is one
+            // the lenient profile ignores: it must not switch the whole
+            // policy off.
+            let kind = DiagnosticKind::BadCharacters {
+                key: key.to_owned(),
+            };
+            if KNOWN_KEYS.contains(&key) && !key_repaired {
+                c.push(n, Severity::Error, kind);
+            } else {
+                c.strict_error(n, Severity::Warning, kind);
+            }
             continue;
         }
-        // Known keys are matched without lowercasing into a new string.
-        let known = KNOWN_KEYS.into_iter().find(|k| k.eq_ignore_ascii_case(key));
-        if known.is_some_and(|k| k != key) {
-            c.strict_error(
+        if let Some(at) = KNOWN_KEYS.iter().position(|k| *k == key) {
+            let known = KNOWN_KEYS[at];
+            // A mode word in another case is a repair of the value: like a
+            // repaired key it never outranks an exact line.
+            let mode_case =
+                known == "mode" && mode_word(value).is_some_and(|m| m.as_str() != value);
+            if mode_case {
+                c.strict_error(
+                    n,
+                    Severity::Warning,
+                    DiagnosticKind::ModeCase {
+                        value: value.to_owned(),
+                    },
+                );
+            }
+            let line = KnownLine {
+                n,
+                key: known,
+                value,
+            };
+            if key_repaired || mode_case {
+                repaired.push(line);
+            } else {
+                given[at] = true;
+                st.apply(&mut c, &line);
+            }
+            continue;
+        }
+        if let Some(known) = KNOWN_KEYS.into_iter().find(|k| k.eq_ignore_ascii_case(key)) {
+            // RFC 8461 §3.2: a key differing only by case is an unknown key.
+            // Strict reads it as one (a warning); lenient may fall back to it.
+            c.push(
                 n,
                 Severity::Warning,
                 DiagnosticKind::KeyCase {
                     key: key.to_owned(),
                 },
             );
+            if c.profile == Profile::Lenient {
+                let mode_case =
+                    known == "mode" && mode_word(value).is_some_and(|m| m.as_str() != value);
+                if mode_case {
+                    c.push(
+                        n,
+                        Severity::Warning,
+                        DiagnosticKind::ModeCase {
+                            value: value.to_owned(),
+                        },
+                    );
+                }
+                repaired.push(KnownLine {
+                    n,
+                    key: known,
+                    value,
+                });
+                continue;
+            }
+            // Strict: fall through and keep it as an extension.
         }
-        let repeated = |c: &mut Collector, already: bool| {
-            if already {
-                c.push(
-                    n,
-                    Severity::Warning,
-                    DiagnosticKind::RepeatedKey {
-                        key: known.unwrap_or_default().to_owned(),
-                    },
-                );
+        if !valid_ext_name(key) {
+            c.strict_error(
+                n,
+                Severity::Warning,
+                DiagnosticKind::BadKey {
+                    key: key.to_owned(),
+                },
+            );
+            continue;
+        }
+        if value.is_empty() {
+            // sts-policy-ext-value needs at least one character.
+            c.strict_error(
+                n,
+                Severity::Warning,
+                DiagnosticKind::EmptyValue {
+                    key: key.to_owned(),
+                },
+            );
+            continue;
+        }
+        if !KNOWN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+            c.push(
+                n,
+                Severity::Info,
+                DiagnosticKind::UnknownKey {
+                    key: key.to_owned(),
+                    suggestion: suggestion(&key.to_ascii_lowercase()),
+                },
+            );
+        }
+        extensions.push((key.to_owned(), value.to_owned()));
+    }
+
+    let was_given = |key: &str| KNOWN_KEYS.iter().zip(given).any(|(k, g)| g && *k == key);
+    let exact_mx_line = was_given("mx");
+    if c.profile == Profile::Lenient {
+        // Repaired lines only for keys no exact line gave; `mx` last, and
+        // only when the mode needs one and no exact `mx` line exists, so a
+        // repaired line never widens the MX set an exact line gave.
+        for line in repaired.iter().filter(|l| l.key != "mx") {
+            if !was_given(line.key) {
+                st.apply(&mut c, line);
             }
-            already
-        };
-        match known.unwrap_or_default() {
-            "version" => {
-                if repeated(&mut c, version.is_some()) {
-                    continue;
-                }
-                if value != "STSv1" {
-                    c.push(
-                        n,
-                        Severity::Error,
-                        DiagnosticKind::BadVersion {
-                            value: value.to_owned(),
-                        },
-                    );
-                }
-                version = Some(value);
-            }
-            "mode" => {
-                if repeated(&mut c, mode.is_some()) {
-                    continue;
-                }
-                let parsed = [PolicyMode::Enforce, PolicyMode::Testing, PolicyMode::None]
-                    .into_iter()
-                    .find(|m| m.as_str().eq_ignore_ascii_case(value));
-                match parsed {
-                    Some(m) => {
-                        if m.as_str() != value {
-                            c.strict_error(
-                                n,
-                                Severity::Warning,
-                                DiagnosticKind::ModeCase {
-                                    value: value.to_owned(),
-                                },
-                            );
-                        }
-                        mode = Some(m);
-                    }
-                    None => c.push(
-                        n,
-                        Severity::Error,
-                        DiagnosticKind::BadMode {
-                            value: value.to_owned(),
-                        },
-                    ),
-                }
-            }
-            "max_age" => {
-                if repeated(&mut c, max_age.is_some()) {
-                    continue;
-                }
-                let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-                if !digits {
-                    c.push(
-                        n,
-                        Severity::Error,
-                        DiagnosticKind::BadMaxAge {
-                            value: value.to_owned(),
-                        },
-                    );
-                    continue;
-                }
-                if value.len() > 10 {
-                    // Beyond the grammar's 1*10DIGIT; the lenient profile
-                    // clamps it like any other too-large value.
-                    c.strict_error(
-                        n,
-                        Severity::Warning,
-                        DiagnosticKind::BadMaxAge {
-                            value: value.to_owned(),
-                        },
-                    );
-                }
-                let parsed = value.parse::<u64>().unwrap_or(u64::MAX);
-                if parsed > u64::from(MAX_MAX_AGE) {
-                    c.push(
-                        n,
-                        Severity::Warning,
-                        DiagnosticKind::MaxAgeClamped {
-                            value: value.to_owned(),
-                        },
-                    );
-                }
-                max_age =
-                    Some(u32::try_from(parsed.min(u64::from(MAX_MAX_AGE))).unwrap_or(MAX_MAX_AGE));
-            }
-            "mx" => {
-                seen_mx_line = true;
-                if let Some(p) = parse_mx(&mut c, n, value)
-                    && !mx.contains(&p)
-                {
-                    mx.push(p);
-                }
-            }
-            _ => {
-                if !valid_ext_name(key) {
-                    c.strict_error(
-                        n,
-                        Severity::Warning,
-                        DiagnosticKind::BadKey {
-                            key: key.to_owned(),
-                        },
-                    );
-                    continue;
-                }
-                c.push(
-                    n,
-                    Severity::Info,
-                    DiagnosticKind::UnknownKey {
-                        key: key.to_owned(),
-                        suggestion: suggestion(&key.to_ascii_lowercase()),
-                    },
-                );
-                extensions.push((key.to_owned(), value.to_owned()));
+        }
+        let needs_mx = matches!(st.mode, Some(PolicyMode::Enforce | PolicyMode::Testing));
+        for line in repaired.iter().filter(|l| l.key == "mx") {
+            if needs_mx && !exact_mx_line {
+                st.apply(&mut c, line);
             }
         }
     }
+    let Fields {
+        version,
+        mode,
+        max_age,
+        mx,
+        seen_mx_line,
+    } = st;
+    let mut mx = mx;
 
     for (key, present) in [
-        ("version", version.is_some()),
+        ("version", version),
         ("mode", mode.is_some()),
         ("max_age", max_age.is_some()),
     ] {
@@ -575,7 +749,6 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
             c.push(0, Severity::Error, DiagnosticKind::Missing { key: "mx" });
         }
     }
-
     c.out.sort_by_key(|d| d.line);
     mx.shrink_to_fit();
     if c.out.iter().any(|d| d.severity == Severity::Error) {
@@ -598,6 +771,25 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
 }
 
 fn parse_mx(c: &mut Collector, n: usize, value: &str) -> Option<NamePattern> {
+    let mut value = value;
+    // RFC 8461 §3.2 takes `Domain` from RFC 5321, which has no root dot:
+    // an error in the strict profile, dropped by the lenient one.
+    if let Some(stripped) = value.strip_suffix('.')
+        && !stripped.is_empty()
+        && !stripped.ends_with('.')
+    {
+        c.strict_error(
+            n,
+            Severity::Warning,
+            DiagnosticKind::MxTrailingDot {
+                value: value.to_owned(),
+            },
+        );
+        value = stripped;
+    } else if value.ends_with('.') {
+        bad_mx(c, n, value, "an empty label".to_owned());
+        return None;
+    }
     let host_part = value.strip_prefix("*.").unwrap_or(value);
     let unbracketed = host_part.trim_start_matches('[').trim_end_matches(']');
     // An address holds only hex digits, dots and colons; a host name with
@@ -636,23 +828,35 @@ fn parse_mx(c: &mut Collector, n: usize, value: &str) -> Option<NamePattern> {
             }
         };
     }
-    match NamePattern::parse(value) {
-        Ok(p) => {
-            // "*.com" style patterns parse in core as errors already; a single
-            // label exact name is legal DNS but cannot be a real MX.
-            if let NamePattern::Exact(h) = &p
-                && DnsName::label_count(h) < 2
-            {
-                bad_mx(c, n, value, "a single-label name".to_owned());
+    let pattern = match NamePattern::parse(value) {
+        Ok(p) => p,
+        // Core refuses `*.` above one label for its own uses; the MTA-STS
+        // grammar (`["*."] Domain`) allows it, and dropping the pattern
+        // could leave no mx and drop the whole policy, a downgrade.
+        Err(PatternError::TooBroad { .. }) => match DnsName::parse(host_part) {
+            Ok(base) => NamePattern::Wildcard(base),
+            Err(e) => {
+                bad_mx(c, n, value, e.to_string());
                 return None;
             }
-            Some(p)
-        }
+        },
         Err(e) => {
             bad_mx(c, n, value, e.to_string());
-            None
+            return None;
         }
+    };
+    if pattern.base().label_count() < 2 {
+        // Legal by the grammar (RFC 8461 §3.2, §4.1) though unusual for a
+        // real MX: kept, with a warning, in both profiles.
+        c.push(
+            n,
+            Severity::Warning,
+            DiagnosticKind::SingleLabelMx {
+                value: value.to_owned(),
+            },
+        );
     }
+    Some(pattern)
 }
 
 fn bad_mx(c: &mut Collector, n: usize, value: &str, reason: String) {
@@ -901,7 +1105,6 @@ mod tests {
             "version: STSv1\nmode: strict\nmx: mx.example.com\nmax_age: 86400\n",
             "version: STSv1\nmode: enforce\nmx: mx.example.com\n",
             "mode: enforce\nmx: mx.example.com\nmax_age: 86400\n",
-            "version: STSv1\nmode: enforce\nmx: *.com\nmax_age: 86400\n",
             "version: STSv1\nmode: enforce\nmx: mail*.example.com\nmax_age: 86400\n",
             "version: STSv1\nmode: enforce\nmx: mx.example.com\x01\nmax_age: 86400\n",
             "",
@@ -916,5 +1119,130 @@ mod tests {
                 .kind,
             DiagnosticKind::NotUtf8
         ));
+    }
+
+    fn mx_set(p: &ParsedPolicy) -> Vec<String> {
+        p.policy.mx().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn rfc_8461_section_3_2_keys_are_case_sensitive_and_never_override_exact_keys() {
+        // `Mode:` before the exact key: the exact key's mode stands.
+        let body =
+            "version: STSv1\nMode: none\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        let (s, l) = (s.unwrap(), l.unwrap());
+        assert_eq!(s.policy.mode(), PolicyMode::Enforce);
+        assert_eq!(l.policy.mode(), PolicyMode::Enforce);
+        assert!(
+            s.diagnostics
+                .iter()
+                .any(|d| d.kind == DiagnosticKind::KeyCase { key: "Mode".into() }
+                    && d.severity == Severity::Warning)
+        );
+        // The same with whitespace before the colon or a mode word in
+        // another case: a repair never outranks an exact line.
+        for first in ["mode : none", "mode: None", "MODE: testing"] {
+            let body = format!(
+                "version: STSv1\n{first}\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n"
+            );
+            let l = parse_policy(body.as_bytes(), Profile::Lenient).unwrap();
+            assert_eq!(l.policy.mode(), PolicyMode::Enforce, "{first}");
+        }
+        // `MX:` never adds a host beside exact `mx` lines.
+        let body =
+            "version: STSv1\nmode: enforce\nMX: evil.example\nmx: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        for p in [s.unwrap(), l.unwrap()] {
+            assert_eq!(mx_set(&p), vec!["mx.example.com"]);
+            assert!(!p.policy.matches_mx(&name("evil.example")));
+        }
+        // Without the exact key, strict reads `Mode:` as unknown (so the
+        // mode is missing); lenient reads it as the mode.
+        let body = "version: STSv1\nMode: enforce\nMx: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        assert!(
+            s.unwrap_err()
+                .errors()
+                .any(|d| d.kind == DiagnosticKind::Missing { key: "mode" })
+        );
+        let l = l.unwrap();
+        assert_eq!(l.policy.mode(), PolicyMode::Enforce);
+        assert_eq!(mx_set(&l), vec!["mx.example.com"]);
+        // mode none: strict has no mx and lenient adds none from `MX:`.
+        let body = "version: STSv1\nmode: none\nMX: mx.example.com\nmax_age: 86400\n";
+        let (s, l) = both(body);
+        assert_eq!(s.unwrap().policy.mx(), l.unwrap().policy.mx());
+    }
+
+    #[test]
+    fn rfc_8461_section_3_2_first_of_repeated_fields_counts_and_strict_checks_the_rest() {
+        let body = "version: STSv1\nmode: enforce\nmode: bogus\nmx: mx.example.com\nmax_age: 86400\nmax_age: x\n";
+        let (s, l) = both(body);
+        let err = s.unwrap_err();
+        assert!(
+            err.errors()
+                .any(|d| d.line == 3 && matches!(d.kind, DiagnosticKind::BadMode { .. }))
+        );
+        assert!(
+            err.errors()
+                .any(|d| d.line == 6 && matches!(d.kind, DiagnosticKind::BadMaxAge { .. }))
+        );
+        let l = l.unwrap();
+        assert_eq!(l.policy.mode(), PolicyMode::Enforce);
+        assert_eq!(l.policy.max_age(), 86400);
+        // A repeated value that parses is only a warning in both.
+        let body = "version: STSv1\nversion: STSv1\nmode: testing\nmx: mx.example.com\nmax_age: 5\nmax_age: 9\n";
+        let (s, l) = both(body);
+        assert_eq!(s.unwrap().policy.max_age(), 5);
+        assert_eq!(l.unwrap().policy.max_age(), 5);
+    }
+
+    #[test]
+    fn rfc_8461_section_3_2_strict_profile_is_the_grammar() {
+        // (body, what the lenient profile must still give as mx)
+        let cases = [
+            // A blank line between fields.
+            "version: STSv1\n\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n",
+            // A blank line after the last terminator.
+            "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n\n",
+            "version: STSv1\r\nmode: enforce\r\nmx: mx.example.com\r\nmax_age: 86400\r\n \r\n",
+            // An extension with an empty value.
+            "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\nx-note:\n",
+            // A root dot after an mx.
+            "version: STSv1\nmode: enforce\nmx: mx.example.com.\nmax_age: 86400\n",
+            // A control character in an extension or in a repaired key's
+            // line (lenient ignores the line; found by the fuzz target).
+            "version: STSv1\nmode: enforce\nx-note: a\x01b\nmx: mx.example.com\nmax_age: 86400\n",
+            "version\t:x\0ver:\nversion: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n",
+        ];
+        for body in cases {
+            let (s, l) = both(body);
+            assert!(s.is_err(), "strict accepted {body:?}");
+            let l = l.unwrap();
+            assert_eq!(mx_set(&l), vec!["mx.example.com"], "{body:?}");
+            assert_eq!(l.policy.mode(), PolicyMode::Enforce);
+            assert!(l.policy.extensions().is_empty());
+        }
+        let (s, _) = both("version: STSv1\nmode: enforce\nmx: mx.example.com..\nmax_age: 86400\n");
+        assert!(s.is_err());
+    }
+
+    #[test]
+    fn rfc_8461_section_3_2_single_label_mx_patterns_are_kept() {
+        // `["*."] Domain` allows a single label; dropping it would leave no
+        // mx and drop the whole policy (a downgrade).
+        for (pattern, host) in [("localhost", "localhost"), ("*.com", "mail.com")] {
+            let body = format!("version: STSv1\nmode: enforce\nmx: {pattern}\nmax_age: 86400\n");
+            let (s, l) = both(&body);
+            for p in [s.unwrap(), l.unwrap()] {
+                assert!(p.policy.matches_mx(&name(host)), "{pattern}");
+                assert!(matches!(
+                    p.diagnostics[0].kind,
+                    DiagnosticKind::SingleLabelMx { .. }
+                ));
+                assert_eq!(p.diagnostics[0].severity, Severity::Warning);
+            }
+        }
     }
 }

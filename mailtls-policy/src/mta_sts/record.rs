@@ -8,12 +8,13 @@ use crate::dns::TxtRecord;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
-    /// No TXT record starts with `v=STSv1`: the domain has no policy.
-    #[error("no TXT record starts with \"v=STSv1\"")]
+    /// No TXT record begins with `v=STSv1` and a `;`: the domain has no
+    /// policy.
+    #[error("no TXT record begins with \"v=STSv1;\"")]
     NoStsRecord,
-    /// More than one record starts with `v=STSv1`; RFC 8461 §3.1 says to
+    /// More than one record begins with `v=STSv1;`; RFC 8461 §3.1 says to
     /// assume no policy.
-    #[error("{count} TXT records start with \"v=STSv1\" (exactly one is allowed)")]
+    #[error("{count} TXT records begin with \"v=STSv1;\" (exactly one is allowed)")]
     MultipleRecords {
         /// How many there were.
         count: usize,
@@ -143,13 +144,7 @@ pub fn parse_record(text: &[u8]) -> Result<StsRecord, RecordError> {
             );
             continue;
         }
-        let name_ok = !name.is_empty()
-            && name.len() <= 32
-            && name.as_bytes()[0].is_ascii_alphanumeric()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !name_ok {
+        if !super::valid_ext_name(name) {
             return Err(bad("invalid extension name"));
         }
         let value_ok = !value.is_empty()
@@ -167,14 +162,31 @@ pub fn parse_record(text: &[u8]) -> Result<StsRecord, RecordError> {
     })
 }
 
+/// Whether a TXT record's text is an MTA-STS record at all: it begins with
+/// exactly `v=STSv1` followed by the field delimiter (`*WSP ";"`, RFC 8461
+/// §3.1: records that do not begin with "v=STSv1;" are discarded). Text
+/// that merely starts with those characters (`v=STSv10`, `v=STSv1x`, or
+/// `v=STSv1` with nothing after it) is some other record and must not
+/// count towards "more than one record".
+pub fn is_sts_record(text: &[u8]) -> bool {
+    text.strip_prefix(b"v=STSv1".as_slice())
+        .is_some_and(|rest| {
+            let after_wsp = rest
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t'))
+                .map_or(&[][..], |at| &rest[at..]);
+            after_wsp.first() == Some(&b';')
+        })
+}
+
 /// Picks the MTA-STS record from all TXT records at `_mta-sts.DOMAIN`:
-/// records not starting with `v=STSv1` are ignored, and more than one
-/// that does means no policy (RFC 8461 §3.1).
+/// records that are not MTA-STS records ([`is_sts_record`]) are ignored,
+/// and more than one that is means no policy (RFC 8461 §3.1).
 pub fn select_record(records: &[TxtRecord]) -> Result<StsRecord, RecordError> {
     let candidates: Vec<Vec<u8>> = records
         .iter()
         .map(TxtRecord::joined)
-        .filter(|t| t.starts_with(b"v=STSv1"))
+        .filter(|t| is_sts_record(t))
         .collect();
     match candidates.as_slice() {
         [] => Err(RecordError::NoStsRecord),
@@ -254,5 +266,37 @@ mod tests {
             strings: vec![b"v=STS".to_vec(), b"v1; id=x1".to_vec()],
         };
         assert_eq!(select_record(&[split]).unwrap().id.as_str(), "x1");
+    }
+
+    #[test]
+    fn rfc_8461_section_3_1_selection_needs_the_delimiter_after_the_version() {
+        // RFC 8461 §3.1: records that do not begin with "v=STSv1;" are
+        // discarded, so they never make "more than one record".
+        let real = TxtRecord::from_text("v=STSv1; id=real1");
+        for other in [
+            "v=STSv10; id=other",
+            "v=STSv1x; id=other",
+            "v=STSv1",
+            "v=STSv1 id=other",
+            "v=STSv1,id=other",
+        ] {
+            let set = [TxtRecord::from_text(other), real.clone()];
+            assert_eq!(
+                select_record(&set).unwrap().id.as_str(),
+                "real1",
+                "{other:?} must not count as an MTA-STS record"
+            );
+            assert!(!is_sts_record(other.as_bytes()), "{other:?}");
+        }
+        // WSP before the delimiter is part of the grammar (sts-field-delim).
+        assert!(is_sts_record(b"v=STSv1 \t; id=x"));
+        let two = [
+            TxtRecord::from_text("v=STSv1 ; id=a"),
+            TxtRecord::from_text("v=STSv1;id=b"),
+        ];
+        assert_eq!(
+            select_record(&two),
+            Err(RecordError::MultipleRecords { count: 2 })
+        );
     }
 }

@@ -6,6 +6,7 @@ use mailtls_core::DnsName;
 
 use crate::dns::{DnsResolver, QueryName};
 use crate::mta_sts::{FetchPolicy, PolicyMode, Profile, Severity, parse_policy, select_record};
+use crate::tlsrpt::{RecordError as TlsRptRecordError, TlsRptRecord};
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -211,31 +212,25 @@ pub async fn check_setup<R: DnsResolver + ?Sized>(
     match QueryName::with_service(&["_smtp", "_tls"], domain) {
         Ok(q) => match dns.txt(&q).await {
             Ok(answer) => {
-                let records: Vec<String> = answer
-                    .records
-                    .iter()
-                    .map(|r| String::from_utf8_lossy(&r.joined()).into_owned())
-                    .filter(|t| t.starts_with("v=TLSRPTv1"))
-                    .collect();
-                match records.as_slice() {
-                    [one] if one.contains("rua=") => {
-                        add("tlsrpt-record", CheckStatus::Pass, one.clone())
+                // The same selector and parser a sender uses (RFC 8460 §3).
+                match TlsRptRecord::from_txt_answer(&answer.records) {
+                    Ok(record) => {
+                        let rua: Vec<String> =
+                            record.rua().iter().map(ToString::to_string).collect();
+                        let mut detail = format!("{q}: reports to {}", rua.join(", "));
+                        if record.diagnostics().is_empty() {
+                            add("tlsrpt-record", CheckStatus::Pass, detail);
+                        } else {
+                            detail.push_str(&format!(" ({})", record.diagnostics().join("; ")));
+                            add("tlsrpt-record", CheckStatus::Warn, detail);
+                        }
                     }
-                    [one] => add(
-                        "tlsrpt-record",
-                        CheckStatus::Fail,
-                        format!("no rua in {one:?}"),
-                    ),
-                    [] => add(
+                    Err(TlsRptRecordError::NoRecord) => add(
                         "tlsrpt-record",
                         CheckStatus::Warn,
-                        format!("{q}: no v=TLSRPTv1 record"),
+                        format!("{q}: no v=TLSRPTv1 record, so no failure reports"),
                     ),
-                    many => add(
-                        "tlsrpt-record",
-                        CheckStatus::Fail,
-                        format!("{q}: {} TLSRPTv1 records (exactly one allowed)", many.len()),
-                    ),
+                    Err(e) => add("tlsrpt-record", CheckStatus::Fail, format!("{q}: {e}")),
                 }
             }
             Err(e) => add(

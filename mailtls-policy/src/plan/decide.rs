@@ -166,6 +166,31 @@ pub struct StarttlsMissing {
 }
 
 impl PlanEntry {
+    /// The name to send as SNI for this entry.
+    ///
+    /// With DANE (the check to run is [`Verification::Dane`]) it is the
+    /// TLSA base domain: RFC 7672 §8.1 asks for it, and when the MX name is
+    /// an alias with a signed CNAME chain that is the fully expanded name,
+    /// not the name in the MX record; a peer that picks its certificate by
+    /// SNI would otherwise present the wrong one. Otherwise it is the MX
+    /// host name as listed in the MX record, which MTA-STS and WebPKI
+    /// match the certificate against (RFC 8461 §4.1). An entry whose TLSA
+    /// records were all unusable (TLS without authentication) also sends
+    /// the MX name.
+    pub fn sni(&self) -> &DnsName {
+        let check = match &self.action {
+            HostAction::RequireTls { verify } => Some(verify),
+            HostAction::OpportunisticTls { audit } => audit.as_ref(),
+            _ => None,
+        };
+        match check {
+            Some(Verification::Dane {
+                reference_names, ..
+            }) => reference_names.first().unwrap_or(&self.host),
+            _ => &self.host,
+        }
+    }
+
     /// What a missing STARTTLS means for this entry: a failure for entries
     /// that require TLS (RFC 7672 §2.2, RFC 8461 §5, RFC 8689 §4.2.1),
     /// cleartext delivery for opportunistic ones, reported when an audited

@@ -27,7 +27,7 @@ pub use collector::{
     PolicyRef, SessionOutcome, StoreFuture,
 };
 pub use received::{ReceivedReport, ReceivedSummary, parse_received};
-pub use record::{RecordError, ReportUri, TlsRptRecord};
+pub use record::{RecordError, ReportUri, TlsRptRecord, is_tlsrpt_record};
 pub use report::{ReportMeta, TlsReport};
 pub use reporter::{QueueRun, queue_due_reports};
 pub use schedule::{Due, Schedule};

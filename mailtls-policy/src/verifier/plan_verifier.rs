@@ -42,9 +42,12 @@ pub enum VerifierError {
 pub enum VerificationOutcome {
     /// The certificate was verified.
     Verified(PeerAuthentication),
-    /// Nothing was checked (opportunistic TLS, all-unusable TLSA).
+    /// Nothing was checked (opportunistic TLS).
     NotChecked,
-    /// The check failed. In audit mode the handshake went on anyway.
+    /// The check failed. In audit mode the handshake went on anyway, and
+    /// so it does when every TLSA record was unusable: that is recorded as
+    /// a `tlsa-invalid` failure for TLS-RPT although the handshake goes on
+    /// unauthenticated (RFC 7672 §2.2).
     Failed(VerificationFailure),
 }
 
@@ -79,6 +82,11 @@ enum Check {
 /// - `RequireTls{Dane}`: DANE-EE or DANE-TA as in [`crate::dane::verify_chain`].
 /// - `RequireTlsUnauthenticated`, `OpportunisticTls`: anything is accepted;
 ///   an `audit` check is run and its failure recorded, never enforced.
+///   `RequireTlsUnauthenticated` (every TLSA record unusable) records a
+///   `tlsa-invalid` failure: the domain owner published DANE records no
+///   sender can use, which TLS-RPT exists to tell them (RFC 8460 §4.3.2),
+///   while delivery goes on over unauthenticated TLS as RFC 7672 §2.2
+///   demands.
 ///
 /// Handshake signatures are always checked against the presented key.
 /// Refusals are [`VerificationFailure`]s inside the rustls error; the outcome
@@ -87,6 +95,8 @@ enum Check {
 pub struct PlanVerifier {
     check: Option<Check>,
     enforce: bool,
+    /// Every TLSA record was unusable: accept, but report `tlsa-invalid`.
+    tlsa_unusable: bool,
     algorithms: WebPkiSupportedAlgorithms,
     provider: Arc<CryptoProvider>,
     outcome: Mutex<Option<VerificationOutcome>>,
@@ -133,6 +143,7 @@ impl PlanVerifier {
         Ok(Self {
             check,
             enforce,
+            tlsa_unusable: entry.action == HostAction::RequireTlsUnauthenticated,
             algorithms: provider.signature_verification_algorithms,
             provider,
             outcome: Mutex::new(None),
@@ -145,6 +156,7 @@ impl PlanVerifier {
         Self {
             check: None,
             enforce: false,
+            tlsa_unusable: false,
             algorithms: provider.signature_verification_algorithms,
             provider,
             outcome: Mutex::new(None),
@@ -257,7 +269,16 @@ impl ServerCertVerifier for PlanVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let Some(check) = &self.check else {
-            self.record(VerificationOutcome::NotChecked);
+            self.record(if self.tlsa_unusable {
+                VerificationOutcome::Failed(VerificationFailure {
+                    result_type: ResultType::TlsaInvalid,
+                    detail: "every TLSA record is unusable; TLS without authentication \
+                             (RFC 7672 §2.2)"
+                        .to_owned(),
+                })
+            } else {
+                VerificationOutcome::NotChecked
+            });
             return Ok(ServerCertVerified::assertion());
         };
         match Self::run_check(check, end_entity, intermediates, now, &self.provider) {

@@ -3,7 +3,7 @@ test's loopback policy host. DNS TXT answers come from argv (the same
 records the Rust side serves), the HTTPS connection goes to 127.0.0.1:PORT
 with the test CA; everything else is the unmodified resolver.
 
-usage: postfix_resolver.py PORT CA_PEM JSON{domain: txt}
+usage: postfix_resolver.py PORT CA_PEM JSON{domain: txt or [txt, ...]}
 prints JSON {domain: [result, mode, [mx...]]}
 """
 import asyncio
@@ -54,7 +54,8 @@ async def main():
 
     async def query(name, rtype):
         domain = name[len("_mta-sts."):]
-        return [Rec(TXT[domain])]
+        texts = TXT[domain]
+        return [Rec(t) for t in (texts if isinstance(texts, list) else [texts])]
 
     r._resolver.query = query
     out = {}
