@@ -550,7 +550,10 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
     // the lenient profile reads them only for a key that no exact line gave
     // (RFC 8461 §3.2: keys are case-sensitive, unknown keys are ignored).
     // (Empty unless a line needs repair, so no allocation for clean files.)
-    let mut repaired: Vec<KnownLine<'_>> = Vec::new();
+    // With each, where it sits in `extensions` when it may also be read as
+    // the unknown key it is (dropped from there if the repair is applied),
+    // so lenient keeps exactly what strict keeps when no repair is used.
+    let mut repaired: Vec<(KnownLine<'_>, Option<usize>)> = Vec::new();
     // Which known keys (in `KNOWN_KEYS` order) an exact line gave; exact
     // lines are read as they come.
     let mut given = [false; KNOWN_KEYS.len()];
@@ -634,7 +637,7 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
                 value,
             };
             if key_repaired || mode_case {
-                repaired.push(line);
+                repaired.push((line, None));
             } else {
                 given[at] = true;
                 st.apply(&mut c, &line);
@@ -663,11 +666,18 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
                         },
                     );
                 }
-                repaired.push(KnownLine {
-                    n,
-                    key: known,
-                    value,
+                let slot = (valid_ext_name(key) && !value.is_empty()).then(|| {
+                    extensions.push((key.to_owned(), value.to_owned()));
+                    extensions.len() - 1
                 });
+                repaired.push((
+                    KnownLine {
+                        n,
+                        key: known,
+                        value,
+                    },
+                    slot,
+                ));
                 continue;
             }
             // Strict: fall through and keep it as an extension.
@@ -712,16 +722,24 @@ pub fn parse_policy(body: &[u8], profile: Profile) -> Result<ParsedPolicy, Polic
         // Repaired lines only for keys no exact line gave; `mx` last, and
         // only when the mode needs one and no exact `mx` line exists, so a
         // repaired line never widens the MX set an exact line gave.
-        for line in repaired.iter().filter(|l| l.key != "mx") {
+        let mut used = Vec::new();
+        for (line, slot) in repaired.iter().filter(|(l, _)| l.key != "mx") {
             if !was_given(line.key) {
                 st.apply(&mut c, line);
+                used.extend(*slot);
             }
         }
         let needs_mx = matches!(st.mode, Some(PolicyMode::Enforce | PolicyMode::Testing));
-        for line in repaired.iter().filter(|l| l.key == "mx") {
+        for (line, slot) in repaired.iter().filter(|(l, _)| l.key == "mx") {
             if needs_mx && !exact_mx_line {
                 st.apply(&mut c, line);
+                used.extend(*slot);
             }
+        }
+        // Highest index first, so the earlier ones stay where they are.
+        used.sort_unstable_by(|a, b| b.cmp(a));
+        for i in used {
+            extensions.remove(i);
         }
     }
     let Fields {
@@ -1169,10 +1187,20 @@ mod tests {
         let l = l.unwrap();
         assert_eq!(l.policy.mode(), PolicyMode::Enforce);
         assert_eq!(mx_set(&l), vec!["mx.example.com"]);
-        // mode none: strict has no mx and lenient adds none from `MX:`.
-        let body = "version: STSv1\nmode: none\nMX: mx.example.com\nmax_age: 86400\n";
+        // mode none: strict has no mx and lenient adds none from `MX:`; a
+        // key lenient does not use as a repair stays the unknown key strict
+        // reads, so both give the same policy (extensions included).
+        let body = "version: STSv1\nmode: none\nMX: mx.example.com\nx-a: 1\nmax_age: 86400\n";
         let (s, l) = both(body);
-        assert_eq!(s.unwrap().policy.mx(), l.unwrap().policy.mx());
+        let (s, l) = (s.unwrap(), l.unwrap());
+        assert_eq!(s.policy, l.policy);
+        assert_eq!(
+            l.policy.extensions(),
+            [
+                ("MX".to_owned(), "mx.example.com".to_owned()),
+                ("x-a".to_owned(), "1".to_owned())
+            ]
+        );
     }
 
     #[test]
