@@ -13,8 +13,13 @@
 //! - [`conformance`]: how the MTA-STS and TLS-RPT records and policies are
 //!   read, rule by rule, beside mox, postfix-mta-sts-resolver and
 //!   Stalwart; the DANE choices; the RFC 8461 errata.
+//! - `cluster` (feature `postgres`): several nodes sharing the MTA-STS
+//!   cache and the TLS-RPT state in PostgreSQL; what stays per node, what
+//!   happens while the database is away, and how to recover.
 
 pub mod blocking;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 pub mod conformance;
 pub mod outbound;
 pub mod testing;
