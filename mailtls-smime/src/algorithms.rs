@@ -87,6 +87,12 @@ pub(crate) const ATTR_ENCRYPTION_KEY_PREFERENCE: ObjectIdentifier =
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DigestAlgorithm {
+    /// SHA-1: read only. Outlook and older NSS still sign with it, so
+    /// signatures over SHA-1 are verified, and reported as weak
+    /// ([`crate::verify::Verdict::ValidWeak`]), never as plainly valid
+    /// (RFC 8551 section 2.1: collisions are practical). This engine never
+    /// signs with it: [`crate::Signer::with_digest`] refuses it.
+    Sha1,
     /// SHA-256 (RFC 8551 MUST).
     Sha256,
     /// SHA-384.
@@ -99,6 +105,7 @@ impl DigestAlgorithm {
     /// The algorithm's object identifier.
     pub fn oid(self) -> ObjectIdentifier {
         match self {
+            Self::Sha1 => SHA_1,
             Self::Sha256 => SHA_256,
             Self::Sha384 => SHA_384,
             Self::Sha512 => SHA_512,
@@ -108,14 +115,22 @@ impl DigestAlgorithm {
     /// The `micalg` parameter value of multipart/signed (RFC 8551 section 3.5.3.2).
     pub fn micalg(self) -> &'static str {
         match self {
+            Self::Sha1 => "sha-1",
             Self::Sha256 => "sha-256",
             Self::Sha384 => "sha-384",
             Self::Sha512 => "sha-512",
         }
     }
 
+    /// Whether the digest is too weak to trust a signature made with it
+    /// (SHA-1): such signatures verify but are reported as weak.
+    pub fn is_weak(self) -> bool {
+        matches!(self, Self::Sha1)
+    }
+
     pub(crate) fn from_oid(oid: &ObjectIdentifier) -> Result<Self> {
         match *oid {
+            SHA_1 => Ok(Self::Sha1),
             SHA_256 => Ok(Self::Sha256),
             SHA_384 => Ok(Self::Sha384),
             SHA_512 => Ok(Self::Sha512),
@@ -128,6 +143,7 @@ impl DigestAlgorithm {
 
     pub(crate) fn ring(self) -> &'static aws_lc_rs::digest::Algorithm {
         match self {
+            Self::Sha1 => &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
             Self::Sha256 => &aws_lc_rs::digest::SHA256,
             Self::Sha384 => &aws_lc_rs::digest::SHA384,
             Self::Sha512 => &aws_lc_rs::digest::SHA512,
@@ -423,7 +439,7 @@ impl PssParams {
             .ok_or_else(|| Error::cms("RSASSA-PSS-params", "parameters missing"))?
             .decode_as()
             .map_err(|e| Error::cms("RSASSA-PSS-params", e))?;
-        // Absent hash means SHA-1, which is not accepted for signatures.
+        // Absent hash means SHA-1: verified, and reported as weak.
         let hash = p.hash.map(|h| h.oid).unwrap_or(SHA_1);
         let digest = DigestAlgorithm::from_oid(&hash)?;
         let mgf_hash = p

@@ -178,7 +178,11 @@ impl PrivateKey {
 
     /// Whether the key can sign with this digest (ECDSA and Ed25519 keys are
     /// bound to one).
+    /// Never SHA-1: it is read, not written.
     pub fn supports_digest(&self, digest: DigestAlgorithm) -> bool {
+        if digest.is_weak() {
+            return false;
+        }
         match self.inner {
             Inner::Rsa { .. } => true,
             _ => digest == self.default_digest(),
@@ -220,10 +224,14 @@ impl PrivateKey {
         rsa_pss: bool,
         data: &[u8],
     ) -> Result<(AlgorithmIdentifierOwned, Vec<u8>)> {
+        if digest.is_weak() {
+            return Err(weak_digest(digest));
+        }
         let rng = SystemRandom::new();
         match &self.inner {
             Inner::Rsa { sign, .. } => {
                 let enc = match (rsa_pss, digest) {
+                    (_, DigestAlgorithm::Sha1) => return Err(weak_digest(digest)),
                     (false, DigestAlgorithm::Sha256) => &signature::RSA_PKCS1_SHA256,
                     (false, DigestAlgorithm::Sha384) => &signature::RSA_PKCS1_SHA384,
                     (false, DigestAlgorithm::Sha512) => &signature::RSA_PKCS1_SHA512,
@@ -281,5 +289,13 @@ impl PrivateKey {
                 ))
             }
         }
+    }
+}
+
+/// The refusal to sign with a weak digest (SHA-1).
+pub(crate) fn weak_digest(digest: DigestAlgorithm) -> Error {
+    Error::UnsupportedAlgorithm {
+        what: "digest (too weak to sign with; accepted when verifying only)",
+        oid: digest.oid().to_string(),
     }
 }

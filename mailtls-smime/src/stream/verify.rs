@@ -24,7 +24,9 @@ use crate::verify::{Content, Verifier, VerifyReport, signed_data};
 /// Largest signature part accepted (certificates included).
 const MAX_SIGNATURE_PART: usize = 4 * 1024 * 1024;
 
-const DIGESTS: [DigestAlgorithm; 3] = [
+/// SHA-1 too: Outlook's signatures use it (verified, reported as weak).
+const DIGESTS: [DigestAlgorithm; 4] = [
+    DigestAlgorithm::Sha1,
     DigestAlgorithm::Sha256,
     DigestAlgorithm::Sha384,
     DigestAlgorithm::Sha512,
@@ -32,7 +34,7 @@ const DIGESTS: [DigestAlgorithm; 3] = [
 
 /// The supported digests of one byte stream, computed side by side because
 /// the signature naming the digest comes after the content.
-struct Digests([digest::Context; 3]);
+struct Digests([digest::Context; 4]);
 
 impl Digests {
     fn new() -> Self {
