@@ -15,7 +15,7 @@ use gateway_common::{Issued, Spec, TestCa};
 use mailtls_smime::gateway::{
     Address, Envelope, FileStorage, Gateway, HarvestMode, HarvestOutcome, IncomingOutcome,
     IncomingRules, KeyStore, NotEncrypted, NotSigned, OutgoingOutcome, OutgoingRules, PartnerStore,
-    SenderAuth, SignatureStatus,
+    SenderAuth, SignatureStatus, SubjectMarks, WeakSignatures,
 };
 use mailtls_smime::{Certificate, ContentEncryption};
 use tempfile::TempDir;
@@ -728,4 +728,134 @@ async fn split_delivery_of_a_plain_message_is_one_copy() {
     assert_eq!(copies[0].recipients, env.recipients);
     // The forged mark is gone.
     assert_eq!(subject(&copies[0].outcome.message), "hi");
+}
+
+/// `openssl cms -sign -md DIGEST` by `signer` over a text body: the whole
+/// message from alice@corp.example with `subject`.
+fn openssl_signed(signer: &Issued, digest: &str, subject: &str) -> Vec<u8> {
+    let dir = private_dir();
+    write(dir.path(), "c.pem", signer.pem.as_bytes());
+    write(dir.path(), "k.pem", signer.key_pem.as_bytes());
+    write(
+        dir.path(),
+        "body",
+        b"Content-Type: text/plain\r\n\r\nPay invoice 42.\r\n",
+    );
+    let signed = openssl(
+        dir.path(),
+        &[
+            "-sign", "-md", digest, "-signer", "c.pem", "-inkey", "k.pem", "-in", "body",
+        ],
+    );
+    let mut message =
+        format!("From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: {subject}\r\n")
+            .into_bytes();
+    message.extend_from_slice(&signed);
+    message
+}
+
+fn weak_envelope() -> Envelope {
+    envelope("alice@corp.example", "bob@partner.example")
+}
+
+#[tokio::test]
+async fn sha1_signature_gets_the_weak_mark_not_the_signed_one() {
+    let ca = TestCa::new();
+    let alice = ca.issue(&Spec::rsa(&["alice@corp.example"]));
+    let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
+    let dir = private_dir();
+    let gb = gateway(dir.path(), &ca, &bob, HarvestMode::Automatic).await;
+    let now = SystemTime::now();
+
+    // A sender who writes the weak mark (or the signed one) in the Subject
+    // gets it removed before the gateway's own.
+    let message = openssl_signed(&alice, "sha1", "[Weak Signature] [signed] Invoice");
+    let out = gb
+        .process_incoming(&message, &weak_envelope(), now)
+        .unwrap();
+    assert_eq!(
+        out.summary.result.signature,
+        Some(SignatureStatus::ValidWeak {
+            signer: Address::parse("alice@corp.example").unwrap(),
+            algorithm: "SHA-1".into(),
+        })
+    );
+    assert_eq!(subject(&out.message), "[weak signature] Invoice");
+    let headers = header_block(&out.message);
+    assert!(
+        headers.contains("X-Mailtls-Signed: weak; signer=alice@corp.example; algorithm=\"SHA-1\""),
+        "{headers}"
+    );
+    assert!(out.harvest.is_none(), "a weak signature is not harvested");
+
+    // The same signer over SHA-256 is plainly valid (and harvested); a
+    // tampered SHA-1 message is invalid, not weak.
+    for (digest, tamper, valid, mark) in [
+        ("sha256", false, true, "[signed] Invoice"),
+        ("sha1", true, false, "[signature invalid] Invoice"),
+    ] {
+        let mut message = openssl_signed(&alice, digest, "Invoice");
+        if tamper {
+            message = String::from_utf8(message)
+                .unwrap()
+                .replace("invoice 42", "invoice 99")
+                .into_bytes();
+        }
+        let out = gb
+            .process_incoming(&message, &weak_envelope(), now)
+            .unwrap();
+        let status = out.summary.result.signature.clone();
+        if valid {
+            assert!(
+                matches!(status, Some(SignatureStatus::Valid { .. })),
+                "{status:?}"
+            );
+        } else {
+            assert!(
+                matches!(status, Some(SignatureStatus::Invalid { .. })),
+                "{status:?}"
+            );
+        }
+        assert_eq!(subject(&out.message), mark);
+        assert_eq!(out.harvest.is_some(), valid);
+    }
+}
+
+#[tokio::test]
+async fn weak_signatures_can_be_treated_as_unsigned_or_get_a_configured_mark() {
+    let ca = TestCa::new();
+    let alice = ca.issue(&Spec::rsa(&["alice@corp.example"]));
+    let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
+    let now = SystemTime::now();
+    let message = openssl_signed(&alice, "sha1", "[weak signature] Invoice");
+
+    let dir = private_dir();
+    let mut unsigned = gateway(dir.path(), &ca, &bob, HarvestMode::Automatic).await;
+    unsigned.incoming = IncomingRules::default()
+        .with_harvest(true)
+        .with_weak_signatures(WeakSignatures::Unsigned);
+    let out = unsigned
+        .process_incoming(&message, &weak_envelope(), now)
+        .unwrap();
+    assert_eq!(out.summary.result.signature, None);
+    assert_eq!(subject(&out.message), "Invoice");
+    assert!(
+        !header_block(&out.message).contains("X-Mailtls-Signed"),
+        "{}",
+        header_block(&out.message)
+    );
+    assert!(out.harvest.is_none());
+
+    let dir = private_dir();
+    let marks = SubjectMarks::default()
+        .with_weak_signature("(SHA-1!)")
+        .unwrap();
+    let mut custom = gateway(dir.path(), &ca, &bob, HarvestMode::Automatic).await;
+    custom.incoming = IncomingRules::default().with_marks(marks);
+    let message = openssl_signed(&alice, "sha1", "(sha-1!) Invoice");
+    let out = custom
+        .process_incoming(&message, &weak_envelope(), now)
+        .unwrap();
+    assert_eq!(subject(&out.message), "(SHA-1!) Invoice");
+    assert!(SubjectMarks::default().with_weak_signature(" ").is_err());
 }

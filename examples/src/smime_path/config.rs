@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use mailtls_core::DnsName;
 use mailtls_smime::gateway::{
     Address, EncryptionPolicy, Fingerprint, RecipientMatch, RelayAllowance, StatusHeaders,
-    SubjectMarks, TrustedRelay,
+    SubjectMarks, TrustedRelay, WeakSignatures,
 };
 use serde::Deserialize;
 
@@ -36,6 +36,7 @@ pub(crate) struct RawSmime {
     policies: BTreeMap<String, String>,
     domain_signing: Vec<String>,
     status_header_prefix: String,
+    weak_signatures: String,
     marks: RawMarks,
     trusted_relays: Vec<RawTrustedRelay>,
     send_as: BTreeMap<String, Vec<String>>,
@@ -54,6 +55,7 @@ impl Default for RawSmime {
             policies: BTreeMap::new(),
             domain_signing: Vec::new(),
             status_header_prefix: "X-Mailtls-".into(),
+            weak_signatures: "mark".into(),
             marks: RawMarks::default(),
             trusted_relays: Vec::new(),
             send_as: BTreeMap::new(),
@@ -68,6 +70,7 @@ struct RawMarks {
     signed_by_domain: String,
     encrypted: String,
     signature_invalid: String,
+    signature_weak: String,
 }
 
 impl Default for RawMarks {
@@ -77,6 +80,7 @@ impl Default for RawMarks {
             signed_by_domain: "[signed by <*@{domain}>]".into(),
             encrypted: "[encrypted]".into(),
             signature_invalid: "[signature invalid]".into(),
+            signature_weak: "[weak signature]".into(),
         }
     }
 }
@@ -130,6 +134,9 @@ pub struct SmimeSection {
     pub marks: SubjectMarks,
     /// The status headers' name prefix (`X-Mailtls-`).
     pub status_headers: StatusHeaders,
+    /// What a signature over SHA-1 (Outlook, older NSS) gets: its own mark
+    /// (`marks.signature_weak`), or nothing, as if unsigned.
+    pub weak_signatures: WeakSignatures,
     /// `smime.send_as`: the addresses each login (`[[users]]` name) may
     /// have mail signed as. A login not listed may sign as itself when it
     /// is an address, else as nothing.
@@ -277,6 +284,7 @@ impl RawSmime {
             &m.encrypted,
             &m.signature_invalid,
         )
+        .and_then(|marks| marks.with_weak_signature(&m.signature_weak))
         .map_err(|e| {
             let which = match &e {
                 mailtls_smime::gateway::MarkError::Empty { which }
@@ -291,6 +299,16 @@ impl RawSmime {
             };
             invalid(key, e.to_string())
         })?;
+        let weak_signatures = match self.weak_signatures.trim().to_ascii_lowercase().as_str() {
+            "mark" => WeakSignatures::Mark,
+            "unsigned" => WeakSignatures::Unsigned,
+            other => {
+                return Err(invalid(
+                    "smime.weak_signatures",
+                    format!("unknown rule {other:?} (mark or unsigned)"),
+                ));
+            }
+        };
         let status_headers = StatusHeaders::new(&self.status_header_prefix)
             .map_err(|e| invalid("smime.status_header_prefix", e.to_string()))?;
         if self
@@ -313,6 +331,7 @@ impl RawSmime {
             trusted_relays,
             marks,
             status_headers,
+            weak_signatures,
             send_as,
         })
     }
@@ -355,6 +374,7 @@ data_dir = "/var/lib/gw"
 default_policy = "never"
 domain_signing = ["partner.example", "bob@other.example"]
 status_header_prefix = "X-Gw-"
+weak_signatures = "unsigned"
 [smime.policies]
 "secure.example" = "reject"
 "retry.example" = "always"
@@ -388,6 +408,11 @@ keys = ["00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"]
         assert_eq!(s.trusted_relays[1].allowed.len(), 2);
         assert_eq!(s.marks.text(mailtls_smime::gateway::Mark::Signed), "(S)");
         assert!(s.status_headers.is_status_header("x-gw-signed"));
+        assert_eq!(s.weak_signatures, WeakSignatures::Unsigned);
+        assert_eq!(
+            RawSmime::default().into_section().unwrap().weak_signatures,
+            WeakSignatures::Mark
+        );
     }
 
     #[test]

@@ -552,7 +552,8 @@ fn load_gateway(section: &SmimeSection, dir: &Path) -> Result<Gateway, SmimePath
         incoming: IncomingRules::default()
             .with_harvest(section.harvest)
             .with_marks(section.marks.clone())
-            .with_headers(section.status_headers.clone()),
+            .with_headers(section.status_headers.clone())
+            .with_weak_signatures(section.weak_signatures),
         trust_anchors,
     };
     tracing::info!(

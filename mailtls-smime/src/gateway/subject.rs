@@ -17,6 +17,9 @@ use mail_parser::{HeaderName, MessageParser};
 /// second argument of [`SubjectMarks::new`]).
 pub const DOMAIN_PLACEHOLDER: &str = "{domain}";
 
+/// The default mark of a signature that verified over a weak algorithm.
+const DEFAULT_WEAK_MARK: &str = "[weak signature]";
+
 /// Longest text the domain placeholder stands for when stripping.
 const MAX_DOMAIN_CHARS: usize = 255;
 
@@ -52,6 +55,7 @@ pub struct SubjectMarks {
     signed_by_domain: String,
     encrypted: String,
     invalid: String,
+    weak: String,
     patterns: Vec<Pattern>,
 }
 
@@ -66,6 +70,8 @@ pub enum Mark<'a> {
     Encrypted,
     /// Signed, but the signature did not verify.
     SignatureInvalid,
+    /// Signed and verified, but over a weak algorithm (SHA-1).
+    SignedWeak,
 }
 
 impl Default for SubjectMarks {
@@ -76,6 +82,7 @@ impl Default for SubjectMarks {
             signed_by_domain: "[signed by <*@{domain}>]".into(),
             encrypted: "[encrypted]".into(),
             invalid: "[signature invalid]".into(),
+            weak: DEFAULT_WEAK_MARK.into(),
             patterns: Vec::new(),
         };
         m.patterns = m.build_patterns();
@@ -85,6 +92,8 @@ impl Default for SubjectMarks {
 
 impl SubjectMarks {
     /// Builds the marks; `signed_by_domain` may contain `{domain}` once.
+    /// The weak-signature mark keeps its default (`[weak signature]`):
+    /// see [`SubjectMarks::with_weak_signature`].
     pub fn new(
         signed: &str,
         signed_by_domain: &str,
@@ -97,33 +106,33 @@ impl SubjectMarks {
             ("encrypted", encrypted, 0),
             ("signature_invalid", invalid, 0),
         ] {
-            if fold(&text.replace(DOMAIN_PLACEHOLDER, ""))
-                .iter()
-                .all(|c| c.ch == ' ')
-            {
-                return Err(MarkError::Empty { which });
-            }
-            if text.chars().any(char::is_control) {
-                return Err(MarkError::Control { which });
-            }
-            if text.matches(DOMAIN_PLACEHOLDER).count() > placeholders {
-                return Err(MarkError::Placeholder { which });
-            }
+            check_mark(which, text, placeholders)?;
         }
         let mut m = SubjectMarks {
             signed: signed.to_owned(),
             signed_by_domain: signed_by_domain.to_owned(),
             encrypted: encrypted.to_owned(),
             invalid: invalid.to_owned(),
+            weak: DEFAULT_WEAK_MARK.to_owned(),
             patterns: Vec::new(),
         };
         m.patterns = m.build_patterns();
         Ok(m)
     }
 
+    /// Uses `text` as the mark of a signature that verified over a weak
+    /// algorithm (SHA-1), instead of `[weak signature]`. Like every mark,
+    /// its look-alikes are removed from incoming Subjects.
+    pub fn with_weak_signature(mut self, text: &str) -> Result<Self, MarkError> {
+        check_mark("signature_weak", text, 0)?;
+        self.weak = text.to_owned();
+        self.patterns = self.build_patterns();
+        Ok(self)
+    }
+
     fn build_patterns(&self) -> Vec<Pattern> {
         let mut out = Vec::new();
-        for text in [&self.signed, &self.encrypted, &self.invalid] {
+        for text in [&self.signed, &self.encrypted, &self.invalid, &self.weak] {
             out.push(Pattern::new(text, None));
         }
         match self.signed_by_domain.split_once(DOMAIN_PLACEHOLDER) {
@@ -149,6 +158,7 @@ impl SubjectMarks {
             }
             Mark::Encrypted => self.encrypted.clone(),
             Mark::SignatureInvalid => self.invalid.clone(),
+            Mark::SignedWeak => self.weak.clone(),
         }
     }
 
@@ -207,6 +217,23 @@ impl SubjectMarks {
         out.push_str(&stripped);
         out.trim_end().to_owned()
     }
+}
+
+/// Refuses a mark that could not be told apart or would break the header.
+fn check_mark(which: &'static str, text: &str, placeholders: usize) -> Result<(), MarkError> {
+    if fold(&text.replace(DOMAIN_PLACEHOLDER, ""))
+        .iter()
+        .all(|c| c.ch == ' ')
+    {
+        return Err(MarkError::Empty { which });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(MarkError::Control { which });
+    }
+    if text.matches(DOMAIN_PLACEHOLDER).count() > placeholders {
+        return Err(MarkError::Placeholder { which });
+    }
+    Ok(())
 }
 
 /// Decodes a raw Subject header value (as it appears after `Subject:`,

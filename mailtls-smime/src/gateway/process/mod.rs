@@ -21,7 +21,7 @@ use super::outgoing::{
 };
 use super::partner_store::{Binding, Harvest, HarvestOutcome, PartnerStore, StoreError};
 use crate::algorithms::EC_PUBLIC_KEY;
-use crate::verify::VerifyReport;
+use crate::verify::{Verdict, VerifyReport};
 use crate::{
     Certificate, ContentEncryption, Decryptor, Encryptor, KeyManagement, OpenedLayer, PrivateKey,
     Signer, SmimeCapabilities, Verifier,
@@ -463,9 +463,10 @@ impl Gateway {
         };
         let split = headers::split(body);
         let from = headers::get(&split, "From").and_then(|v| first_address(&v));
-        let signature = report
-            .as_ref()
-            .map(|r| self.signature_status(r, from.as_ref()));
+        let signature = report.as_ref().and_then(|r| {
+            self.incoming
+                .weak_signature_rule(self.signature_status(r, from.as_ref()))
+        });
         let mut harvest = None;
         if let (Some(status), Some(r)) = (&signature, &report)
             && self.incoming.should_harvest(status)
@@ -543,6 +544,17 @@ impl Gateway {
             {
                 return SignatureStatus::Valid {
                     signer: from.clone(),
+                };
+            }
+            // The same, with a signer that passed every check over SHA-1.
+            let weak = report.signers.iter().find_map(|s| match s.verdict() {
+                Verdict::ValidWeak(w) => w.first().copied(),
+                _ => None,
+            });
+            if let Some(algorithm) = weak.filter(|_| every_signature_holds) {
+                return SignatureStatus::ValidWeak {
+                    signer: from.clone(),
+                    algorithm: algorithm.to_string(),
                 };
             }
             if let Some(domain) = self.domain_signature(report, from.domain()) {
