@@ -14,7 +14,7 @@ use crate::algorithms::{DigestAlgorithm, ID_SIGNED_DATA};
 use crate::ber::{self, write_len};
 use crate::error::{Error, Result};
 use crate::mime::canon::{field_name, header_fields};
-use crate::mime::parse::{addresses, file_name_ends, is_octet_stream, is_type};
+use crate::mime::parse::{addresses, file_name_ends, is_octet_stream, is_type, part_body};
 use crate::stream::sign::SignerDigests;
 use crate::stream::source::Source;
 use crate::stream::transform::CrlfCanon;
@@ -245,7 +245,8 @@ impl Verifier {
                 "second part of multipart/signed is not a PKCS #7 signature".into(),
             ));
         }
-        let der = ber::to_der(sig_part.contents())?;
+        let signature = part_body(part, sig_part, "signature part")?;
+        let der = ber::to_der(&signature)?;
         let sd = signed_data(&der)?;
 
         let canonical = canonical.finish();
