@@ -23,7 +23,7 @@ use crate::algorithms::{
     ATTR_CONTENT_TYPE, ATTR_ENCRYPTION_KEY_PREFERENCE, ATTR_MESSAGE_DIGEST,
     ATTR_SIGNING_CERTIFICATE_V2, ATTR_SIGNING_TIME, ATTR_SMIME_CAPABILITIES, DigestAlgorithm,
     EC_PUBLIC_KEY, ED25519, ID_SIGNED_DATA, PssParams, RSA_ENCRYPTION, RSASSA_PSS, SECP256R1,
-    SECP384R1, SmimeCapabilities,
+    SECP384R1, SECP521R1, SmimeCapabilities,
 };
 use crate::ber;
 use crate::cert::Certificate;
@@ -36,7 +36,6 @@ const EMAIL_PROTECTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1
 const ANY_EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 const SHA1_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
 const ECDSA_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
-const SECP521R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
 const SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
