@@ -285,9 +285,32 @@ async fn sign_harvest_encrypt_reply_decrypt_between_two_gateways() {
 
 #[tokio::test]
 async fn partner_without_gcm_gets_cbc_readable_by_openssl() {
+    partner_gets_cbc_readable_by_openssl(Spec::rsa(&["carol@other.example"])).await;
+}
+
+/// Partners on P-384 and P-521 get ECDH with the KDF matching their curve,
+/// which OpenSSL decrypts.
+#[tokio::test]
+async fn p384_and_p521_partners_get_mail_openssl_decrypts() {
+    for alg in [
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+        &rcgen::PKCS_ECDSA_P521_SHA512,
+    ] {
+        partner_gets_cbc_readable_by_openssl(Spec {
+            alg,
+            ..Spec::email(&["carol@other.example"])
+        })
+        .await;
+    }
+}
+
+/// Carol (certificate from `carol`) signs with OpenSSL, B harvests her
+/// certificate, and B's reply, encrypted to her with AES-256-CBC (her
+/// OpenSSL capabilities list no GCM), opens and verifies in OpenSSL.
+async fn partner_gets_cbc_readable_by_openssl(carol: Spec) {
     let ca = TestCa::new();
     let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
-    let carol = ca.issue(&Spec::rsa(&["carol@other.example"]));
+    let carol = ca.issue(&carol);
     let (dir_b, files) = (private_dir(), private_dir());
     let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic).await;
     let now = SystemTime::now();

@@ -20,7 +20,6 @@ use super::outgoing::{
     Rejection, SenderAuth, SignDecision,
 };
 use super::partner_store::{Binding, Harvest, HarvestOutcome, PartnerStore, StoreError};
-use crate::algorithms::EC_PUBLIC_KEY;
 use crate::verify::{Verdict, VerifyReport};
 use crate::{
     Certificate, ContentEncryption, Decryptor, Encryptor, KeyManagement, OpenedLayer, PrivateKey,
@@ -656,11 +655,10 @@ fn signer(key: &OwnKey) -> Result<Signer, ProcessError> {
 }
 
 /// RSA PKCS #1 v1.5 key transport (what every client reads) for RSA
-/// certificates, ECDH with the SHA-256 KDF (RFC 8551's MUST) for P-256 ones.
+/// certificates, ECDH with the KDF hash matching the curve for P-256
+/// (SHA-256, RFC 8551's MUST), P-384 and P-521 ones. Any other key gets
+/// the RSA method, which the encryptor then refuses with a certificate
+/// error naming the recipient.
 fn key_management(cert: &Certificate) -> KeyManagement {
-    if cert.public_key().0 == EC_PUBLIC_KEY {
-        KeyManagement::EcdhP256Sha256Kdf
-    } else {
-        KeyManagement::RsaPkcs1v15
-    }
+    KeyManagement::for_certificate(cert).unwrap_or(KeyManagement::RsaPkcs1v15)
 }
