@@ -4,6 +4,7 @@
 mod algorithms;
 mod ber;
 mod cert;
+mod cosign;
 mod decrypt;
 mod ecdh;
 mod encrypt;

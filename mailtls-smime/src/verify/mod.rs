@@ -243,7 +243,7 @@ pub(crate) fn signed_data(der: &[u8]) -> Result<SignedData> {
         .map_err(|e| Error::cms("SignedData", e))
 }
 
-fn econtent(sd: &SignedData) -> Result<Vec<u8>> {
+pub(crate) fn econtent(sd: &SignedData) -> Result<Vec<u8>> {
     let any = sd
         .encap_content_info
         .econtent
@@ -262,7 +262,7 @@ fn identifies(sid: &SignerIdentifier, cert: &Certificate) -> bool {
     }
 }
 
-fn attr_value(si: &SignerInfo, oid: ObjectIdentifier) -> Option<&der::Any> {
+pub(crate) fn attr_value(si: &SignerInfo, oid: ObjectIdentifier) -> Option<&der::Any> {
     si.signed_attrs
         .as_ref()?
         .iter()
