@@ -882,3 +882,43 @@ async fn weak_signatures_can_be_treated_as_unsigned_or_get_a_configured_mark() {
     assert_eq!(subject(&out.message), "(SHA-1!) Invoice");
     assert!(SubjectMarks::default().with_weak_signature(" ").is_err());
 }
+
+/// With `rsa_pss`, the gateway signs with RSASSA-PSS for an RSA key (and
+/// as always for an EC key); OpenSSL verifies both.
+#[tokio::test]
+async fn rsa_pss_signing_from_the_gateway_verifies_in_openssl() {
+    let ca = TestCa::new();
+    let files = private_dir();
+    write(files.path(), "ca.pem", ca.pem.as_bytes());
+    let now = SystemTime::now();
+    for (spec, pss_expected) in [
+        (Spec::rsa(&["alice@corp.example"]), true),
+        (Spec::email(&["alice@corp.example"]), false),
+    ] {
+        let alice = ca.issue(&spec);
+        let dir = private_dir();
+        let mut ga = gateway(dir.path(), &ca, &alice, HarvestMode::Automatic).await;
+        ga.outgoing = OutgoingRules::default().with_rsa_pss(true);
+        let (signed, summary) = deliver(
+            ga.process_outgoing(
+                b"From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: pss\r\n\r\nSigned with PSS\r\n",
+                &envelope("alice@corp.example", "bob@partner.example"),
+                auth("alice@corp.example"),
+                now,
+            )
+            .unwrap(),
+        );
+        assert!(summary.signed.is_ok(), "{summary:?}");
+        write(files.path(), "signed.eml", &signed);
+        let content = openssl(
+            files.path(),
+            &["-verify", "-in", "signed.eml", "-CAfile", "ca.pem"],
+        );
+        assert!(String::from_utf8_lossy(&content).contains("Signed with PSS"));
+        let printed = openssl(files.path(), &["-cmsout", "-print", "-in", "signed.eml"]);
+        assert_eq!(
+            String::from_utf8_lossy(&printed).contains("rsassaPss"),
+            pss_expected
+        );
+    }
+}

@@ -37,6 +37,7 @@ pub(crate) struct RawSmime {
     domain_signing: Vec<String>,
     status_header_prefix: String,
     weak_signatures: String,
+    rsa_pss: bool,
     marks: RawMarks,
     trusted_relays: Vec<RawTrustedRelay>,
     send_as: BTreeMap<String, Vec<String>>,
@@ -56,6 +57,7 @@ impl Default for RawSmime {
             domain_signing: Vec::new(),
             status_header_prefix: "X-Mailtls-".into(),
             weak_signatures: "mark".into(),
+            rsa_pss: false,
             marks: RawMarks::default(),
             trusted_relays: Vec::new(),
             send_as: BTreeMap::new(),
@@ -137,6 +139,8 @@ pub struct SmimeSection {
     /// What a signature over SHA-1 (Outlook, older NSS) gets: its own mark
     /// (`marks.signature_weak`), or nothing, as if unsigned.
     pub weak_signatures: WeakSignatures,
+    /// RSA keys sign with RSASSA-PSS instead of PKCS #1 v1.5.
+    pub rsa_pss: bool,
     /// `smime.send_as`: the addresses each login (`[[users]]` name) may
     /// have mail signed as. A login not listed may sign as itself when it
     /// is an address, else as nothing.
@@ -332,6 +336,7 @@ impl RawSmime {
             marks,
             status_headers,
             weak_signatures,
+            rsa_pss: self.rsa_pss,
             send_as,
         })
     }
@@ -375,6 +380,7 @@ default_policy = "never"
 domain_signing = ["partner.example", "bob@other.example"]
 status_header_prefix = "X-Gw-"
 weak_signatures = "unsigned"
+rsa_pss = true
 [smime.policies]
 "secure.example" = "reject"
 "retry.example" = "always"
@@ -409,6 +415,7 @@ keys = ["00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"]
         assert_eq!(s.marks.text(mailtls_smime::gateway::Mark::Signed), "(S)");
         assert!(s.status_headers.is_status_header("x-gw-signed"));
         assert_eq!(s.weak_signatures, WeakSignatures::Unsigned);
+        assert!(s.rsa_pss);
         assert_eq!(
             RawSmime::default().into_section().unwrap().weak_signatures,
             WeakSignatures::Mark

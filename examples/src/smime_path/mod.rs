@@ -568,7 +568,8 @@ fn load_gateway(section: &SmimeSection, dir: &Path) -> Result<Gateway, SmimePath
 fn outgoing_rules(section: &SmimeSection) -> OutgoingRules {
     let mut rules = OutgoingRules::default()
         .with_default_policy(section.default_policy)
-        .with_encrypt_to_sender(section.encrypt_to_sender);
+        .with_encrypt_to_sender(section.encrypt_to_sender)
+        .with_rsa_pss(section.rsa_pss);
     for relay in &section.trusted_relays {
         rules = rules.with_trusted_relay(relay.clone());
     }

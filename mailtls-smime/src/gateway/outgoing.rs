@@ -175,6 +175,9 @@ pub struct OutgoingRules {
     /// Also encrypt to the sender's own certificate (when the gateway holds
     /// the sender's key) so the sent copy stays readable.
     pub encrypt_to_sender: bool,
+    /// Sign with RSASSA-PSS instead of PKCS #1 v1.5 where the key is RSA
+    /// (EC and Ed25519 keys sign as they always do).
+    pub rsa_pss: bool,
 }
 
 impl OutgoingRules {
@@ -194,6 +197,13 @@ impl OutgoingRules {
     /// subdomains that have none of their own).
     pub fn with_policy(mut self, domain: DnsName, policy: EncryptionPolicy) -> Self {
         self.policies.insert(domain, policy);
+        self
+    }
+
+    /// Whether RSA keys sign with RSASSA-PSS (salt as long as the digest,
+    /// MGF1 with the same digest) instead of PKCS #1 v1.5.
+    pub fn with_rsa_pss(mut self, on: bool) -> Self {
+        self.rsa_pss = on;
         self
     }
 

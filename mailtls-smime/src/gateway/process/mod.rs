@@ -20,6 +20,7 @@ use super::outgoing::{
     Rejection, SenderAuth, SignDecision,
 };
 use super::partner_store::{Binding, Harvest, HarvestOutcome, PartnerStore, StoreError};
+use crate::algorithms::RSA_ENCRYPTION;
 use crate::verify::{Verdict, VerifyReport};
 use crate::{
     Certificate, ContentEncryption, Decryptor, Encryptor, KeyManagement, OpenedLayer, PrivateKey,
@@ -203,9 +204,10 @@ impl Gateway {
                     // Every chosen key signs the one SignedData: the
                     // sender's key for the recipients that get it, the
                     // domain key for the domain-signing ones.
-                    let mut all = signer(self.own_key(first)?)?;
+                    let pss = self.outgoing.rsa_pss;
+                    let mut all = signer(self.own_key(first)?, pss)?;
                     for key in rest {
-                        all.add_co_signer(signer(self.own_key(key)?)?);
+                        all.add_co_signer(signer(self.own_key(key)?, pss)?);
                         if key.fingerprint() != first.fingerprint()
                             && !co_signed.contains(&key.fingerprint())
                         {
@@ -650,8 +652,13 @@ fn private_key(key: &OwnKey) -> Result<PrivateKey, ProcessError> {
     PrivateKey::from_der(&key.credentials.key).map_err(engine("reading a key"))
 }
 
-fn signer(key: &OwnKey) -> Result<Signer, ProcessError> {
-    Signer::try_from(&key.credentials).map_err(engine("loading a key"))
+/// The signer of an own key; RSA keys with RSA-PSS when `rsa_pss`.
+fn signer(key: &OwnKey, rsa_pss: bool) -> Result<Signer, ProcessError> {
+    let signer = Signer::try_from(&key.credentials).map_err(engine("loading a key"))?;
+    if rsa_pss && signer.certificate().public_key().0 == RSA_ENCRYPTION {
+        return signer.with_rsa_pss().map_err(engine("loading a key"));
+    }
+    Ok(signer)
 }
 
 /// RSA PKCS #1 v1.5 key transport (what every client reads) for RSA
