@@ -718,3 +718,218 @@ fn decrypt_verifies_a_signature_inside() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no --ca given"));
 }
+
+/// Runs the tool under `/usr/bin/time` and returns its output and peak
+/// resident set size in KiB (GNU time's `%M`).
+fn tool_peak_rss(args: &[&str], cwd: &Path) -> (Output, u64) {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "peak-rss-kib=%M", env!("CARGO_BIN_EXE_mailtls-smime")])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kib = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("peak-rss-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {stderr}"));
+    (out, kib)
+}
+
+/// A message of `MIB` MiB of 7-bit text (76-character lines), written
+/// without holding it in memory.
+fn big_message(path: &Path, mib: u64) {
+    use std::io::Write as _;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    // From bob, who signs it.
+    let head = MESSAGE.replace("From: alice@example.org", "From: bob@example.net");
+    w.write_all(head.split("\r\n\r\n").next().unwrap().as_bytes())
+        .unwrap();
+    w.write_all(b"\r\n\r\n").unwrap();
+    let line = format!("{}\r\n", "0123456789abcdefghijklmnopqrstuvwxyz".repeat(3));
+    let mut written = 0u64;
+    let mut n = 0u64;
+    while written < mib * 1024 * 1024 {
+        // A counter per line, so a dropped or repeated line is seen.
+        let l = format!("{n:010}{}", &line[10..]);
+        w.write_all(l.as_bytes()).unwrap();
+        written += l.len() as u64;
+        n += 1;
+    }
+    w.write_all(b"the end\r\n").unwrap();
+    w.flush().unwrap();
+}
+
+/// 200 MB through sign, verify, encrypt and decrypt (and opaque signing)
+/// in under 64 MiB resident each: the tool streams. The content that comes
+/// back is the content that went in.
+#[test]
+fn two_hundred_megabytes_stream_in_bounded_memory() {
+    const LIMIT_KIB: u64 = 64 * 1024;
+    let mib: u64 = std::env::var("MAILTLS_SMIME_BIG_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let pki = Pki::new();
+    let d = pki.path();
+    big_message(&pki.file("big.eml"), mib);
+    let input_len = std::fs::metadata(pki.file("big.eml")).unwrap().len();
+    let original = std::fs::read(pki.file("big.eml")).unwrap();
+    let body_start = original.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = &original[body_start..];
+    let steps: [(&str, &[&str], &str); 6] = [
+        (
+            "sign",
+            &words("sign --cert bob.crt --key bob.key --in big.eml --out s.eml"),
+            "s.eml",
+        ),
+        (
+            "verify",
+            &words("verify --ca ca.crt --in s.eml --out v.eml"),
+            "v.eml",
+        ),
+        (
+            "sign --opaque",
+            &words("sign --opaque --cert bob.crt --key bob.key --in big.eml --out o.eml"),
+            "o.eml",
+        ),
+        (
+            "verify opaque",
+            &words("verify --ca ca.crt --in o.eml --out vo.eml"),
+            "vo.eml",
+        ),
+        (
+            "encrypt",
+            &words("encrypt --recip bob.crt --recip alice.crt --in big.eml --out e.eml"),
+            "e.eml",
+        ),
+        (
+            "decrypt",
+            &words("decrypt --cert alice.crt --key alice.key --in e.eml --out d.eml"),
+            "d.eml",
+        ),
+    ];
+    for (name, args, out_file) in steps {
+        let (out, kib) = tool_peak_rss(args, d);
+        ok(&out);
+        assert!(
+            kib < LIMIT_KIB,
+            "{name} of {mib} MiB peaked at {kib} KiB resident (limit {LIMIT_KIB})"
+        );
+        let len = std::fs::metadata(pki.file(out_file)).unwrap().len();
+        assert!(len >= input_len * 9 / 10, "{name}: output only {len} bytes");
+        eprintln!("{name}: {mib} MiB, peak {kib} KiB resident");
+    }
+    // What verify and decrypt give back ends with the body that went in.
+    for file in ["v.eml", "vo.eml", "d.eml"] {
+        let back = std::fs::read(pki.file(file)).unwrap();
+        assert!(back.ends_with(body), "{file}: the content differs");
+    }
+}
+
+/// `--pss` signatures verify in OpenSSL; `cosign` adds a signature to what
+/// OpenSSL signed (both signers verify in OpenSSL and in the tool); a
+/// SHA-1 signature from OpenSSL is reported as valid but weak, exit 1.
+#[test]
+fn pss_cosign_and_weak_sha1_with_the_tool() {
+    let pki = Pki::new();
+    let d = pki.path();
+    ok(&tool(
+        &words(
+            "sign --pss --digest sha384 --cert bob.crt --key bob.key --in bob-msg.eml --out pss.eml",
+        ),
+        d,
+    ));
+
+    let out = openssl(&words("cms -verify -CAfile ca.crt -in pss.eml"), d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = openssl(&words("cms -cmsout -print -in pss.eml"), d);
+    assert!(String::from_utf8_lossy(&printed.stdout).contains("rsassaPss"));
+    assert!(ok(&tool(&words("verify --ca ca.crt --in pss.eml"), d)).contains("result: valid"));
+    // OpenSSL signs for bob; the tool co-signs for alice (the Sender).
+    std::fs::write(
+        pki.file("body.txt"),
+        "Content-Type: text/plain\r\n\r\nSigned twice.\r\n",
+    )
+    .unwrap();
+    for extra in [&[][..], &["-nodetach"][..]] {
+        let mut args = vec![
+            "cms", "-sign", "-signer", "bob.crt", "-inkey", "bob.key", "-in", "body.txt",
+        ];
+        args.extend_from_slice(extra);
+        let signed = openssl(&args, d);
+        assert!(signed.status.success());
+        let mut message = b"From: bob@example.net\r\nSender: alice@example.org\r\n".to_vec();
+        message.extend_from_slice(&signed.stdout);
+        std::fs::write(pki.file("ossl.eml"), message).unwrap();
+        ok(&tool(
+            &words("cosign --cert alice.crt --key alice.key --in ossl.eml --out co.eml"),
+            d,
+        ));
+        let out = openssl(
+            &words("cms -verify -CAfile ca.crt -in co.eml -signer both.pem"),
+            d,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            read(&pki.file("both.pem"))
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            2
+        );
+        let report = ok(&tool(&words("verify --ca ca.crt --in co.eml"), d));
+        assert!(
+            report.contains("signer 2: ") && report.contains("result: valid"),
+            "{report}"
+        );
+    }
+    // --pss with an EC key, and co-signing an unsigned message, fail with
+    // a reason and leave no output behind.
+    for (command, flag, why) in [
+        ("sign", "--pss", "--pss"),
+        ("cosign", "--digest=sha256", "not signed"),
+    ] {
+        let line =
+            format!("{command} {flag} --cert alice.crt --key alice.key --in msg.eml --out x.eml");
+        let args = words(&line);
+        let out = tool(&args, d);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{command}: {stderr}");
+        assert!(!pki.file("x.eml").exists(), "{command}: no partial output");
+    }
+
+    // SHA-1 from OpenSSL: every check holds, the verdict is weak, exit 1.
+    let out = openssl(
+        &words("cms -sign -md sha1 -signer bob.crt -inkey bob.key -in bob-msg.eml -out sha1.eml"),
+        d,
+    );
+    assert!(out.status.success());
+    let mut sha1 = b"From: bob@example.net\r\n".to_vec();
+    sha1.extend_from_slice(&std::fs::read(pki.file("sha1.eml")).unwrap());
+    std::fs::write(pki.file("sha1.eml"), sha1).unwrap();
+    let out = tool(&words("verify --ca ca.crt --in sha1.eml"), d);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("weak algorithm:     SHA-1"), "{stdout}");
+    assert!(
+        stdout.contains("result: VALID BUT WEAK (SHA-1)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+}
+
+/// The words of a command line (no quoting: test arguments have no spaces).
+fn words(line: &str) -> Vec<&str> {
+    line.split(' ').collect()
+}

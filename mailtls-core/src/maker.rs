@@ -1,5 +1,6 @@
 //! A certificate maker: a test CA, server certificates signed by it or
-//! self-signed, and certificate signing requests for a real CA.
+//! self-signed, S/MIME certificates ([`SmimeCertSpec`]), and certificate
+//! signing requests for a real CA.
 //!
 //! It gives what a `MAKE.CERT.sh` script or a mail server's "create
 //! certificate" dialog gives. Certificates made for testing carry
@@ -57,6 +58,10 @@ pub enum MakerError {
         /// The requested number of days.
         days: u32,
     },
+    /// An S/MIME certificate without addresses, or with one that is not a
+    /// plain ASCII `local@domain` (an rfc822Name is IA5String).
+    #[error("mail address {0:?} refused: an S/MIME certificate needs ASCII local@domain addresses")]
+    BadAddress(String),
     /// A country that is not two ASCII letters (ISO 3166-1 alpha-2).
     #[error("country {0:?} must be two letters (ISO 3166-1 alpha-2)")]
     BadCountry(String),
@@ -334,6 +339,111 @@ impl ServerCertSpec {
     }
 }
 
+/// What to put in an S/MIME certificate (RFC 8550): mailbox addresses as
+/// rfc822Name SANs, the emailProtection extended key usage, and the key
+/// usages S/MIME needs: digitalSignature (and nonRepudiation) for signing,
+/// plus keyEncipherment for an RSA key (key transport) or keyAgreement for
+/// an EC key (ECDH); an Ed25519 key only signs.
+///
+/// A gateway's domain certificate is one with the domain as common name
+/// and the gateway's own address (e.g. `postmaster@example.org`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmimeCertSpec {
+    /// The mailbox addresses, at least one (the first is the subject CN
+    /// unless [`SmimeCertSpec::common_name`] is set).
+    pub addresses: Vec<String>,
+    /// The subject common name; `None`: the first address.
+    pub common_name: Option<String>,
+    /// Organisation and country.
+    pub subject: Subject,
+    /// Validity in days.
+    pub validity_days: u32,
+    /// The key to make.
+    pub key_type: KeyType,
+    /// Testing (marked) or production.
+    pub purpose: Purpose,
+}
+
+impl SmimeCertSpec {
+    /// A one-year ECDSA P-256 test certificate for `address`.
+    pub fn new(address: &str) -> Self {
+        SmimeCertSpec {
+            addresses: vec![address.to_owned()],
+            common_name: None,
+            subject: Subject::default(),
+            validity_days: 365,
+            key_type: KeyType::EcdsaP256,
+            purpose: Purpose::Testing,
+        }
+    }
+
+    fn params(&self) -> Result<CertificateParams, MakerError> {
+        self.subject.validate()?;
+        let first = self
+            .addresses
+            .first()
+            .ok_or_else(|| MakerError::BadAddress(String::new()))?;
+        for a in &self.addresses {
+            check_address(a)?;
+        }
+        let mut params = CertificateParams::default();
+        validity(&mut params, self.validity_days)?;
+        params.serial_number = Some(random_serial());
+        let cn = self.common_name.as_deref().unwrap_or(first);
+        params.distinguished_name = self.subject.distinguished_name(cn, self.purpose);
+        params.subject_alt_names = self
+            .addresses
+            .iter()
+            .map(|a| {
+                a.as_str()
+                    .try_into()
+                    .map(SanType::Rfc822Name)
+                    .map_err(MakerError::Generation)
+            })
+            .collect::<Result<_, _>>()?;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        match self.key_type {
+            KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
+                params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+            }
+            KeyType::EcdsaP256 | KeyType::EcdsaP384 => {
+                params.key_usages.push(KeyUsagePurpose::KeyAgreement);
+            }
+            KeyType::Ed25519 => {}
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];
+        params.use_authority_key_identifier_extension = true;
+        // basicConstraints CA:FALSE and a subject key identifier, which
+        // S/MIME clients use to name the recipient.
+        params.is_ca = IsCa::ExplicitNoCa;
+        Ok(params)
+    }
+}
+
+/// An address fit for an rfc822Name: printable ASCII without spaces, one
+/// `@` with something on both sides, a dotted domain.
+fn check_address(a: &str) -> Result<(), MakerError> {
+    let bad = || MakerError::BadAddress(a.to_owned());
+    let (local, domain) = a.rsplit_once('@').ok_or_else(bad)?;
+    let printable = a.bytes().all(|b| b.is_ascii_graphic());
+    if local.is_empty() || local.contains('@') || !printable {
+        return Err(bad());
+    }
+    DnsName::parse(domain).map_err(|_| bad())?;
+    Ok(())
+}
+
+/// Makes a self-signed S/MIME certificate (no CA): what a user without a
+/// CA exchanges with a partner who pins it.
+pub fn self_signed_smime(spec: &SmimeCertSpec) -> Result<MadeCertificate, MakerError> {
+    let key = spec.key_type.generate()?;
+    let cert = spec.params()?.self_signed(&key)?;
+    Ok(MadeCertificate::new(cert, &key, String::new()))
+}
+
 fn validity(params: &mut CertificateParams, days: u32) -> Result<(), MakerError> {
     if days == 0 || days > MAX_VALIDITY_DAYS {
         return Err(MakerError::BadValidity { days });
@@ -503,6 +613,13 @@ impl CertificateAuthority {
 
     /// Issues a server certificate signed by this CA.
     pub fn issue(&self, spec: &ServerCertSpec) -> Result<MadeCertificate, MakerError> {
+        let key = spec.key_type.generate()?;
+        let cert = spec.params()?.signed_by(&key, &self.issuer)?;
+        Ok(MadeCertificate::new(cert, &key, self.cert.cert_pem.clone()))
+    }
+
+    /// Issues an S/MIME certificate signed by this CA.
+    pub fn issue_smime(&self, spec: &SmimeCertSpec) -> Result<MadeCertificate, MakerError> {
         let key = spec.key_type.generate()?;
         let cert = spec.params()?.signed_by(&key, &self.issuer)?;
         Ok(MadeCertificate::new(cert, &key, self.cert.cert_pem.clone()))

@@ -51,6 +51,8 @@ pub(crate) const EC_PUBLIC_KEY: ObjectIdentifier =
 pub(crate) const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 /// `secp384r1`.
 pub(crate) const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// `secp521r1`.
+pub(crate) const SECP521R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
 /// `id-Ed25519` (RFC 8410).
 pub(crate) const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 /// `id-data`.
@@ -87,6 +89,12 @@ pub(crate) const ATTR_ENCRYPTION_KEY_PREFERENCE: ObjectIdentifier =
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DigestAlgorithm {
+    /// SHA-1: read only. Outlook and older NSS still sign with it, so
+    /// signatures over SHA-1 are verified, and reported as weak
+    /// ([`crate::verify::Verdict::ValidWeak`]), never as plainly valid
+    /// (RFC 8551 section 2.1: collisions are practical). This engine never
+    /// signs with it: [`crate::Signer::with_digest`] refuses it.
+    Sha1,
     /// SHA-256 (RFC 8551 MUST).
     Sha256,
     /// SHA-384.
@@ -99,6 +107,7 @@ impl DigestAlgorithm {
     /// The algorithm's object identifier.
     pub fn oid(self) -> ObjectIdentifier {
         match self {
+            Self::Sha1 => SHA_1,
             Self::Sha256 => SHA_256,
             Self::Sha384 => SHA_384,
             Self::Sha512 => SHA_512,
@@ -108,14 +117,22 @@ impl DigestAlgorithm {
     /// The `micalg` parameter value of multipart/signed (RFC 8551 section 3.5.3.2).
     pub fn micalg(self) -> &'static str {
         match self {
+            Self::Sha1 => "sha-1",
             Self::Sha256 => "sha-256",
             Self::Sha384 => "sha-384",
             Self::Sha512 => "sha-512",
         }
     }
 
+    /// Whether the digest is too weak to trust a signature made with it
+    /// (SHA-1): such signatures verify but are reported as weak.
+    pub fn is_weak(self) -> bool {
+        matches!(self, Self::Sha1)
+    }
+
     pub(crate) fn from_oid(oid: &ObjectIdentifier) -> Result<Self> {
         match *oid {
+            SHA_1 => Ok(Self::Sha1),
             SHA_256 => Ok(Self::Sha256),
             SHA_384 => Ok(Self::Sha384),
             SHA_512 => Ok(Self::Sha512),
@@ -128,6 +145,7 @@ impl DigestAlgorithm {
 
     pub(crate) fn ring(self) -> &'static aws_lc_rs::digest::Algorithm {
         match self {
+            Self::Sha1 => &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
             Self::Sha256 => &aws_lc_rs::digest::SHA256,
             Self::Sha384 => &aws_lc_rs::digest::SHA384,
             Self::Sha512 => &aws_lc_rs::digest::SHA512,
@@ -248,7 +266,8 @@ impl ContentEncryption {
 }
 
 /// How the content-encryption key reaches a recipient: RSA key transport
-/// for RSA certificates, ECDH key agreement (RFC 5753) for P-256 ones.
+/// for RSA certificates, ECDH key agreement (RFC 5753) for P-256, P-384
+/// and P-521 ones ([`KeyManagement::for_certificate`] picks the usual one).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyManagement {
@@ -264,13 +283,46 @@ pub enum KeyManagement {
     /// As [`KeyManagement::EcdhP256Sha256Kdf`] with the SHA-1 KDF
     /// (`dhSinglePass-stdDH-sha1kdf-scheme`, OpenSSL's default).
     EcdhP256Sha1Kdf,
+    /// Ephemeral-static ECDH on P-384, `dhSinglePass-stdDH-sha384kdf-scheme`,
+    /// AES-256 key wrap (RFC 5753 section 8: the KDF hash matching the
+    /// curve; what `openssl cms -keyopt ecdh_kdf_md:sha384` writes).
+    EcdhP384Sha384Kdf,
+    /// Ephemeral-static ECDH on P-521, `dhSinglePass-stdDH-sha512kdf-scheme`,
+    /// AES-256 key wrap.
+    EcdhP521Sha512Kdf,
 }
 
 impl KeyManagement {
     /// Whether this is ECDH key agreement (needs an EC certificate) rather
     /// than RSA key transport.
     pub fn is_key_agreement(self) -> bool {
-        matches!(self, Self::EcdhP256Sha256Kdf | Self::EcdhP256Sha1Kdf)
+        matches!(
+            self,
+            Self::EcdhP256Sha256Kdf
+                | Self::EcdhP256Sha1Kdf
+                | Self::EcdhP384Sha384Kdf
+                | Self::EcdhP521Sha512Kdf
+        )
+    }
+
+    /// The usual method for a recipient certificate: RSAES-PKCS1-v1_5 for
+    /// RSA (what every client reads), ECDH with the KDF hash matching the
+    /// curve for P-256, P-384 and P-521. Other keys (Ed25519 signs only;
+    /// X25519 recipients are not supported) are an
+    /// [`Error::Certificate`].
+    pub fn for_certificate(certificate: &crate::Certificate) -> Result<Self> {
+        let (alg, curve, _) = certificate.public_key();
+        match (alg, curve) {
+            (RSA_ENCRYPTION, _) => Ok(Self::RsaPkcs1v15),
+            (EC_PUBLIC_KEY, Some(SECP256R1)) => Ok(Self::EcdhP256Sha256Kdf),
+            (EC_PUBLIC_KEY, Some(SECP384R1)) => Ok(Self::EcdhP384Sha384Kdf),
+            (EC_PUBLIC_KEY, Some(SECP521R1)) => Ok(Self::EcdhP521Sha512Kdf),
+            _ => Err(Error::Certificate(format!(
+                "recipient \"{}\" has a key that cannot receive encrypted mail \
+                 (RSA, or EC on P-256, P-384 or P-521)",
+                certificate.subject()
+            ))),
+        }
     }
 }
 
@@ -288,7 +340,10 @@ pub(crate) struct OaepParams {
 impl KeyManagement {
     pub(crate) fn identifier(self) -> Result<AlgorithmIdentifierOwned> {
         match self {
-            Self::EcdhP256Sha256Kdf | Self::EcdhP256Sha1Kdf => Err(Error::UnsupportedAlgorithm {
+            Self::EcdhP256Sha256Kdf
+            | Self::EcdhP256Sha1Kdf
+            | Self::EcdhP384Sha384Kdf
+            | Self::EcdhP521Sha512Kdf => Err(Error::UnsupportedAlgorithm {
                 what: "key transport (ECDH is key agreement)",
                 oid: EC_PUBLIC_KEY.to_string(),
             }),
@@ -423,7 +478,7 @@ impl PssParams {
             .ok_or_else(|| Error::cms("RSASSA-PSS-params", "parameters missing"))?
             .decode_as()
             .map_err(|e| Error::cms("RSASSA-PSS-params", e))?;
-        // Absent hash means SHA-1, which is not accepted for signatures.
+        // Absent hash means SHA-1: verified, and reported as weak.
         let hash = p.hash.map(|h| h.oid).unwrap_or(SHA_1);
         let digest = DigestAlgorithm::from_oid(&hash)?;
         let mgf_hash = p

@@ -76,8 +76,10 @@ impl TryFrom<CertificateWithKey> for Decryptor {
 impl Decryptor {
     /// A decryptor for `key`, whose certificate is `certificate`.
     pub fn new(key: PrivateKey, certificate: Certificate) -> Result<Self> {
-        if key.rsa_decrypting_key().is_none() && key.ecdh_p256_key().is_none() {
-            return Err(Error::Key("only RSA and P-256 keys can decrypt".into()));
+        if key.rsa_decrypting_key().is_none() && key.ecdh_key().is_none() {
+            return Err(Error::Key(
+                "only RSA and EC (P-256, P-384, P-521) keys can decrypt".into(),
+            ));
         }
         if certificate.public_key().2 != key.public_key_bits() {
             return Err(Error::Key(
@@ -240,8 +242,8 @@ impl Decryptor {
                 let Some(ek) = ecdh::encrypted_key_for(kari, &self.certificate) else {
                     continue;
                 };
-                let private = self.key.ecdh_p256_key().ok_or(Error::DecryptionFailed)?;
-                let cek = ecdh::unwrap_key(kari, ek, private)?;
+                let (private, curve) = self.key.ecdh_key().ok_or(Error::DecryptionFailed)?;
+                let cek = ecdh::unwrap_key(kari, ek, private, curve)?;
                 if cek.len() != expected {
                     return Err(Error::DecryptionFailed);
                 }
@@ -274,9 +276,10 @@ impl Decryptor {
                     .map(|(r, f)| (r & ok) | (f & !ok))
                     .collect())
             }
-            KeyManagement::EcdhP256Sha256Kdf | KeyManagement::EcdhP256Sha1Kdf => {
-                Err(Error::DecryptionFailed)
-            }
+            KeyManagement::EcdhP256Sha256Kdf
+            | KeyManagement::EcdhP256Sha1Kdf
+            | KeyManagement::EcdhP384Sha384Kdf
+            | KeyManagement::EcdhP521Sha512Kdf => Err(Error::DecryptionFailed),
             KeyManagement::RsaOaepSha1 | KeyManagement::RsaOaepSha256 => {
                 let alg = if transport == KeyManagement::RsaOaepSha1 {
                     &OAEP_SHA1_MGF1SHA1

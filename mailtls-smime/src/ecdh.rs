@@ -1,10 +1,12 @@
 //! ECDH key agreement recipients (RFC 5753 section 3.1): ephemeral-static
-//! P-256, the ANSI X9.63 KDF over ECC-CMS-SharedInfo, and AES key wrap.
+//! on P-256, P-384 or P-521, the ANSI X9.63 KDF over ECC-CMS-SharedInfo
+//! (SHA-1, SHA-256, SHA-384 or SHA-512 read; the hash matching the curve
+//! written), and AES key wrap.
 //!
 //! Written here because the `cms` crate's builder wraps the key under an
 //! all-zero key-encryption key (see the crate notes).
 
-use aws_lc_rs::agreement::{self, ECDH_P256, EphemeralPrivateKey, UnparsedPublicKey};
+use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey};
 use aws_lc_rs::digest;
 use aws_lc_rs::key_wrap::{AES_128, AES_256, AesKek, KeyWrap};
 use aws_lc_rs::rand::SystemRandom;
@@ -18,9 +20,10 @@ use der::asn1::{Any, BitString, OctetString};
 use der::{Encode, Sequence};
 use spki::AlgorithmIdentifierOwned;
 
-use crate::algorithms::{EC_PUBLIC_KEY, KeyManagement, SECP256R1};
+use crate::algorithms::{EC_PUBLIC_KEY, KeyManagement};
 use crate::cert::Certificate;
 use crate::error::{Error, Result};
+use crate::key::EcCurve;
 
 const STD_DH_SHA1_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.133.16.840.63.0.2");
 const STD_DH_SHA256_KDF: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.1.11.1");
@@ -99,7 +102,18 @@ fn wrap_params(
     }
 }
 
-/// Builds the KeyAgreeRecipientInfo delivering `cek` to `cert` (P-256).
+/// The curve an ECDH method works on (`None`: not ECDH).
+pub(crate) fn curve_of(method: KeyManagement) -> Option<EcCurve> {
+    match method {
+        KeyManagement::EcdhP256Sha1Kdf | KeyManagement::EcdhP256Sha256Kdf => Some(EcCurve::P256),
+        KeyManagement::EcdhP384Sha384Kdf => Some(EcCurve::P384),
+        KeyManagement::EcdhP521Sha512Kdf => Some(EcCurve::P521),
+        _ => None,
+    }
+}
+
+/// Builds the KeyAgreeRecipientInfo delivering `cek` to `cert`, on the
+/// method's curve.
 pub(crate) fn recipient_info(
     cert: &Certificate,
     method: KeyManagement,
@@ -108,17 +122,23 @@ pub(crate) fn recipient_info(
     let scheme = match method {
         KeyManagement::EcdhP256Sha1Kdf => STD_DH_SHA1_KDF,
         KeyManagement::EcdhP256Sha256Kdf => STD_DH_SHA256_KDF,
+        KeyManagement::EcdhP384Sha384Kdf => STD_DH_SHA384_KDF,
+        KeyManagement::EcdhP521Sha512Kdf => STD_DH_SHA512_KDF,
         _ => return Err(Error::Crypto("not an ECDH method")),
     };
-    let (alg, curve, point) = cert.public_key();
-    if alg != EC_PUBLIC_KEY || curve != Some(SECP256R1) {
+    let curve = curve_of(method).ok_or(Error::Crypto("not an ECDH method"))?;
+    let (alg, cert_curve, point) = cert.public_key();
+    if alg != EC_PUBLIC_KEY || EcCurve::from_oid(cert_curve) != Some(curve) {
         return Err(Error::Certificate(format!(
-            "recipient \"{}\" has no P-256 key for ECDH",
-            cert.subject()
+            "recipient \"{}\" has no {} key for ECDH",
+            cert.subject(),
+            curve.name()
         )));
     }
-    // The key-encryption key is as strong as the content key.
-    let wrap_oid = if cek.len() > 16 {
+    // The key-encryption key is as strong as the content key, and at
+    // least AES-256 on the larger curves (RFC 5753 section 8 pairs P-384
+    // and P-521 with AES-256).
+    let wrap_oid = if cek.len() > 16 || curve != EcCurve::P256 {
         AES256_WRAP
     } else {
         AES128_WRAP
@@ -130,13 +150,13 @@ pub(crate) fn recipient_info(
     };
     let crypto = |_| Error::Crypto("ECDH key agreement");
     let ephemeral =
-        EphemeralPrivateKey::generate(&ECDH_P256, &SystemRandom::new()).map_err(crypto)?;
+        EphemeralPrivateKey::generate(curve.agreement(), &SystemRandom::new()).map_err(crypto)?;
     let eph_public = ephemeral.compute_public_key().map_err(crypto)?;
     let hash = kdf_hash(scheme)?;
     let kek = agreement::agree_ephemeral(
         ephemeral,
-        UnparsedPublicKey::new(&ECDH_P256, point),
-        Error::Certificate("recipient P-256 public key rejected".into()),
+        UnparsedPublicKey::new(curve.agreement(), point),
+        Error::Certificate(format!("recipient {} public key rejected", curve.name())),
         |z| derive_kek(hash, z, &wrap_alg, None, kek_len),
     )?;
     let kek = AesKek::new(wrap_cipher, &kek).map_err(crypto)?;
@@ -186,11 +206,13 @@ pub(crate) fn encrypted_key_for<'a>(
 }
 
 /// Recovers the content key from a KeyAgreeRecipientInfo with our static
-/// P-256 key. Every cryptographic failure is [`Error::DecryptionFailed`].
+/// key on `curve`. Every cryptographic failure is
+/// [`Error::DecryptionFailed`].
 pub(crate) fn unwrap_key(
     kari: &KeyAgreeRecipientInfo,
     encrypted_key: &OctetString,
     private: &agreement::PrivateKey,
+    curve: EcCurve,
 ) -> Result<Vec<u8>> {
     let OriginatorIdentifierOrKey::OriginatorKey(originator) = &kari.originator else {
         return Err(Error::UnsupportedAlgorithm {
@@ -220,7 +242,7 @@ pub(crate) fn unwrap_key(
         .ok_or_else(|| Error::cms("originatorKey", "unused bits in public key"))?;
     let kek = agreement::agree(
         private,
-        UnparsedPublicKey::new(&ECDH_P256, point),
+        UnparsedPublicKey::new(curve.agreement(), point),
         Error::DecryptionFailed,
         |z| derive_kek(hash, z, &wrap_alg, kari.ukm.as_ref(), kek_len),
     )?;

@@ -15,12 +15,13 @@ use x509_cert::ext::pkix::KeyUsages;
 
 use crate::algorithms::{
     ContentEncryption, EC_PUBLIC_KEY, ID_AUTH_ENVELOPED_DATA, ID_ENVELOPED_DATA, KeyManagement,
-    RSA_ENCRYPTION, SECP256R1,
+    RSA_ENCRYPTION,
 };
 use crate::cert::Certificate;
 use crate::ecdh;
 use crate::envelope::{self, AuthEnvelopedData};
 use crate::error::{Error, Result};
+use crate::key::EcCurve;
 use crate::mime::{build, canon};
 use crate::sign::set_of;
 
@@ -45,7 +46,8 @@ impl Encryptor {
     }
 
     /// Adds a recipient. RSA key transport needs an RSA certificate whose
-    /// key usage (if present) allows keyEncipherment; ECDH needs a P-256
+    /// key usage (if present) allows keyEncipherment; ECDH needs a certificate
+    /// on the method's curve (P-256, P-384 or P-521)
     /// certificate whose key usage (if present) allows keyAgreement.
     pub fn add_recipient(
         &mut self,
@@ -55,7 +57,7 @@ impl Encryptor {
         let (alg, curve, _) = certificate.public_key();
         let (usable, usage, usage_name) = if transport.is_key_agreement() {
             (
-                alg == EC_PUBLIC_KEY && curve == Some(SECP256R1),
+                alg == EC_PUBLIC_KEY && ecdh::curve_of(transport) == EcCurve::from_oid(curve),
                 KeyUsages::KeyAgreement,
                 "keyAgreement",
             )
@@ -199,7 +201,10 @@ fn key_trans(
             let mut out = vec![0u8; k.ciphertext_size()];
             k.encrypt(cek, &mut out).map_err(crypto)?.to_vec()
         }
-        KeyManagement::EcdhP256Sha256Kdf | KeyManagement::EcdhP256Sha1Kdf => {
+        KeyManagement::EcdhP256Sha256Kdf
+        | KeyManagement::EcdhP256Sha1Kdf
+        | KeyManagement::EcdhP384Sha384Kdf
+        | KeyManagement::EcdhP521Sha512Kdf => {
             return Err(Error::Crypto("ECDH is not key transport"));
         }
         KeyManagement::RsaOaepSha1 | KeyManagement::RsaOaepSha256 => {

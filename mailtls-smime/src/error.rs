@@ -16,6 +16,16 @@ pub enum Error {
     /// kind the operation needs.
     #[error("not an S/MIME message of the expected kind: {0}")]
     NotSmime(String),
+    /// A body declared `Content-Transfer-Encoding: base64` is not valid
+    /// base64, so the CMS inside was never looked at.
+    #[error("invalid base64 in the {part} body: {detail}")]
+    Base64 {
+        /// Which body: `signature part`, `application/pkcs7-mime`, ...
+        part: &'static str,
+        /// What is wrong and where (line and column of the body, or the
+        /// decoder's reason).
+        detail: String,
+    },
     /// A CMS structure could not be decoded or encoded.
     #[error("CMS {structure}: {detail}")]
     Cms {

@@ -11,26 +11,100 @@ use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use spki::AlgorithmIdentifierOwned;
 
-use crate::algorithms::{DigestAlgorithm, ED25519, PssParams, RSA_ENCRYPTION};
+use crate::algorithms::{
+    DigestAlgorithm, ED25519, PssParams, RSA_ENCRYPTION, SECP256R1, SECP384R1, SECP521R1,
+};
 use crate::error::{Error, Result};
 
 const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const ECDSA_WITH_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+
+/// The NIST curves an EC key may be on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EcCurve {
+    P256,
+    P384,
+    P521,
+}
+
+impl EcCurve {
+    const ALL: [Self; 3] = [Self::P256, Self::P384, Self::P521];
+
+    fn signing(self) -> &'static signature::EcdsaSigningAlgorithm {
+        match self {
+            Self::P256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            Self::P384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            Self::P521 => &signature::ECDSA_P521_SHA512_ASN1_SIGNING,
+        }
+    }
+
+    /// The ECDH algorithm on this curve.
+    pub(crate) fn agreement(self) -> &'static agreement::Algorithm {
+        match self {
+            Self::P256 => &agreement::ECDH_P256,
+            Self::P384 => &agreement::ECDH_P384,
+            Self::P521 => &agreement::ECDH_P521,
+        }
+    }
+
+    /// The curve's object identifier (namedCurve).
+    pub(crate) fn oid(self) -> ObjectIdentifier {
+        match self {
+            Self::P256 => SECP256R1,
+            Self::P384 => SECP384R1,
+            Self::P521 => SECP521R1,
+        }
+    }
+
+    /// The curve of a namedCurve identifier.
+    pub(crate) fn from_oid(oid: Option<ObjectIdentifier>) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| Some(c.oid()) == oid)
+    }
+
+    /// The digest a signature on this curve uses (RFC 5753 / RFC 8551
+    /// pairing: the curve's strength).
+    fn digest(self) -> DigestAlgorithm {
+        match self {
+            Self::P256 => DigestAlgorithm::Sha256,
+            Self::P384 => DigestAlgorithm::Sha384,
+            Self::P521 => DigestAlgorithm::Sha512,
+        }
+    }
+
+    fn signature_oid(self) -> ObjectIdentifier {
+        match self {
+            Self::P256 => ECDSA_WITH_SHA256,
+            Self::P384 => ECDSA_WITH_SHA384,
+            Self::P521 => ECDSA_WITH_SHA512,
+        }
+    }
+
+    /// Its name in messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::P256 => "P-256",
+            Self::P384 => "P-384",
+            Self::P521 => "P-521",
+        }
+    }
+}
 
 enum Inner {
     Rsa {
         sign: RsaKeyPair,
         decrypt: PrivateDecryptingKey,
     },
-    P256 {
+    /// ECDSA for signing and ECDH (same key) for decryption.
+    Ec {
+        curve: EcCurve,
         sign: EcdsaKeyPair,
         agree: agreement::PrivateKey,
     },
-    P384(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
 }
 
-/// A private key: RSA, ECDSA P-256 / P-384 or Ed25519.
+/// A private key: RSA, ECDSA P-256 / P-384 / P-521 or Ed25519.
 ///
 /// Made from PKCS #8 DER or PEM, or from a `rustls_pki_types::PrivateKeyDer`
 /// (`TryFrom`, [`PrivateKey::from_der`]) as rustls and mailtls-core hold it.
@@ -80,8 +154,7 @@ impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.inner {
             Inner::Rsa { .. } => "RSA",
-            Inner::P256 { .. } => "ECDSA P-256",
-            Inner::P384(_) => "ECDSA P-384",
+            Inner::Ec { curve, .. } => curve.name(),
             Inner::Ed25519(_) => "Ed25519",
         };
         f.debug_struct("PrivateKey").field("kind", &kind).finish()
@@ -98,18 +171,10 @@ impl PrivateKey {
                 inner: Inner::Rsa { sign, decrypt },
             });
         }
-        if let Ok(sign) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der)
-        {
-            let agree = agreement::PrivateKey::from_private_key_der(&agreement::ECDH_P256, der)
-                .map_err(|e| Error::Key(format!("P-256 key unusable for ECDH: {e}")))?;
-            return Ok(Self {
-                inner: Inner::P256 { sign, agree },
-            });
-        }
-        if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
-            return Ok(Self {
-                inner: Inner::P384(k),
-            });
+        for curve in EcCurve::ALL {
+            if let Ok(sign) = EcdsaKeyPair::from_pkcs8(curve.signing(), der) {
+                return Self::ec(curve, sign, der);
+            }
         }
         if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
             return Ok(Self {
@@ -117,7 +182,7 @@ impl PrivateKey {
             });
         }
         Err(Error::Key(
-            "not a PKCS #8 RSA, ECDSA P-256/P-384 or Ed25519 key".into(),
+            "not a PKCS #8 RSA, ECDSA P-256/P-384/P-521 or Ed25519 key".into(),
         ))
     }
 
@@ -136,25 +201,24 @@ impl PrivateKey {
         }
     }
 
-    /// Loads an RFC 5915 ECPrivateKey (SEC1) on P-256 or P-384.
+    /// Loads an RFC 5915 ECPrivateKey (SEC1) on P-256, P-384 or P-521.
     fn from_sec1_der(der: &[u8]) -> Result<Self> {
-        if let Ok(sign) =
-            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der)
-        {
-            let agree = agreement::PrivateKey::from_private_key_der(&agreement::ECDH_P256, der)
-                .map_err(|e| Error::Key(format!("P-256 key unusable for ECDH: {e}")))?;
-            return Ok(Self {
-                inner: Inner::P256 { sign, agree },
-            });
+        for curve in EcCurve::ALL {
+            if let Ok(sign) = EcdsaKeyPair::from_private_key_der(curve.signing(), der) {
+                return Self::ec(curve, sign, der);
+            }
         }
-        if let Ok(k) =
-            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der)
-        {
-            return Ok(Self {
-                inner: Inner::P384(k),
-            });
-        }
-        Err(Error::Key("not a SEC1 ECDSA P-256/P-384 key".into()))
+        Err(Error::Key("not a SEC1 ECDSA P-256/P-384/P-521 key".into()))
+    }
+
+    /// An EC key from its signing half and the DER (PKCS #8 or SEC1) the
+    /// ECDH half is read from.
+    fn ec(curve: EcCurve, sign: EcdsaKeyPair, der: &[u8]) -> Result<Self> {
+        let agree = agreement::PrivateKey::from_private_key_der(curve.agreement(), der)
+            .map_err(|e| Error::Key(format!("{} key unusable for ECDH: {e}", curve.name())))?;
+        Ok(Self {
+            inner: Inner::Ec { curve, sign, agree },
+        })
     }
 
     /// Loads the first private key block of a PEM text: `PRIVATE KEY`
@@ -167,18 +231,22 @@ impl PrivateKey {
     }
 
     /// The digest a signature with this key uses by default: SHA-256 for RSA
-    /// and P-256, SHA-384 for P-384, SHA-512 for Ed25519 (RFC 8419).
+    /// and P-256, SHA-384 for P-384, SHA-512 for P-521 and Ed25519 (RFC 8419).
     pub fn default_digest(&self) -> DigestAlgorithm {
-        match self.inner {
-            Inner::Rsa { .. } | Inner::P256 { .. } => DigestAlgorithm::Sha256,
-            Inner::P384(_) => DigestAlgorithm::Sha384,
+        match &self.inner {
+            Inner::Rsa { .. } => DigestAlgorithm::Sha256,
+            Inner::Ec { curve, .. } => curve.digest(),
             Inner::Ed25519(_) => DigestAlgorithm::Sha512,
         }
     }
 
     /// Whether the key can sign with this digest (ECDSA and Ed25519 keys are
     /// bound to one).
+    /// Never SHA-1: it is read, not written.
     pub fn supports_digest(&self, digest: DigestAlgorithm) -> bool {
+        if digest.is_weak() {
+            return false;
+        }
         match self.inner {
             Inner::Rsa { .. } => true,
             _ => digest == self.default_digest(),
@@ -194,14 +262,15 @@ impl PrivateKey {
     pub(crate) fn public_key_bits(&self) -> &[u8] {
         match &self.inner {
             Inner::Rsa { sign, .. } => sign.public_key().as_ref(),
-            Inner::P256 { sign: k, .. } | Inner::P384(k) => k.public_key().as_ref(),
+            Inner::Ec { sign: k, .. } => k.public_key().as_ref(),
             Inner::Ed25519(k) => k.public_key().as_ref(),
         }
     }
 
-    pub(crate) fn ecdh_p256_key(&self) -> Option<&agreement::PrivateKey> {
+    /// The ECDH key and its curve (EC keys only).
+    pub(crate) fn ecdh_key(&self) -> Option<(&agreement::PrivateKey, EcCurve)> {
         match &self.inner {
-            Inner::P256 { agree, .. } => Some(agree),
+            Inner::Ec { agree, curve, .. } => Some((agree, *curve)),
             _ => None,
         }
     }
@@ -220,10 +289,14 @@ impl PrivateKey {
         rsa_pss: bool,
         data: &[u8],
     ) -> Result<(AlgorithmIdentifierOwned, Vec<u8>)> {
+        if digest.is_weak() {
+            return Err(weak_digest(digest));
+        }
         let rng = SystemRandom::new();
         match &self.inner {
             Inner::Rsa { sign, .. } => {
                 let enc = match (rsa_pss, digest) {
+                    (_, DigestAlgorithm::Sha1) => return Err(weak_digest(digest)),
                     (false, DigestAlgorithm::Sha256) => &signature::RSA_PKCS1_SHA256,
                     (false, DigestAlgorithm::Sha384) => &signature::RSA_PKCS1_SHA384,
                     (false, DigestAlgorithm::Sha512) => &signature::RSA_PKCS1_SHA512,
@@ -247,7 +320,7 @@ impl PrivateKey {
                     sig,
                 ))
             }
-            Inner::P256 { sign: k, .. } | Inner::P384(k) => {
+            Inner::Ec { sign: k, curve, .. } => {
                 if !self.supports_digest(digest) {
                     return Err(Error::Key(format!(
                         "this ECDSA key signs with {:?} only",
@@ -257,14 +330,9 @@ impl PrivateKey {
                 let sig = k
                     .sign(&rng, data)
                     .map_err(|_| Error::Crypto("ECDSA signature"))?;
-                let oid = if matches!(self.inner, Inner::P256 { .. }) {
-                    ECDSA_WITH_SHA256
-                } else {
-                    ECDSA_WITH_SHA384
-                };
                 Ok((
                     AlgorithmIdentifierOwned {
-                        oid,
+                        oid: curve.signature_oid(),
                         parameters: None,
                     },
                     sig.as_ref().to_vec(),
@@ -281,5 +349,13 @@ impl PrivateKey {
                 ))
             }
         }
+    }
+}
+
+/// The refusal to sign with a weak digest (SHA-1).
+pub(crate) fn weak_digest(digest: DigestAlgorithm) -> Error {
+    Error::UnsupportedAlgorithm {
+        what: "digest (too weak to sign with; accepted when verifying only)",
+        oid: digest.oid().to_string(),
     }
 }

@@ -4,6 +4,7 @@
 mod algorithms;
 mod ber;
 mod cert;
+mod cosign;
 mod decrypt;
 mod ecdh;
 mod encrypt;
@@ -27,4 +28,6 @@ pub use error::{Error, Result};
 pub use key::PrivateKey;
 pub use open::{Opened, OpenedLayer, open};
 pub use sign::{SignatureForm, Signer};
-pub use verify::{Check, Failure, SignerReport, Verified, Verifier, VerifyReport};
+pub use verify::{
+    Check, Failure, SignerReport, Verdict, Verified, Verifier, VerifyReport, WeakAlgorithm,
+};

@@ -181,7 +181,13 @@ impl Signer {
 
     /// Chooses the digest (RSA keys only; ECDSA and Ed25519 keys are bound
     /// to theirs).
+    ///
+    /// SHA-1 is refused ([`Error::UnsupportedAlgorithm`]): it is verified,
+    /// never signed with.
     pub fn with_digest(mut self, digest: DigestAlgorithm) -> Result<Self> {
+        if digest.is_weak() {
+            return Err(crate::key::weak_digest(digest));
+        }
         if !self.key.supports_digest(digest) {
             return Err(Error::Key(format!(
                 "this key signs with {:?} only",

@@ -14,7 +14,7 @@ use gateway_common::{Issued, Spec, TestCa, openssl_cms as openssl};
 use mailtls_smime::gateway::{
     Address, Envelope, FileStorage, Gateway, HarvestMode, HarvestOutcome, IncomingOutcome,
     IncomingRules, KeyStore, NotEncrypted, NotSigned, OutgoingOutcome, OutgoingRules, PartnerStore,
-    SenderAuth, SignatureStatus,
+    SenderAuth, SignatureStatus, SubjectMarks, WeakSignatures,
 };
 use mailtls_smime::{Certificate, ContentEncryption};
 use tempfile::TempDir;
@@ -267,9 +267,32 @@ async fn sign_harvest_encrypt_reply_decrypt_between_two_gateways() {
 
 #[tokio::test]
 async fn partner_without_gcm_gets_cbc_readable_by_openssl() {
+    partner_gets_cbc_readable_by_openssl(Spec::rsa(&["carol@other.example"])).await;
+}
+
+/// Partners on P-384 and P-521 get ECDH with the KDF matching their curve,
+/// which OpenSSL decrypts.
+#[tokio::test]
+async fn p384_and_p521_partners_get_mail_openssl_decrypts() {
+    for alg in [
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+        &rcgen::PKCS_ECDSA_P521_SHA512,
+    ] {
+        partner_gets_cbc_readable_by_openssl(Spec {
+            alg,
+            ..Spec::email(&["carol@other.example"])
+        })
+        .await;
+    }
+}
+
+/// Carol (certificate from `carol`) signs with OpenSSL, B harvests her
+/// certificate, and B's reply, encrypted to her with AES-256-CBC (her
+/// OpenSSL capabilities list no GCM), opens and verifies in OpenSSL.
+async fn partner_gets_cbc_readable_by_openssl(carol: Spec) {
     let ca = TestCa::new();
     let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
-    let carol = ca.issue(&Spec::rsa(&["carol@other.example"]));
+    let carol = ca.issue(&carol);
     let (dir_b, files) = (private_dir(), private_dir());
     let mut gb = gateway(dir_b.path(), &ca, &bob, HarvestMode::Automatic).await;
     let now = SystemTime::now();
@@ -710,4 +733,174 @@ async fn split_delivery_of_a_plain_message_is_one_copy() {
     assert_eq!(copies[0].recipients, env.recipients);
     // The forged mark is gone.
     assert_eq!(subject(&copies[0].outcome.message), "hi");
+}
+
+/// `openssl cms -sign -md DIGEST` by `signer` over a text body: the whole
+/// message from alice@corp.example with `subject`.
+fn openssl_signed(signer: &Issued, digest: &str, subject: &str) -> Vec<u8> {
+    let dir = private_dir();
+    write(dir.path(), "c.pem", signer.pem.as_bytes());
+    write(dir.path(), "k.pem", signer.key_pem.as_bytes());
+    write(
+        dir.path(),
+        "body",
+        b"Content-Type: text/plain\r\n\r\nPay invoice 42.\r\n",
+    );
+    let signed = openssl(
+        dir.path(),
+        &[
+            "-sign", "-md", digest, "-signer", "c.pem", "-inkey", "k.pem", "-in", "body",
+        ],
+    );
+    let mut message =
+        format!("From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: {subject}\r\n")
+            .into_bytes();
+    message.extend_from_slice(&signed);
+    message
+}
+
+fn weak_envelope() -> Envelope {
+    envelope("alice@corp.example", "bob@partner.example")
+}
+
+#[tokio::test]
+async fn sha1_signature_gets_the_weak_mark_not_the_signed_one() {
+    let ca = TestCa::new();
+    let alice = ca.issue(&Spec::rsa(&["alice@corp.example"]));
+    let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
+    let dir = private_dir();
+    let gb = gateway(dir.path(), &ca, &bob, HarvestMode::Automatic).await;
+    let now = SystemTime::now();
+
+    // A sender who writes the weak mark (or the signed one) in the Subject
+    // gets it removed before the gateway's own.
+    let message = openssl_signed(&alice, "sha1", "[Weak Signature] [signed] Invoice");
+    let out = gb
+        .process_incoming(&message, &weak_envelope(), now)
+        .unwrap();
+    assert_eq!(
+        out.summary.result.signature,
+        Some(SignatureStatus::ValidWeak {
+            signer: Address::parse("alice@corp.example").unwrap(),
+            algorithm: "SHA-1".into(),
+        })
+    );
+    assert_eq!(subject(&out.message), "[weak signature] Invoice");
+    let headers = header_block(&out.message);
+    assert!(
+        headers.contains("X-Mailtls-Signed: weak; signer=alice@corp.example; algorithm=\"SHA-1\""),
+        "{headers}"
+    );
+    assert!(out.harvest.is_none(), "a weak signature is not harvested");
+
+    // The same signer over SHA-256 is plainly valid (and harvested); a
+    // tampered SHA-1 message is invalid, not weak.
+    for (digest, tamper, valid, mark) in [
+        ("sha256", false, true, "[signed] Invoice"),
+        ("sha1", true, false, "[signature invalid] Invoice"),
+    ] {
+        let mut message = openssl_signed(&alice, digest, "Invoice");
+        if tamper {
+            message = String::from_utf8(message)
+                .unwrap()
+                .replace("invoice 42", "invoice 99")
+                .into_bytes();
+        }
+        let out = gb
+            .process_incoming(&message, &weak_envelope(), now)
+            .unwrap();
+        let status = out.summary.result.signature.clone();
+        if valid {
+            assert!(
+                matches!(status, Some(SignatureStatus::Valid { .. })),
+                "{status:?}"
+            );
+        } else {
+            assert!(
+                matches!(status, Some(SignatureStatus::Invalid { .. })),
+                "{status:?}"
+            );
+        }
+        assert_eq!(subject(&out.message), mark);
+        assert_eq!(out.harvest.is_some(), valid);
+    }
+}
+
+#[tokio::test]
+async fn weak_signatures_can_be_treated_as_unsigned_or_get_a_configured_mark() {
+    let ca = TestCa::new();
+    let alice = ca.issue(&Spec::rsa(&["alice@corp.example"]));
+    let bob = ca.issue(&Spec::email(&["bob@partner.example"]));
+    let now = SystemTime::now();
+    let message = openssl_signed(&alice, "sha1", "[weak signature] Invoice");
+
+    let dir = private_dir();
+    let mut unsigned = gateway(dir.path(), &ca, &bob, HarvestMode::Automatic).await;
+    unsigned.incoming = IncomingRules::default()
+        .with_harvest(true)
+        .with_weak_signatures(WeakSignatures::Unsigned);
+    let out = unsigned
+        .process_incoming(&message, &weak_envelope(), now)
+        .unwrap();
+    assert_eq!(out.summary.result.signature, None);
+    assert_eq!(subject(&out.message), "Invoice");
+    assert!(
+        !header_block(&out.message).contains("X-Mailtls-Signed"),
+        "{}",
+        header_block(&out.message)
+    );
+    assert!(out.harvest.is_none());
+
+    let dir = private_dir();
+    let marks = SubjectMarks::default()
+        .with_weak_signature("(SHA-1!)")
+        .unwrap();
+    let mut custom = gateway(dir.path(), &ca, &bob, HarvestMode::Automatic).await;
+    custom.incoming = IncomingRules::default().with_marks(marks);
+    let message = openssl_signed(&alice, "sha1", "(sha-1!) Invoice");
+    let out = custom
+        .process_incoming(&message, &weak_envelope(), now)
+        .unwrap();
+    assert_eq!(subject(&out.message), "(SHA-1!) Invoice");
+    assert!(SubjectMarks::default().with_weak_signature(" ").is_err());
+}
+
+/// With `rsa_pss`, the gateway signs with RSASSA-PSS for an RSA key (and
+/// as always for an EC key); OpenSSL verifies both.
+#[tokio::test]
+async fn rsa_pss_signing_from_the_gateway_verifies_in_openssl() {
+    let ca = TestCa::new();
+    let files = private_dir();
+    write(files.path(), "ca.pem", ca.pem.as_bytes());
+    let now = SystemTime::now();
+    for (spec, pss_expected) in [
+        (Spec::rsa(&["alice@corp.example"]), true),
+        (Spec::email(&["alice@corp.example"]), false),
+    ] {
+        let alice = ca.issue(&spec);
+        let dir = private_dir();
+        let mut ga = gateway(dir.path(), &ca, &alice, HarvestMode::Automatic).await;
+        ga.outgoing = OutgoingRules::default().with_rsa_pss(true);
+        let (signed, summary) = deliver(
+            ga.process_outgoing(
+                b"From: alice@corp.example\r\nTo: bob@partner.example\r\nSubject: pss\r\n\r\nSigned with PSS\r\n",
+                &envelope("alice@corp.example", "bob@partner.example"),
+                auth("alice@corp.example"),
+                now,
+            )
+            .unwrap(),
+        );
+        assert!(summary.signed.is_ok(), "{summary:?}");
+        write(files.path(), "signed.eml", &signed);
+        let content = openssl(
+            files.path(),
+            &["-verify", "-in", "signed.eml", "-CAfile", "ca.pem"],
+        );
+        assert!(String::from_utf8_lossy(&content).contains("Signed with PSS"));
+        let printed = openssl(files.path(), &["-cmsout", "-print", "-in", "signed.eml"]);
+        assert_eq!(
+            String::from_utf8_lossy(&printed).contains("rsassaPss"),
+            pss_expected
+        );
+    }
 }

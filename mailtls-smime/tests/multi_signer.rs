@@ -173,3 +173,98 @@ fn the_same_signer_is_not_added_twice() {
     assert_eq!(signer.signer_count(), 1);
     assert_eq!(signer.micalg(), "sha-256");
 }
+
+/// `openssl cms -sign` (or `-resign`) of `message` by `u`, with `extra`
+/// arguments; the whole message.
+fn openssl_signs(u: &User, args: &[&str], message: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "u.pem", u.cert_pem.as_bytes());
+    let key = write(dir.path(), "u.key", u.key_pem.as_bytes());
+    let mut all = args.to_vec();
+    all.extend_from_slice(&[
+        "-signer",
+        cert.to_str().unwrap(),
+        "-inkey",
+        key.to_str().unwrap(),
+    ]);
+    let (ok, out, err) = openssl_cms(&all, message);
+    assert!(ok, "openssl cms {args:?}: {err}");
+    out
+}
+
+/// OpenSSL signs (detached, opaque, streamed BER), we co-sign with the
+/// gateway's RSA key (PKCS #1 v1.5 and RSA-PSS, SHA-512): OpenSSL and we
+/// verify both signers. A co-signature is refused over content the
+/// existing signature does not cover.
+#[test]
+fn we_cosign_what_openssl_signed() {
+    let w = world();
+    let headers = b"From: Alice <alice@example.org>\r\nSender: gateway@example.org\r\nTo: bob@example.net\r\nSubject: two signers\r\n";
+    let body = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\nsigned twice.\r\n";
+    for (args, pss) in [
+        (&["-sign"][..], false),
+        (&["-sign", "-nodetach"][..], true),
+        (&["-sign", "-nodetach", "-stream"][..], false),
+    ] {
+        let mut signed = headers.to_vec();
+        signed.extend_from_slice(&openssl_signs(&w.alice, args, body));
+        let mut gateway = Signer::new(w.gateway.key(), vec![w.gateway.certificate()])
+            .unwrap()
+            .with_digest(DigestAlgorithm::Sha512)
+            .unwrap();
+        if pss {
+            gateway = gateway.with_rsa_pss().unwrap();
+        }
+        let cosigned = gateway.cosign_message(&signed).unwrap();
+        assert_openssl_names_both(&w, &cosigned);
+        let v = Verifier::new(vec![Certificate::from_der(&w.ca.der).unwrap()])
+            .verify_message(&cosigned)
+            .unwrap();
+        assert_two_valid(&v.report, &w);
+        if args.len() == 1 {
+            let text = String::from_utf8_lossy(&cosigned);
+            assert!(text.contains("micalg=\"sha-256,sha-512\""), "{text}");
+        }
+    }
+    // Tampered content: the existing signature does not cover it.
+    let mut signed = headers.to_vec();
+    signed.extend_from_slice(&openssl_signs(&w.alice, &["-sign"], body));
+    let tampered = String::from_utf8(signed)
+        .unwrap()
+        .replace("signed twice.", "signed thrice.");
+    let err = Signer::new(w.gateway.key(), vec![w.gateway.certificate()])
+        .unwrap()
+        .cosign_message(tampered.as_bytes())
+        .unwrap_err();
+    assert!(matches!(err, mailtls_smime::Error::NotSmime(_)), "{err}");
+    // An unsigned message cannot be co-signed.
+    assert!(
+        Signer::new(w.gateway.key(), vec![w.gateway.certificate()])
+            .unwrap()
+            .cosign_message(MESSAGE)
+            .is_err()
+    );
+}
+
+/// We sign, OpenSSL co-signs (`cms -resign`): both signers verify here and
+/// in OpenSSL.
+#[test]
+fn openssl_cosigns_what_we_signed() {
+    let w = world();
+    for form in [SignatureForm::Detached, SignatureForm::Opaque] {
+        let ours = Signer::new(w.alice.key(), vec![w.alice.certificate()])
+            .unwrap()
+            .with_form(form)
+            .sign_message(TWO_ADDRESSES)
+            .unwrap();
+        // OpenSSL writes the MIME entity only: the outer headers go back on.
+        let mut resigned =
+            b"From: Alice <alice@example.org>\r\nSender: gateway@example.org\r\n".to_vec();
+        resigned.extend_from_slice(&openssl_signs(&w.gateway, &["-resign"], &ours));
+        assert_openssl_names_both(&w, &resigned);
+        let v = Verifier::new(vec![Certificate::from_der(&w.ca.der).unwrap()])
+            .verify_message(&resigned)
+            .unwrap();
+        assert_two_valid(&v.report, &w);
+    }
+}

@@ -4,7 +4,8 @@
 mod support;
 
 use mailtls_smime::{
-    Certificate, DigestAlgorithm, Failure, SignatureForm, Signer, Verifier, VerifyReport,
+    Certificate, Check, DigestAlgorithm, Error, Failure, SignatureForm, Signer, Verdict, Verifier,
+    VerifyReport, WeakAlgorithm,
 };
 use rcgen::{
     ExtendedKeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
@@ -497,4 +498,75 @@ fn report_names_the_encryption_certificate_and_carried_certificates() {
         Some(alice.certificate())
     );
     assert_eq!(v.report.certificates, vec![alice.certificate()]);
+}
+
+/// SHA-1 signatures (Outlook, older NSS): OpenSSL writes them, we verify
+/// them as valid-but-weak, never as valid, in every form.
+#[test]
+fn openssl_sha1_signatures_are_valid_but_weak() {
+    for alg in [&PKCS_RSA_SHA256, &PKCS_ECDSA_P256_SHA256] {
+        let ca = ca(alg, "Test CA");
+        let alice = user(&ca, alg, "alice@example.org");
+        let verifier = verifier(&ca);
+        // Detached, opaque, and OpenSSL's streamed BER.
+        for extra in [&[][..], &["-nodetach"][..], &["-nodetach", "-stream"][..]] {
+            let mut args = vec!["-md", "sha1"];
+            args.extend_from_slice(extra);
+            let signed = openssl_signs(&alice, &args, BODY);
+            if extra.is_empty() {
+                let text = String::from_utf8_lossy(&signed);
+                assert!(text.contains("micalg=\"sha1\"") || text.contains("micalg=sha1"));
+            }
+            for report in [
+                verifier.verify_message(&signed).unwrap().report,
+                verifier.verify_stream(signed.as_slice()).unwrap(),
+            ] {
+                let s = &report.signers[0];
+                // Every check holds: the signature is real.
+                assert!(s.failures().is_empty(), "{:?}", s.failures());
+                assert_eq!(s.weak_algorithms, vec![WeakAlgorithm::Sha1]);
+                assert_eq!(s.verdict(), Verdict::ValidWeak(vec![WeakAlgorithm::Sha1]));
+                assert!(!s.is_valid(), "a SHA-1 signature is never plainly valid");
+                assert_eq!(
+                    report.verdict(),
+                    Verdict::ValidWeak(vec![WeakAlgorithm::Sha1])
+                );
+                assert!(!report.is_valid());
+            }
+            // A forged body still fails: weak is not "anything goes".
+            let forged = String::from_utf8_lossy(&signed)
+                .replace("signed by openssl", "signed by mallory")
+                .into_bytes();
+            if forged != signed {
+                let report = verifier.verify_message(&forged).unwrap().report;
+                assert_eq!(report.verdict(), Verdict::Invalid);
+                assert_eq!(
+                    report.signers[0].signature,
+                    Check::Failed(Failure::DigestMismatch)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn we_never_sign_with_sha1() {
+    let ca = ca(&PKCS_RSA_SHA256, "Test CA");
+    let alice = user(&ca, &PKCS_RSA_SHA256, "alice@example.org");
+    let err = signer(&alice)
+        .with_digest(DigestAlgorithm::Sha1)
+        .unwrap_err();
+    assert!(matches!(err, Error::UnsupportedAlgorithm { .. }), "{err}");
+    assert!(!alice.key().supports_digest(DigestAlgorithm::Sha1));
+    // Our SHA-256 signature is plainly valid, and OpenSSL agrees.
+    let signed = signer(&alice).sign_message(MESSAGE).unwrap();
+    assert_eq!(
+        verifier(&ca)
+            .verify_message(&signed)
+            .unwrap()
+            .report
+            .verdict(),
+        Verdict::Valid
+    );
+    openssl_verifies(&ca, &signed);
 }

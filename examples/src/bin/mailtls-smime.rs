@@ -1,15 +1,20 @@
 //! mailtls-smime: sign, verify, encrypt and decrypt a message file with the
 //! `mailtls_smime` engine, interoperable with `openssl cms`.
+//!
+//! Messages are streamed (the engine's `*_stream` API): memory stays at a
+//! few chunks whatever the message size. Output goes to a temporary file
+//! beside `--out`, renamed into place only when the command succeeded.
 
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mailtls_core::{CertInfo, KeyAlgorithm};
 use mailtls_smime::{
-    Certificate, Check, ContentEncryption, Decryptor, DigestAlgorithm, Encryptor, Failure,
-    KeyManagement, OpenedLayer, PrivateKey, SignatureForm, Signer, Verifier, VerifyReport,
+    Certificate, Check, ContentEncryption, Decryptor, DigestAlgorithm, Encryptor, Error, Failure,
+    KeyManagement, PrivateKey, SignatureForm, Signer, Verdict, Verifier, VerifyReport,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,7 +28,9 @@ use time::format_description::well_known::Rfc3339;
     args_override_self = true,
     override_usage = "\
 mailtls-smime sign    --cert CERT --key KEY [--chain PEM] [--opaque]
-                             [--digest sha256|sha512] --in FILE --out FILE
+                             [--digest sha256|sha384|sha512] [--pss] --in FILE --out FILE
+       mailtls-smime cosign  --cert CERT --key KEY [--chain PEM]
+                             [--digest sha256|sha384|sha512] [--pss] --in FILE --out FILE
        mailtls-smime verify  --ca CA [--ca CA]... --in FILE [--out FILE] [--at TIME]
        mailtls-smime encrypt --recip CERT [--recip CERT]... [--cipher CIPHER] [--oaep]
                              --in FILE --out FILE
@@ -50,9 +57,18 @@ enum Command {
         args_override_self = true,
         override_usage = "\
 mailtls-smime sign --cert CERT --key KEY [--chain PEM] [--opaque]
-                          [--digest sha256|sha512] --in FILE --out FILE"
+                          [--digest sha256|sha384|sha512] [--pss] --in FILE --out FILE"
     )]
     Sign(SignArgs),
+    /// Add a signature to a message that is already signed (in its form:
+    /// multipart/signed or opaque), keeping the signatures it has.
+    #[command(
+        args_override_self = true,
+        override_usage = "\
+mailtls-smime cosign --cert CERT --key KEY [--chain PEM]
+                            [--digest sha256|sha384|sha512] [--pss] --in FILE --out FILE"
+    )]
+    Cosign(CosignArgs),
     /// Verify a signed message against trust anchors and print the report.
     #[command(
         args_override_self = true,
@@ -78,30 +94,47 @@ mailtls-smime decrypt --cert CERT --key KEY [--ca CA]... [--at TIME]
     Decrypt(DecryptArgs),
 }
 
+/// The signing key and how it signs (sign and cosign).
 #[derive(Args)]
-struct SignArgs {
+struct SignerArgs {
     /// PEM (or DER) certificate; further certificates in the file are sent
     /// along as the chain.
     #[arg(long, value_name = "CERT")]
     cert: PathBuf,
-    /// PKCS #8 PEM private key (RSA, ECDSA P-256/P-384, Ed25519).
+    /// PKCS #8 PEM private key (RSA, ECDSA P-256/P-384/P-521, Ed25519).
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
     /// PEM file of intermediate certificates to include.
     #[arg(long, value_name = "PEM")]
     chain: Option<PathBuf>,
-    /// application/pkcs7-mime signed-data instead of multipart/signed.
-    #[arg(long)]
-    opaque: bool,
-    /// RSA keys only; ECDSA and Ed25519 keys use their own.
+    /// RSA keys only; ECDSA and Ed25519 keys use their own. Never SHA-1.
     #[arg(long, value_name = "DIGEST")]
     digest: Option<Digest>,
+    /// RSA-PSS (salt as long as the digest, MGF1 with the same digest)
+    /// instead of PKCS #1 v1.5. RSA keys only.
+    #[arg(long)]
+    pss: bool,
     /// The message to sign.
     #[arg(long = "in", value_name = "FILE")]
     input: PathBuf,
     /// Where the signed message is written.
     #[arg(long = "out", value_name = "FILE")]
     output: PathBuf,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// application/pkcs7-mime signed-data instead of multipart/signed.
+    #[arg(long)]
+    opaque: bool,
+}
+
+#[derive(Args)]
+struct CosignArgs {
+    #[command(flatten)]
+    signer: SignerArgs,
 }
 
 #[derive(Args)]
@@ -122,7 +155,8 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct EncryptArgs {
-    /// Recipient certificate (repeatable): RSA or ECDSA P-256.
+    /// Recipient certificate (repeatable): RSA, or EC on P-256, P-384 or
+    /// P-521 (ECDH with the KDF hash matching the curve).
     #[arg(long = "recip", value_name = "CERT", required = true)]
     recips: Vec<PathBuf>,
     /// Content encryption.
@@ -168,6 +202,8 @@ struct DecryptArgs {
 enum Digest {
     #[value(name = "sha256")]
     Sha256,
+    #[value(name = "sha384")]
+    Sha384,
     #[value(name = "sha512")]
     Sha512,
 }
@@ -176,6 +212,7 @@ impl From<Digest> for DigestAlgorithm {
     fn from(d: Digest) -> Self {
         match d {
             Digest::Sha256 => DigestAlgorithm::Sha256,
+            Digest::Sha384 => DigestAlgorithm::Sha384,
             Digest::Sha512 => DigestAlgorithm::Sha512,
         }
     }
@@ -228,8 +265,66 @@ fn read(path: &Path) -> Result<Vec<u8>, AnyError> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()).into())
 }
 
-fn write(path: &Path, data: &[u8]) -> Result<(), AnyError> {
-    std::fs::write(path, data).map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+/// The input message, buffered.
+fn open_input(path: &Path) -> Result<BufReader<File>, AnyError> {
+    File::open(path)
+        .map(|f| BufReader::with_capacity(64 * 1024, f))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()).into())
+}
+
+/// An output file written under a temporary name beside its final path and
+/// renamed into place by [`Output::commit`]; dropped without a commit, the
+/// temporary file is removed (a failed command leaves no partial output).
+struct Output {
+    path: PathBuf,
+    file: tempfile::NamedTempFile,
+}
+
+impl Output {
+    fn create(path: &Path) -> Result<Self, AnyError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let file = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    fn writer(&mut self) -> BufWriter<&mut File> {
+        BufWriter::with_capacity(64 * 1024, self.file.as_file_mut())
+    }
+
+    /// The content written so far, from the start.
+    fn reader(&self) -> Result<BufReader<File>, AnyError> {
+        open_input(self.file.path())
+    }
+
+    fn commit(self) -> Result<(), AnyError> {
+        self.file
+            .persist(&self.path)
+            .map(drop)
+            .map_err(|e| format!("cannot write {}: {}", self.path.display(), e.error).into())
+    }
+}
+
+/// Streams through `f` from `input` into a new [`Output`] at `path`.
+fn stream_to<T>(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> Result<T, Error>,
+) -> Result<(Output, T), AnyError> {
+    let mut out = Output::create(path)?;
+    let value = {
+        let mut w = out.writer();
+        let value = f(&mut w)?;
+        w.flush()
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        value
+    };
+    Ok((out, value))
 }
 
 /// Every certificate of a PEM file, or the one certificate of a DER file.
@@ -252,11 +347,10 @@ fn private_key(path: &Path) -> Result<PrivateKey, AnyError> {
     PrivateKey::from_pem(&data).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-fn cmd_sign(o: &SignArgs) -> Result<(), AnyError> {
+/// The signer `--cert`, `--key`, `--chain`, `--digest` and `--pss` describe.
+fn signer(o: &SignerArgs) -> Result<Signer, AnyError> {
     let cert = &o.cert;
     let key = private_key(&o.key)?;
-    let input = read(&o.input)?;
-    let out = &o.output;
     let mut chain = certificates(cert)?;
     if let Some(p) = &o.chain {
         chain.extend(certificates(p)?);
@@ -265,10 +359,32 @@ fn cmd_sign(o: &SignArgs) -> Result<(), AnyError> {
     if let Some(d) = o.digest {
         signer = signer.with_digest(d.into())?;
     }
+    if o.pss {
+        signer = signer
+            .with_rsa_pss()
+            .map_err(|e| format!("--pss: {}: {e}", o.key.display()))?;
+    }
+    Ok(signer)
+}
+
+fn cmd_sign(o: &SignArgs) -> Result<(), AnyError> {
+    let mut signer = signer(&o.signer)?;
     if o.opaque {
         signer = signer.with_form(SignatureForm::Opaque);
     }
-    write(out, &signer.sign_message(&input)?)
+    let input = open_input(&o.signer.input)?;
+    let (out, ()) = stream_to(&o.signer.output, |w| signer.sign_stream(input, w))?;
+    out.commit()
+}
+
+/// Co-signing reads the message whole (the engine's co-signature is
+/// one-shot).
+fn cmd_cosign(o: &CosignArgs) -> Result<(), AnyError> {
+    let signer = signer(&o.signer)?;
+    let message = read(&o.signer.input)?;
+    let cosigned = signer.cosign_message(&message)?;
+    let (out, ()) = stream_to(&o.signer.output, |w| Ok(w.write_all(&cosigned)?))?;
+    out.commit()
 }
 
 /// A verifier trusting every `--ca` file, as of `--at` when given.
@@ -285,51 +401,52 @@ fn verifier(cas: &[PathBuf], at: Option<SystemTime>) -> Result<Verifier, AnyErro
 }
 
 fn cmd_verify(o: &VerifyArgs) -> Result<(), AnyError> {
-    let input = read(&o.input)?;
     let verifier = verifier(&o.cas, o.at)?;
-    let verified = verifier.verify_message(&input)?;
-    print_report(&verified.report);
-    if !verified.report.is_valid() {
+    let input = open_input(&o.input)?;
+    // The content streams out before the signature (after it) is checked:
+    // the output is kept only when the report says valid.
+    let (out, report) = match &o.output {
+        Some(path) => {
+            let (out, report) = stream_to(path, |w| verifier.verify_stream_to(input, w))?;
+            (Some(out), report)
+        }
+        None => (None, verifier.verify_stream(input)?),
+    };
+    print_report(&report);
+    if !report.is_valid() {
         return Err(Box::new(NotValid));
     }
-    if let Some(out) = &o.output {
-        write(out, &verified.message())?;
+    match out {
+        Some(out) => out.commit(),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn cmd_encrypt(o: &EncryptArgs) -> Result<(), AnyError> {
-    let input = read(&o.input)?;
-    let out = &o.output;
     let mut encryptor = Encryptor::new(o.cipher.into());
     for p in &o.recips {
         let certs = certificates(p)?;
         let cert = certs.into_iter().next().ok_or("no certificate")?;
-        let info = CertInfo::from_der(cert.der()).map_err(|e| format!("{}: {e}", p.display()))?;
-        let transport = match info.key {
-            KeyAlgorithm::Rsa { .. } if o.oaep => KeyManagement::RsaOaepSha256,
-            KeyAlgorithm::Rsa { .. } => KeyManagement::RsaPkcs1v15,
-            KeyAlgorithm::EcdsaP256 => KeyManagement::EcdhP256Sha256Kdf,
-            other => {
-                return Err(format!(
-                    "{}: a {other} key cannot receive encrypted mail (RSA or P-256 only)",
-                    p.display()
-                )
-                .into());
-            }
+        let transport = match KeyManagement::for_certificate(&cert) {
+            Ok(KeyManagement::RsaPkcs1v15) if o.oaep => KeyManagement::RsaOaepSha256,
+            Ok(method) => method,
+            Err(e) => return Err(format!("{}: {e}", p.display()).into()),
         };
         encryptor
             .add_recipient(cert, transport)
             .map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    write(out, &encryptor.encrypt_message(&input)?)
+    let input = open_input(&o.input)?;
+    let (out, ()) = stream_to(&o.output, |w| encryptor.encrypt_stream(input, w))?;
+    out.commit()
 }
+
+/// More nested layers than this are refused (a triple wrap is 3).
+const MAX_LAYERS: usize = 8;
 
 fn cmd_decrypt(o: &DecryptArgs) -> Result<(), AnyError> {
     let cert_path = &o.cert;
     let key = private_key(&o.key)?;
-    let input = read(&o.input)?;
-    let out = &o.output;
     let cert = certificates(cert_path)?
         .into_iter()
         .next()
@@ -337,35 +454,62 @@ fn cmd_decrypt(o: &DecryptArgs) -> Result<(), AnyError> {
     let decryptor =
         Decryptor::new(key, cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
     let verifier = verifier(&o.cas, o.at)?;
-    // Every layer comes off: the encryption, a signature inside it
-    // (sign-then-encrypt), and further layers (triple wrap).
-    let opened = mailtls_smime::open(&input, &verifier, std::slice::from_ref(&decryptor))?;
-    if !opened.was_encrypted() {
-        return Err("the message is not encrypted".into());
-    }
+    // Every layer comes off, each streamed into the next temporary file:
+    // the encryption, a signature inside it (sign-then-encrypt), and
+    // further layers (triple wrap).
+    let mut current: Option<Output> = None;
+    let mut decrypted = false;
     let mut all_valid = true;
-    for layer in &opened.layers {
-        match layer {
-            OpenedLayer::Encrypted(cipher) => println!("decrypted: {cipher:?}"),
-            OpenedLayer::Signed(report) => {
+    for _ in 0..MAX_LAYERS {
+        let reader = match &current {
+            Some(out) => out.reader()?,
+            None => open_input(&o.input)?,
+        };
+        match stream_to(&o.output, |w| verifier.verify_stream_to(reader, w)) {
+            Ok((next, report)) => {
                 println!("signed layer inside:");
                 if o.cas.is_empty() {
                     println!("  (no --ca given: the chain cannot be checked)");
                 }
-                print_report(report);
+                print_report(&report);
                 all_valid &= report.is_valid();
+                current = Some(next);
+                continue;
             }
-            other => println!("layer: {other:?}"),
+            Err(e) if !is_not_smime(&e) => return Err(e),
+            Err(_) => {}
+        }
+        let reader = match &current {
+            Some(out) => out.reader()?,
+            None => open_input(&o.input)?,
+        };
+        match stream_to(&o.output, |w| decryptor.decrypt_stream(reader, w)) {
+            Ok((next, cipher)) => {
+                println!("decrypted: {cipher:?}");
+                decrypted = true;
+                current = Some(next);
+            }
+            Err(e) if !is_not_smime(&e) => return Err(e),
+            Err(_) => break,
         }
     }
+    let Some(current) = current.filter(|_| decrypted) else {
+        return Err("the message is not encrypted".into());
+    };
     // The decrypted content is written even when a signature inside does
     // not verify: decryption worked; the exit status tells about the
     // signature.
-    write(out, &opened.message)?;
+    current.commit()?;
     if !all_valid {
         return Err(Box::new(NotValid));
     }
     Ok(())
+}
+
+/// Whether a layer attempt failed only because the message is not of that
+/// kind (so the next kind is tried, or the layers are all off).
+fn is_not_smime(e: &AnyError) -> bool {
+    matches!(e.downcast_ref::<Error>(), Some(Error::NotSmime(_)))
 }
 
 fn when(t: SystemTime) -> String {
@@ -417,6 +561,9 @@ fn print_report(report: &VerifyReport) {
         if let Some(t) = s.signing_time {
             println!("  signing time:       {}", when(t));
         }
+        for weak in &s.weak_algorithms {
+            println!("  weak algorithm:     {weak}");
+        }
         for (name, check) in s.checks() {
             let result = match check {
                 Check::Passed => "ok".to_owned(),
@@ -426,14 +573,15 @@ fn print_report(report: &VerifyReport) {
             println!("  {:<19} {result}", format!("{name}:"));
         }
     }
-    println!(
-        "result: {}",
-        if report.is_valid() {
-            "valid"
-        } else {
-            "NOT VALID"
+    let result = match report.verdict() {
+        Verdict::Valid => "valid".to_owned(),
+        Verdict::ValidWeak(weak) => {
+            let names: Vec<String> = weak.iter().map(ToString::to_string).collect();
+            format!("VALID BUT WEAK ({}): not trusted", names.join(", "))
         }
-    );
+        _ => "NOT VALID".to_owned(),
+    };
+    println!("result: {result}");
 }
 
 impl std::fmt::Display for NotValid {
@@ -449,6 +597,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Sign(a) => cmd_sign(a),
+        Command::Cosign(a) => cmd_cosign(a),
         Command::Verify(a) => cmd_verify(a),
         Command::Encrypt(a) => cmd_encrypt(a),
         Command::Decrypt(a) => cmd_decrypt(a),

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use mailtls_core::DnsName;
 use mailtls_smime::gateway::{
     Address, EncryptionPolicy, EncryptionScope, Fingerprint, RecipientMatch, RelayAllowance,
-    StatusHeaders, SubjectMarks, TrustedRelay,
+    StatusHeaders, SubjectMarks, TrustedRelay, WeakSignatures,
 };
 use serde::Deserialize;
 
@@ -37,6 +37,8 @@ pub(crate) struct RawSmime {
     policies: BTreeMap<String, String>,
     domain_signing: Vec<String>,
     status_header_prefix: String,
+    weak_signatures: String,
+    rsa_pss: bool,
     marks: RawMarks,
     trusted_relays: Vec<RawTrustedRelay>,
     send_as: BTreeMap<String, Vec<String>>,
@@ -56,6 +58,8 @@ impl Default for RawSmime {
             policies: BTreeMap::new(),
             domain_signing: Vec::new(),
             status_header_prefix: "X-Mailtls-".into(),
+            weak_signatures: "mark".into(),
+            rsa_pss: false,
             marks: RawMarks::default(),
             trusted_relays: Vec::new(),
             send_as: BTreeMap::new(),
@@ -71,6 +75,7 @@ struct RawMarks {
     encrypted: String,
     signature_invalid: String,
     failed: String,
+    signature_weak: String,
 }
 
 impl Default for RawMarks {
@@ -81,6 +86,7 @@ impl Default for RawMarks {
             encrypted: "[encrypted]".into(),
             signature_invalid: "[signature invalid]".into(),
             failed: "[S/MIME failed]".into(),
+            signature_weak: "[weak signature]".into(),
         }
     }
 }
@@ -139,6 +145,11 @@ pub struct SmimeSection {
     pub marks: SubjectMarks,
     /// The status headers' name prefix (`X-Mailtls-`).
     pub status_headers: StatusHeaders,
+    /// What a signature over SHA-1 (Outlook, older NSS) gets: its own mark
+    /// (`marks.signature_weak`), or nothing, as if unsigned.
+    pub weak_signatures: WeakSignatures,
+    /// RSA keys sign with RSASSA-PSS instead of PKCS #1 v1.5.
+    pub rsa_pss: bool,
     /// `smime.send_as`: the addresses each login (`[[users]]` name) may
     /// have mail signed as. A login not listed may sign as itself when it
     /// is an address, else as nothing.
@@ -303,6 +314,7 @@ impl RawSmime {
             &m.signature_invalid,
         )
         .and_then(|marks| marks.with_failed(&m.failed))
+        .and_then(|marks| marks.with_weak_signature(&m.signature_weak))
         .map_err(|e| {
             let which = match &e {
                 mailtls_smime::gateway::MarkError::Empty { which }
@@ -317,6 +329,16 @@ impl RawSmime {
             };
             invalid(key, e.to_string())
         })?;
+        let weak_signatures = match self.weak_signatures.trim().to_ascii_lowercase().as_str() {
+            "mark" => WeakSignatures::Mark,
+            "unsigned" => WeakSignatures::Unsigned,
+            other => {
+                return Err(invalid(
+                    "smime.weak_signatures",
+                    format!("unknown rule {other:?} (mark or unsigned)"),
+                ));
+            }
+        };
         let status_headers = StatusHeaders::new(&self.status_header_prefix)
             .map_err(|e| invalid("smime.status_header_prefix", e.to_string()))?;
         if self
@@ -340,6 +362,8 @@ impl RawSmime {
             trusted_relays,
             marks,
             status_headers,
+            weak_signatures,
+            rsa_pss: self.rsa_pss,
             send_as,
         })
     }
@@ -384,6 +408,8 @@ default_policy = "never"
 encryption_scope = "all-or-nothing"
 domain_signing = ["partner.example", "bob@other.example"]
 status_header_prefix = "X-Gw-"
+weak_signatures = "unsigned"
+rsa_pss = true
 [smime.policies]
 "secure.example" = "reject"
 "retry.example" = "always"
@@ -426,6 +452,12 @@ keys = ["00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"]
         assert_eq!(s.trusted_relays[1].allowed.len(), 2);
         assert_eq!(s.marks.text(mailtls_smime::gateway::Mark::Signed), "(S)");
         assert!(s.status_headers.is_status_header("x-gw-signed"));
+        assert_eq!(s.weak_signatures, WeakSignatures::Unsigned);
+        assert!(s.rsa_pss);
+        assert_eq!(
+            RawSmime::default().into_section().unwrap().weak_signatures,
+            WeakSignatures::Mark
+        );
     }
 
     #[test]

@@ -647,7 +647,8 @@ fn load_gateway(section: &SmimeSection, dir: &Path) -> Result<Gateway, SmimePath
         incoming: IncomingRules::default()
             .with_harvest(section.harvest)
             .with_marks(section.marks.clone())
-            .with_headers(section.status_headers.clone()),
+            .with_headers(section.status_headers.clone())
+            .with_weak_signatures(section.weak_signatures),
         trust_anchors,
     };
     tracing::info!(
@@ -663,7 +664,8 @@ fn outgoing_rules(section: &SmimeSection) -> OutgoingRules {
     let mut rules = OutgoingRules::default()
         .with_default_policy(section.default_policy)
         .with_encrypt_to_sender(section.encrypt_to_sender)
-        .with_scope(section.encryption_scope);
+        .with_scope(section.encryption_scope)
+        .with_rsa_pss(section.rsa_pss);
     for relay in &section.trusted_relays {
         rules = rules.with_trusted_relay(relay.clone());
     }

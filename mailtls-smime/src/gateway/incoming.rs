@@ -53,6 +53,14 @@ pub enum SignatureStatus {
         /// The domain.
         domain: DnsName,
     },
+    /// Verified and names the From address, but over a weak algorithm
+    /// (SHA-1): what it gets is [`IncomingRules::weak_signatures`].
+    ValidWeak {
+        /// The From address the certificate matched.
+        signer: Address,
+        /// The weak algorithm, e.g. `SHA-1`.
+        algorithm: String,
+    },
     /// Signed, but verification failed.
     Invalid {
         /// What failed, for the status header.
@@ -142,6 +150,10 @@ impl StatusHeaders {
                 SignatureStatus::ValidForDomain { domain } => {
                     format!("valid; domain={}", domain.as_str())
                 }
+                SignatureStatus::ValidWeak { signer, algorithm } => format!(
+                    "weak; signer={signer}; algorithm=\"{}\"",
+                    header_safe(algorithm)
+                ),
                 SignatureStatus::Invalid { reason } => {
                     format!("invalid; reason=\"{}\"", header_safe(reason))
                 }
@@ -170,6 +182,20 @@ fn header_safe(s: &str) -> String {
         .join(" ")
 }
 
+/// What a signature that verified over a weak algorithm (SHA-1, as
+/// Outlook and older NSS sign) gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WeakSignatures {
+    /// Its own Subject mark ([`Mark::SignedWeak`], `[weak signature]` by
+    /// default) and a `weak` status header; never the "signed" mark.
+    #[default]
+    Mark,
+    /// Treated as unsigned: no mark, no signature status header, no
+    /// harvest.
+    Unsigned,
+}
+
 /// The incoming rules: configuration, built once.
 ///
 /// Made from `IncomingRules::default()` (no harvesting, the default marks
@@ -194,6 +220,8 @@ pub struct IncomingRules {
     pub marks: SubjectMarks,
     /// Status headers.
     pub headers: StatusHeaders,
+    /// What a signature over a weak algorithm gets.
+    pub weak_signatures: WeakSignatures,
 }
 
 impl IncomingRules {
@@ -213,6 +241,22 @@ impl IncomingRules {
     pub fn with_headers(mut self, headers: StatusHeaders) -> Self {
         self.headers = headers;
         self
+    }
+
+    /// What signatures over a weak algorithm (SHA-1) get.
+    pub fn with_weak_signatures(mut self, rule: WeakSignatures) -> Self {
+        self.weak_signatures = rule;
+        self
+    }
+
+    /// Applies [`IncomingRules::weak_signatures`] to a verification status:
+    /// `None` (unsigned) for a weak signature when the rule says so, the
+    /// status unchanged otherwise.
+    pub fn weak_signature_rule(&self, status: SignatureStatus) -> Option<SignatureStatus> {
+        match (&status, self.weak_signatures) {
+            (SignatureStatus::ValidWeak { .. }, WeakSignatures::Unsigned) => None,
+            _ => Some(status),
+        }
     }
 
     /// Whether to decrypt, and with which keys. A user key counts for a
@@ -271,6 +315,7 @@ impl IncomingRules {
             Some(SignatureStatus::ValidForDomain { domain }) => {
                 marks.push(Mark::SignedByDomain(domain.as_str()));
             }
+            Some(SignatureStatus::ValidWeak { .. }) => marks.push(Mark::SignedWeak),
             Some(SignatureStatus::Invalid { .. }) => marks.push(Mark::SignatureInvalid),
             None => {}
         }

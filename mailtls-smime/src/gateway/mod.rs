@@ -24,7 +24,7 @@ pub use capabilities::Capabilities;
 pub use certificate::{CertificateError, Fingerprint, KeyUsageBits, SmimeCertificate, Unusable};
 pub use incoming::{
     DecryptDecision, HeaderPrefixError, IncomingMessage, IncomingRules, SecurityResult,
-    SignatureStatus, StatusHeaders,
+    SignatureStatus, StatusHeaders, WeakSignatures,
 };
 pub use key_store::{KeyStore, KeyStoreError, OwnKey};
 pub use keys::{KeyDirectory, KeyOwner, KeyRef};

@@ -203,6 +203,9 @@ pub struct OutgoingRules {
     /// Per recipient (default) or all or nothing; used by
     /// [`OutgoingRules::decide_per_recipient`].
     pub scope: EncryptionScope,
+    /// Sign with RSASSA-PSS instead of PKCS #1 v1.5 where the key is RSA
+    /// (EC and Ed25519 keys sign as they always do).
+    pub rsa_pss: bool,
 }
 
 impl OutgoingRules {
@@ -222,6 +225,13 @@ impl OutgoingRules {
     /// subdomains that have none of their own).
     pub fn with_policy(mut self, domain: DnsName, policy: EncryptionPolicy) -> Self {
         self.policies.insert(domain, policy);
+        self
+    }
+
+    /// Whether RSA keys sign with RSASSA-PSS (salt as long as the digest,
+    /// MGF1 with the same digest) instead of PKCS #1 v1.5.
+    pub fn with_rsa_pss(mut self, on: bool) -> Self {
+        self.rsa_pss = on;
         self
     }
 

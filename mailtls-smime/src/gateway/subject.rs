@@ -19,6 +19,8 @@ pub const DOMAIN_PLACEHOLDER: &str = "{domain}";
 
 /// The default mark of S/MIME mail that could not be read.
 const DEFAULT_FAILED: &str = "[S/MIME failed]";
+/// The default mark of a signature that verified over a weak algorithm.
+const DEFAULT_WEAK_MARK: &str = "[weak signature]";
 
 /// Longest text the domain placeholder stands for when stripping.
 const MAX_DOMAIN_CHARS: usize = 255;
@@ -56,6 +58,7 @@ pub struct SubjectMarks {
     encrypted: String,
     invalid: String,
     failed: String,
+    weak: String,
     patterns: Vec<Pattern>,
 }
 
@@ -72,6 +75,8 @@ pub enum Mark<'a> {
     SignatureInvalid,
     /// S/MIME whose signature or envelope could not be read at all.
     Failed,
+    /// Signed and verified, but over a weak algorithm (SHA-1).
+    SignedWeak,
 }
 
 impl Default for SubjectMarks {
@@ -83,6 +88,7 @@ impl Default for SubjectMarks {
             encrypted: "[encrypted]".into(),
             invalid: "[signature invalid]".into(),
             failed: DEFAULT_FAILED.into(),
+            weak: DEFAULT_WEAK_MARK.into(),
             patterns: Vec::new(),
         };
         m.patterns = m.build_patterns();
@@ -92,6 +98,8 @@ impl Default for SubjectMarks {
 
 impl SubjectMarks {
     /// Builds the marks; `signed_by_domain` may contain `{domain}` once.
+    /// The weak-signature mark keeps its default (`[weak signature]`):
+    /// see [`SubjectMarks::with_weak_signature`].
     pub fn new(
         signed: &str,
         signed_by_domain: &str,
@@ -112,6 +120,7 @@ impl SubjectMarks {
             encrypted: encrypted.to_owned(),
             invalid: invalid.to_owned(),
             failed: DEFAULT_FAILED.to_owned(),
+            weak: DEFAULT_WEAK_MARK.to_owned(),
             patterns: Vec::new(),
         };
         m.patterns = m.build_patterns();
@@ -127,9 +136,25 @@ impl SubjectMarks {
         Ok(self)
     }
 
+    /// Uses `text` as the mark of a signature that verified over a weak
+    /// algorithm (SHA-1), instead of `[weak signature]`. Like every mark,
+    /// its look-alikes are removed from incoming Subjects.
+    pub fn with_weak_signature(mut self, text: &str) -> Result<Self, MarkError> {
+        check_mark("signature_weak", text, 0)?;
+        self.weak = text.to_owned();
+        self.patterns = self.build_patterns();
+        Ok(self)
+    }
+
     fn build_patterns(&self) -> Vec<Pattern> {
         let mut out = Vec::new();
-        for text in [&self.signed, &self.encrypted, &self.invalid, &self.failed] {
+        for text in [
+            &self.signed,
+            &self.encrypted,
+            &self.invalid,
+            &self.failed,
+            &self.weak,
+        ] {
             out.push(Pattern::new(text, None));
         }
         match self.signed_by_domain.split_once(DOMAIN_PLACEHOLDER) {
@@ -156,6 +181,7 @@ impl SubjectMarks {
             Mark::Encrypted => self.encrypted.clone(),
             Mark::SignatureInvalid => self.invalid.clone(),
             Mark::Failed => self.failed.clone(),
+            Mark::SignedWeak => self.weak.clone(),
         }
     }
 

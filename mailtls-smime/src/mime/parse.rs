@@ -59,6 +59,23 @@ pub(crate) fn addresses(message: &Message<'_>) -> Vec<String> {
     out
 }
 
+/// The decoded body of `part` of `raw` (the bytes mail-parser parsed): a
+/// base64 body is decoded strictly, so that broken transport encoding is
+/// reported as [`Error::Base64`] instead of reaching the BER decoder as
+/// garbage (mail-parser skips what it cannot decode).
+pub(crate) fn part_body(raw: &[u8], part: &MessagePart<'_>, what: &'static str) -> Result<Vec<u8>> {
+    let base64 = part
+        .content_transfer_encoding()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("base64"));
+    if !base64 {
+        return Ok(part.contents().to_vec());
+    }
+    let body = raw
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .ok_or_else(|| Error::Mime(format!("{what}: body offsets out of range")))?;
+    super::decode_base64_body(body, what)
+}
+
 /// Parses a received message and finds its S/MIME layer.
 pub(crate) fn parse(raw: &[u8]) -> Result<Received> {
     let message = MessageParser::default()
@@ -109,13 +126,13 @@ pub(crate) fn parse(raw: &[u8]) -> Result<Received> {
             // mail-parser's part end already leaves out the line end that
             // belongs to the next delimiter.
             content: content.to_vec(),
-            signature: sig.contents().to_vec(),
+            signature: part_body(raw, sig, "signature part")?,
         }
     } else if is_type(root, "application", &["pkcs7-mime", "x-pkcs7-mime"])
         || (is_octet_stream(root) && file_name_ends(root, ".p7m"))
     {
         Layer::Opaque {
-            cms: root.contents().to_vec(),
+            cms: part_body(raw, root, "application/pkcs7-mime")?,
         }
     } else {
         Layer::Plain

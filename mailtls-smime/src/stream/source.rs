@@ -4,8 +4,8 @@
 
 use std::io::Read;
 
+use crate::mime::BASE64_BODY;
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 
 use crate::error::{Error, Result};
 use crate::stream::CHUNK;
@@ -14,6 +14,9 @@ use crate::stream::CHUNK;
 /// originator info).
 pub(crate) const MAX_ELEMENT: usize = 1024 * 1024;
 const MAX_DEPTH: usize = 32;
+
+/// The body a streamed base64 error is in (a Source reads only these).
+const BASE64_PART: &str = "application/pkcs7-mime";
 
 /// Decoded bytes of a base64 (or binary) body, pulled on demand.
 pub(crate) struct Source<R> {
@@ -29,6 +32,8 @@ pub(crate) struct Source<R> {
     bytes: Vec<u8>,
     pos: usize,
     eof: bool,
+    /// Body bytes read so far (for the position in base64 errors).
+    read: usize,
 }
 
 impl<R: Read> Source<R> {
@@ -43,6 +48,7 @@ impl<R: Read> Source<R> {
             bytes: Vec::new(),
             pos: 0,
             eof: false,
+            read: 0,
         }
     }
 
@@ -140,17 +146,35 @@ impl<R: Read> Source<R> {
             self.bytes.extend_from_slice(&chunk[..n]);
             return Ok(n > 0);
         }
-        self.text
-            .extend(chunk[..n].iter().filter(|b| !b.is_ascii_whitespace()));
+        for (i, &b) in chunk[..n].iter().enumerate() {
+            if b.is_ascii_whitespace() {
+                continue;
+            }
+            if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')) {
+                return Err(Error::Base64 {
+                    part: BASE64_PART,
+                    detail: format!(
+                        "{} at byte {} of the body",
+                        crate::mime::describe_byte(b),
+                        self.read + i
+                    ),
+                });
+            }
+            self.text.push(b);
+        }
+        self.read += n;
         let usable = if self.eof {
             self.text.len()
         } else {
             self.text.len() / 4 * 4
         };
         if usable > 0 {
-            let decoded = STANDARD
+            let decoded = BASE64_BODY
                 .decode(&self.text[..usable])
-                .map_err(|e| Error::Mime(format!("base64 body: {e}")))?;
+                .map_err(|e| Error::Base64 {
+                    part: BASE64_PART,
+                    detail: e.to_string(),
+                })?;
             self.bytes.extend_from_slice(&decoded);
             self.text.drain(..usable);
         }

@@ -14,7 +14,7 @@ use crate::algorithms::{DigestAlgorithm, ID_SIGNED_DATA};
 use crate::ber::{self, write_len};
 use crate::error::{Error, Result};
 use crate::mime::canon::{field_name, header_fields};
-use crate::mime::parse::{addresses, file_name_ends, is_octet_stream, is_type};
+use crate::mime::parse::{addresses, file_name_ends, is_octet_stream, is_type, part_body};
 use crate::stream::sign::SignerDigests;
 use crate::stream::source::Source;
 use crate::stream::transform::CrlfCanon;
@@ -24,7 +24,9 @@ use crate::verify::{Content, Verifier, VerifyReport, signed_data};
 /// Largest signature part accepted (certificates included).
 const MAX_SIGNATURE_PART: usize = 4 * 1024 * 1024;
 
-const DIGESTS: [DigestAlgorithm; 3] = [
+/// SHA-1 too: Outlook's signatures use it (verified, reported as weak).
+const DIGESTS: [DigestAlgorithm; 4] = [
+    DigestAlgorithm::Sha1,
     DigestAlgorithm::Sha256,
     DigestAlgorithm::Sha384,
     DigestAlgorithm::Sha512,
@@ -32,7 +34,7 @@ const DIGESTS: [DigestAlgorithm; 3] = [
 
 /// The supported digests of one byte stream, computed side by side because
 /// the signature naming the digest comes after the content.
-struct Digests([digest::Context; 3]);
+struct Digests([digest::Context; 4]);
 
 impl Digests {
     fn new() -> Self {
@@ -243,7 +245,8 @@ impl Verifier {
                 "second part of multipart/signed is not a PKCS #7 signature".into(),
             ));
         }
-        let der = ber::to_der(sig_part.contents())?;
+        let signature = part_body(part, sig_part, "signature part")?;
+        let der = ber::to_der(&signature)?;
         let sd = signed_data(&der)?;
 
         let canonical = canonical.finish();

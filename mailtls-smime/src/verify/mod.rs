@@ -23,17 +23,19 @@ use crate::algorithms::{
     ATTR_CONTENT_TYPE, ATTR_ENCRYPTION_KEY_PREFERENCE, ATTR_MESSAGE_DIGEST,
     ATTR_SIGNING_CERTIFICATE_V2, ATTR_SIGNING_TIME, ATTR_SMIME_CAPABILITIES, DigestAlgorithm,
     EC_PUBLIC_KEY, ED25519, ID_SIGNED_DATA, PssParams, RSA_ENCRYPTION, RSASSA_PSS, SECP256R1,
-    SECP384R1, SmimeCapabilities,
+    SECP384R1, SECP521R1, SmimeCapabilities,
 };
 use crate::ber;
 use crate::cert::Certificate;
 use crate::error::{Error, Result};
 use crate::mime::canon::to_crlf;
 use crate::mime::parse::{self, Layer};
-pub use report::{Check, Failure, SignerReport, VerifyReport};
+pub use report::{Check, Failure, SignerReport, Verdict, VerifyReport, WeakAlgorithm};
 
 const EMAIL_PROTECTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.4");
 const ANY_EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
+const SHA1_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
+const ECDSA_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
 const SHA256_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const SHA384_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
 const SHA512_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
@@ -175,6 +177,16 @@ impl Verifier {
                 continue;
             };
             let (signing_time, capabilities) = informational_attributes(si);
+            // A SHA-1 digest is verified like any other; the weakness is
+            // recorded so that the verdict is never plain "valid".
+            let sha1_digest =
+                DigestAlgorithm::from_oid(&si.digest_alg.oid).is_ok_and(DigestAlgorithm::is_weak);
+            let sha1_signature = matches!(si.signature_algorithm.oid, SHA1_RSA | ECDSA_SHA1);
+            let weak_algorithms = if sha1_digest || sha1_signature {
+                vec![WeakAlgorithm::Sha1]
+            } else {
+                Vec::new()
+            };
             let signature = Check::from_result(check_signature(
                 si,
                 sd.encap_content_info.econtent_type,
@@ -192,6 +204,7 @@ impl Verifier {
                 signing_time,
                 capabilities,
                 encryption_certificate: encryption_preference(si, &pool),
+                weak_algorithms,
             });
         }
         Ok(VerifyReport {
@@ -230,7 +243,7 @@ pub(crate) fn signed_data(der: &[u8]) -> Result<SignedData> {
         .map_err(|e| Error::cms("SignedData", e))
 }
 
-fn econtent(sd: &SignedData) -> Result<Vec<u8>> {
+pub(crate) fn econtent(sd: &SignedData) -> Result<Vec<u8>> {
     let any = sd
         .encap_content_info
         .econtent
@@ -249,7 +262,7 @@ fn identifies(sid: &SignerIdentifier, cert: &Certificate) -> bool {
     }
 }
 
-fn attr_value(si: &SignerInfo, oid: ObjectIdentifier) -> Option<&der::Any> {
+pub(crate) fn attr_value(si: &SignerInfo, oid: ObjectIdentifier) -> Option<&der::Any> {
     si.signed_attrs
         .as_ref()?
         .iter()
@@ -320,7 +333,7 @@ fn signer_alg(si: &SignerInfo, cert: &Certificate) -> std::result::Result<Verify
         .map_err(|_| unsupported(&si.digest_alg.oid))?;
     let (key_alg, curve, _) = cert.public_key();
     let sig_oid = si.signature_algorithm.oid;
-    use DigestAlgorithm::{Sha256, Sha384, Sha512};
+    use DigestAlgorithm::{Sha1, Sha256, Sha384, Sha512};
     if key_alg == RSA_ENCRYPTION && sig_oid == RSASSA_PSS {
         let (hash, salt) = PssParams::read(&si.signature_algorithm)
             .map_err(|e| Failure::UnsupportedAlgorithm(e.to_string()))?;
@@ -332,6 +345,9 @@ fn signer_alg(si: &SignerInfo, cert: &Certificate) -> std::result::Result<Verify
         let salt = u16::try_from(salt)
             .map_err(|_| Failure::UnsupportedAlgorithm("RSA-PSS salt length".into()))?;
         let base = match hash {
+            // aws-lc-rs has no RSA-PSS verification over SHA-1 (and no
+            // client is known to write it).
+            Sha1 => return Err(unsupported(&RSASSA_PSS)),
             Sha256 => signature::RSA_PSS_2048_8192_SHA256,
             Sha384 => signature::RSA_PSS_2048_8192_SHA384,
             Sha512 => signature::RSA_PSS_2048_8192_SHA512,
@@ -341,23 +357,33 @@ fn signer_alg(si: &SignerInfo, cert: &Certificate) -> std::result::Result<Verify
         ));
     }
     let alg: &'static dyn VerificationAlgorithm = match (key_alg, sig_oid) {
-        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA256_RSA | SHA384_RSA | SHA512_RSA) => {
+        (RSA_ENCRYPTION, RSA_ENCRYPTION | SHA1_RSA | SHA256_RSA | SHA384_RSA | SHA512_RSA) => {
             // OpenSSL writes rsaEncryption; the hash is the SignerInfo's.
             let hash = match sig_oid {
+                SHA1_RSA => Sha1,
                 SHA256_RSA => Sha256,
                 SHA384_RSA => Sha384,
                 SHA512_RSA => Sha512,
                 _ => digest,
             };
             match hash {
+                Sha1 => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
                 Sha256 => &signature::RSA_PKCS1_2048_8192_SHA256,
                 Sha384 => &signature::RSA_PKCS1_2048_8192_SHA384,
                 Sha512 => &signature::RSA_PKCS1_2048_8192_SHA512,
             }
         }
-        (EC_PUBLIC_KEY, ECDSA_SHA256 | ECDSA_SHA384 | ECDSA_SHA512 | EC_PUBLIC_KEY) => {
+        (
+            EC_PUBLIC_KEY,
+            ECDSA_SHA1 | ECDSA_SHA256 | ECDSA_SHA384 | ECDSA_SHA512 | EC_PUBLIC_KEY,
+        ) => {
             // OpenSSL hashes with the SignerInfo digest algorithm.
             match (curve, digest) {
+                (Some(SECP256R1), Sha1) => &signature::ECDSA_P256_SHA1_ASN1,
+                (Some(SECP521R1), Sha1) => &signature::ECDSA_P521_SHA1_ASN1,
+                (Some(SECP521R1), Sha256) => &signature::ECDSA_P521_SHA256_ASN1,
+                (Some(SECP521R1), Sha384) => &signature::ECDSA_P521_SHA384_ASN1,
+                (Some(SECP521R1), Sha512) => &signature::ECDSA_P521_SHA512_ASN1,
                 (Some(SECP256R1), Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
                 (Some(SECP256R1), Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
                 (Some(SECP256R1), Sha512) => &signature::ECDSA_P256_SHA512_ASN1,

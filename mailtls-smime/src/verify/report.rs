@@ -48,6 +48,38 @@ pub enum Failure {
     },
 }
 
+/// An algorithm that verified but is too weak to rely on.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeakAlgorithm {
+    /// The signature is over a SHA-1 digest (as Outlook and older NSS
+    /// still write): SHA-1 collisions are practical, so a forger who
+    /// chose the content can have a real signature cover other content.
+    Sha1,
+}
+
+impl std::fmt::Display for WeakAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sha1 => "SHA-1",
+        })
+    }
+}
+
+/// The overall verdict on a signer, or on a whole message.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check held with algorithms this engine considers sound.
+    Valid,
+    /// Every check held, but over a weak algorithm (named): a real
+    /// signature, which a forger may have been able to reuse. Never
+    /// counted as [`Verdict::Valid`]; what it gets is the caller's rule.
+    ValidWeak(Vec<WeakAlgorithm>),
+    /// Some check failed (or, for a message, there is no signer).
+    Invalid,
+}
+
 /// Outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
@@ -98,6 +130,10 @@ pub struct SignerReport {
     /// SMIMEEncryptionKeyPreference attribute, RFC 8551 section 2.5.3),
     /// when the message carries it.
     pub encryption_certificate: Option<Certificate>,
+    /// Weak algorithms the signature relies on (empty when none): a
+    /// signature that passed every check with one of these is
+    /// [`Verdict::ValidWeak`], not valid.
+    pub weak_algorithms: Vec<WeakAlgorithm>,
 }
 
 impl SignerReport {
@@ -113,6 +149,7 @@ impl SignerReport {
             signing_time: None,
             capabilities: None,
             encryption_certificate: None,
+            weak_algorithms: Vec::new(),
         }
     }
 
@@ -128,9 +165,21 @@ impl SignerReport {
         ]
     }
 
-    /// Whether every check held.
+    /// Whether every check held with sound algorithms (a weak signature,
+    /// see [`SignerReport::verdict`], is not valid).
     pub fn is_valid(&self) -> bool {
-        self.checks().iter().all(|(_, c)| c.passed())
+        self.verdict() == Verdict::Valid
+    }
+
+    /// Valid, valid over a weak algorithm, or invalid.
+    pub fn verdict(&self) -> Verdict {
+        if !self.checks().iter().all(|(_, c)| c.passed()) {
+            Verdict::Invalid
+        } else if self.weak_algorithms.is_empty() {
+            Verdict::Valid
+        } else {
+            Verdict::ValidWeak(self.weak_algorithms.clone())
+        }
     }
 
     /// The failed checks with their reasons.
@@ -160,7 +209,38 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Whether the message has at least one signer and every signer passed
     /// every check (the strict rule OpenSSL applies).
+    /// A message whose signers all passed, one of them over a weak
+    /// algorithm, is not valid: see [`VerifyReport::verdict`].
     pub fn is_valid(&self) -> bool {
-        !self.signers.is_empty() && self.signers.iter().all(SignerReport::is_valid)
+        self.verdict() == Verdict::Valid
+    }
+
+    /// The message's verdict: [`Verdict::Valid`] when it has signers and
+    /// every one is valid; [`Verdict::ValidWeak`] (with every weak
+    /// algorithm met) when every signer passed every check and some relied
+    /// on a weak algorithm; otherwise [`Verdict::Invalid`].
+    pub fn verdict(&self) -> Verdict {
+        if self.signers.is_empty() {
+            return Verdict::Invalid;
+        }
+        let mut weak = Vec::new();
+        for s in &self.signers {
+            match s.verdict() {
+                Verdict::Valid => {}
+                Verdict::ValidWeak(w) => {
+                    for a in w {
+                        if !weak.contains(&a) {
+                            weak.push(a);
+                        }
+                    }
+                }
+                _ => return Verdict::Invalid,
+            }
+        }
+        if weak.is_empty() {
+            Verdict::Valid
+        } else {
+            Verdict::ValidWeak(weak)
+        }
     }
 }

@@ -80,7 +80,12 @@ pub fn user_with(ca: &Ca, alg: &'static SignatureAlgorithm, spec: UserSpec<'_>) 
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+    let ec = [
+        &rcgen::PKCS_ECDSA_P256_SHA256,
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+        &rcgen::PKCS_ECDSA_P521_SHA512,
+    ];
+    if ec.contains(&alg) {
         params.key_usages.push(KeyUsagePurpose::KeyAgreement);
     }
     params.not_before = spec.not_after - Duration::days(60);

@@ -20,8 +20,8 @@ use super::outgoing::{
     OutgoingPlan, OutgoingRules, Rejection, SenderAuth, SignDecision, SplitDecision,
 };
 use super::partner_store::{Binding, Harvest, HarvestOutcome, PartnerStore, StoreError};
-use crate::algorithms::EC_PUBLIC_KEY;
-use crate::verify::VerifyReport;
+use crate::algorithms::RSA_ENCRYPTION;
+use crate::verify::{Verdict, VerifyReport};
 use crate::{
     Certificate, ContentEncryption, Decryptor, Encryptor, KeyManagement, OpenedLayer, PrivateKey,
     Signer, SmimeCapabilities, Verifier,
@@ -301,9 +301,10 @@ impl Gateway {
                     // Every chosen key signs the one SignedData: the
                     // sender's key for the recipients that get it, the
                     // domain key for the domain-signing ones.
-                    let mut all = signer(self.own_key(first)?)?;
+                    let pss = self.outgoing.rsa_pss;
+                    let mut all = signer(self.own_key(first)?, pss)?;
                     for key in rest {
-                        all.add_co_signer(signer(self.own_key(key)?)?);
+                        all.add_co_signer(signer(self.own_key(key)?, pss)?);
                         if key.fingerprint() != first.fingerprint()
                             && !co_signed.contains(&key.fingerprint())
                         {
@@ -568,9 +569,10 @@ impl Gateway {
         };
         let split = headers::split(body);
         let from = headers::get(&split, "From").and_then(|v| first_address(&v));
-        let signature = report
-            .as_ref()
-            .map(|r| self.signature_status(r, from.as_ref()));
+        let signature = report.as_ref().and_then(|r| {
+            self.incoming
+                .weak_signature_rule(self.signature_status(r, from.as_ref()))
+        });
         let mut harvest = None;
         if let (Some(status), Some(r)) = (&signature, &report)
             && self.incoming.should_harvest(status)
@@ -687,6 +689,17 @@ impl Gateway {
                     signer: from.clone(),
                 };
             }
+            // The same, with a signer that passed every check over SHA-1.
+            let weak = report.signers.iter().find_map(|s| match s.verdict() {
+                Verdict::ValidWeak(w) => w.first().copied(),
+                _ => None,
+            });
+            if let Some(algorithm) = weak.filter(|_| every_signature_holds) {
+                return SignatureStatus::ValidWeak {
+                    signer: from.clone(),
+                    algorithm: algorithm.to_string(),
+                };
+            }
             if let Some(domain) = self.domain_signature(report, from.domain()) {
                 return SignatureStatus::ValidForDomain { domain };
             }
@@ -791,16 +804,20 @@ fn private_key(key: &OwnKey) -> Result<PrivateKey, ProcessError> {
     PrivateKey::from_der(&key.credentials.key).map_err(engine("reading a key"))
 }
 
-fn signer(key: &OwnKey) -> Result<Signer, ProcessError> {
-    Signer::try_from(&key.credentials).map_err(engine("loading a key"))
+/// The signer of an own key; RSA keys with RSA-PSS when `rsa_pss`.
+fn signer(key: &OwnKey, rsa_pss: bool) -> Result<Signer, ProcessError> {
+    let signer = Signer::try_from(&key.credentials).map_err(engine("loading a key"))?;
+    if rsa_pss && signer.certificate().public_key().0 == RSA_ENCRYPTION {
+        return signer.with_rsa_pss().map_err(engine("loading a key"));
+    }
+    Ok(signer)
 }
 
 /// RSA PKCS #1 v1.5 key transport (what every client reads) for RSA
-/// certificates, ECDH with the SHA-256 KDF (RFC 8551's MUST) for P-256 ones.
+/// certificates, ECDH with the KDF hash matching the curve for P-256
+/// (SHA-256, RFC 8551's MUST), P-384 and P-521 ones. Any other key gets
+/// the RSA method, which the encryptor then refuses with a certificate
+/// error naming the recipient.
 fn key_management(cert: &Certificate) -> KeyManagement {
-    if cert.public_key().0 == EC_PUBLIC_KEY {
-        KeyManagement::EcdhP256Sha256Kdf
-    } else {
-        KeyManagement::RsaPkcs1v15
-    }
+    KeyManagement::for_certificate(cert).unwrap_or(KeyManagement::RsaPkcs1v15)
 }
