@@ -19,13 +19,15 @@ sets=(
   "mailtls-acme|ring,reqwest,webpki-roots,http01-server,dns01-rfc2136,dns01-hook"
 )
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+stamp=$(mktemp)
+trap 'rm -f "$log" "$stamp"' EXIT
 fail=0
 for set in "${sets[@]}"; do
     IFS='|' read -r crate features <<<"$set"
     args=(-p "$crate" --no-default-features)
     [ -n "$features" ] && args+=(--features "$features")
     echo "feature-matrix: cargo test ${args[*]}"
+    touch "$stamp"
     if cargo test "${args[@]}" >"$log" 2>&1; then
         grep -E '^test result' "$log" | awk '{p+=$4; f+=$6} END {print "feature-matrix:   " p " passed, " f " failed"}'
     else
@@ -33,5 +35,8 @@ for set in "${sets[@]}"; do
         grep -vE '^(   Compiling|    Finished|     Running|   Doc-tests)' "$log" | tail -60
         echo "feature-matrix: FAILED: cargo test ${args[*]}" >&2
     fi
+    # Each set links its own test executables (hundreds of MB each) that no
+    # later step reuses; dropping them keeps the run within a small disk.
+    find target/debug/deps -maxdepth 1 -type f -perm -u+x ! -name '*.so' -newer "$stamp" -delete 2>/dev/null || true
 done
 exit "$fail"
