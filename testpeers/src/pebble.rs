@@ -70,6 +70,39 @@ pub struct Pebble {
     pub challtest_url: String,
 }
 
+/// Whether a TLS handshake with `127.0.0.1:port` succeeds against `root`.
+fn tls_ready(port: u16, root: &CertificateDer<'static>) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    if roots.add(root.clone()).is_err() {
+        return false;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let Ok(builder) =
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
+    else {
+        return false;
+    };
+    let config = builder.with_root_certificates(roots).with_no_client_auth();
+    let Ok(name) = rustls_pki_types::ServerName::try_from("127.0.0.1") else {
+        return false;
+    };
+    let Ok(mut conn) = rustls::ClientConnection::new(Arc::new(config), name) else {
+        return false;
+    };
+    let Ok(mut tcp) =
+        std::net::TcpStream::connect_timeout(&loopback(port), std::time::Duration::from_secs(2))
+    else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -82,6 +115,20 @@ impl Pebble {
     /// When `pebble` or `pebble-challtestsrv` is missing
     /// (`apt-get install -y pebble`) or does not listen within 20 seconds.
     pub fn start(opts: PebbleOptions) -> Pebble {
+        // A port `free_port` handed out may be taken by another test before
+        // Pebble binds it; then Pebble exits and the probe below sees
+        // someone else's service. Start again on other ports.
+        for _ in 0..5 {
+            if let Some(pebble) = Self::try_start(&opts) {
+                return pebble;
+            }
+        }
+        panic!("pebble did not start on free ports in 5 attempts");
+    }
+
+    /// One start on fresh ports; `None` when the ACME port turned out to be
+    /// someone else's.
+    fn try_start(opts: &PebbleOptions) -> Option<Pebble> {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
         // Pebble's HTTPS certificate, for localhost and 127.0.0.1.
         let key = rcgen::KeyPair::generate().expect("generating a key");
@@ -189,8 +236,22 @@ impl Pebble {
             cmd.spawn()
                 .expect("pebble is not installed (apt-get install -y pebble)"),
         );
+        let mut pebble = pebble;
         wait_for_port(loopback(listen), limit, "pebble", String::new);
-        Pebble {
+        // Ready means a TLS handshake with Pebble's own certificate works,
+        // not merely that something accepts TCP on the port.
+        let start = std::time::Instant::now();
+        while !tls_ready(listen, cert.der()) {
+            if pebble.0.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "pebble on port {listen} never completed a TLS handshake"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(Pebble {
             pebble,
             _challtestsrv: challtestsrv,
             dir,
@@ -201,7 +262,7 @@ impl Pebble {
             tls_port,
             management_port: management,
             challtest_url: format!("http://127.0.0.1:{challtest_mgmt}"),
-        }
+        })
     }
 
     /// The HTTPS port of the ACME API (the directory URL's port).
