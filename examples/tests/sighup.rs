@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use mailtls_core::{CertificateAuthority, DnsName, ServerCertSpec};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Kills the server on drop, so a failing test leaves nothing behind.
@@ -107,20 +106,6 @@ fn wait_for_port(child: &mut ChildGuard, addr: SocketAddr, log: &Path) {
     }
 }
 
-async fn get<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, host: &str, path: &str) -> String {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(IO_TIMEOUT, s.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
-}
-
 /// The policy file served for `mta-sts.example.test` over HTTPS.
 async fn policy(https: SocketAddr, ca: &Path) -> String {
     let mut config = (*client_config(ca)).clone();
@@ -129,12 +114,12 @@ async fn policy(https: SocketAddr, ca: &Path) -> String {
     let tls = tls_connect(Arc::new(config), "mta-sts.example.test", tcp)
         .await
         .unwrap();
-    get(tls, "mta-sts.example.test", "/.well-known/mta-sts.txt").await
+    http_get(tls, "mta-sts.example.test", "/.well-known/mta-sts.txt").await
 }
 
 async fn status_json(http: SocketAddr) -> Value {
     let tcp = TcpStream::connect(http).await.unwrap();
-    serde_json::from_str(&get(tcp, "mail.example.test", "/status.json").await).unwrap()
+    serde_json::from_str(&http_get(tcp, "mail.example.test", "/status.json").await).unwrap()
 }
 
 /// The first DNS name of the certificate IMAPS serves for `sni`, or `None`

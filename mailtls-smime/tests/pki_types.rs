@@ -7,9 +7,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use mailtls_smime::{
     Certificate, ContentEncryption, Decryptor, Encryptor, Error, KeyManagement, PrivateKey, Signer,
     Verifier,
@@ -21,24 +18,9 @@ use support::{User, ca, openssl_cms, user, write};
 const MESSAGE: &[u8] =
     b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: pki\r\n\r\nHello there\r\n";
 
-/// The key of `u` re-encoded by OpenSSL in its traditional form
-/// (`RSA PRIVATE KEY` / `EC PRIVATE KEY`).
+/// The key of `u` re-encoded by OpenSSL in its traditional form.
 fn traditional(u: &User) -> PrivateKeyDer<'static> {
-    let mut child = Command::new("openssl")
-        .args(["pkey", "-traditional"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("openssl is installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(u.key_pem.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    PrivateKeyDer::from_pem_slice(&out.stdout).unwrap()
+    PrivateKeyDer::from_pem_slice(&support::traditional_pem(u)).unwrap()
 }
 
 fn chain(u: &User, ca_der: &[u8]) -> Vec<CertificateDer<'static>> {

@@ -5,36 +5,14 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use mailtls_core::CertificateWithKey;
 use mailtls_smime::{
     Certificate, ContentEncryption, Decryptor, Encryptor, KeyManagement, Signer, Verifier,
 };
-use support::{User, ca, user};
+use support::{ca, traditional_pem, user};
 
 const MESSAGE: &[u8] =
     b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: core\r\n\r\nHello core\r\n";
-
-/// `u`'s key as OpenSSL's traditional PEM.
-fn traditional_pem(u: &User) -> Vec<u8> {
-    let mut child = Command::new("openssl")
-        .args(["pkey", "-traditional"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("openssl is installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(u.key_pem.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    out.stdout
-}
 
 #[test]
 fn certificate_with_key_signs_and_decrypts() {

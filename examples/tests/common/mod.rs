@@ -354,10 +354,18 @@ pub fn certs_dir_with_broken_pem(data_dir: &Path) -> PathBuf {
 /// GET /status.json over plain HTTP from loopback (the server must answer
 /// plain HTTP: `web.mode` with HTTP); asserts a 200 and parses the body.
 pub async fn status_json(ts: &TestServer) -> serde_json::Value {
-    use tokio::io::AsyncReadExt;
     let addr = ts.server.addrs().http.unwrap();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = "GET /status.json HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n";
+    let s = TcpStream::connect(addr).await.unwrap();
+    serde_json::from_str(&http_get(s, "mail.example.test", "/status.json").await).unwrap()
+}
+
+/// GET `path` over `s` (plain or TLS); asserts a 200 and returns the body.
+pub async fn http_get<S>(mut s: S, host: &str, path: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(IO_TIMEOUT, s.read_to_end(&mut raw))
@@ -367,5 +375,5 @@ pub async fn status_json(ts: &TestServer) -> serde_json::Value {
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    serde_json::from_str(body).unwrap()
+    body.to_owned()
 }

@@ -160,3 +160,24 @@ pub fn openssl_decrypts(u: &User, enc: &[u8]) -> Vec<u8> {
 }
 
 pub const MESSAGE: &[u8] = b"From: Alice <alice@example.org>\r\nTo: bob@example.net\r\nSubject: test\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHello Bob,\r\nthis is signed.\r\n";
+
+/// `u`'s key re-encoded by OpenSSL in its traditional PEM form
+/// (`RSA PRIVATE KEY` / `EC PRIVATE KEY`).
+pub fn traditional_pem(u: &User) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["pkey", "-traditional"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(u.key_pem.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
